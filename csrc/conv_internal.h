@@ -1,0 +1,26 @@
+/* conv_internal.h: what the driver (conv.c) and the algorithm files share. */
+#ifndef FASTCONV_CONV_INTERNAL_H
+#define FASTCONV_CONV_INTERNAL_H
+
+#include "fastconv.h"
+
+/* Workspace blocks start on a cache line (and on an AVX-512 vector). */
+#define FC_ALIGN 64
+
+size_t fc_elem_size(int dtype);
+size_t fc_align_up(size_t n);
+int64_t fc_macs(const fc_conv_desc *d);
+/* Threads one call of this problem uses: 1 below the serial threshold, else d->nthreads. */
+int fc_team_size(const fc_conv_desc *d);
+void *fc_aligned_alloc(size_t bytes);
+void fc_build_col_ranges(const fc_conv_desc *d, int64_t *lo, int64_t *hi);
+
+/* im2col.c: im2col + GEMM for the three passes. */
+int fc_im2col_accepts(const fc_conv_desc *d, int pass);
+int fc_im2col_preferred(const fc_conv_desc *d, int pass);
+size_t fc_im2col_workspace_size(const fc_conv_desc *d, int pass);
+void fc_im2col_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws);
+void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
+void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
+
+#endif

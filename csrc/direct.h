@@ -1,0 +1,62 @@
+/*
+ * direct.h: the direct-convolution work items, one table per ISA.
+ *
+ * The driver (conv.c) splits a pass into independent work items and runs them in its
+ * one OpenMP region; an item is serial code that owns the outputs it writes, so any
+ * thread count gives bitwise the same result and no reduction crosses threads.
+ *
+ *   fwd item          (image n, block of <= FC_DIRECT_KB output channels of one group)
+ *   bwd_data item     (image n, block of <= FC_DIRECT_KB input channels of one group)
+ *   bwd_weights item  (block of <= FC_DIRECT_KB output channels, one input channel c of
+ *                      their group): grad_w[k0:k0+kb, c, :, :]
+ *   bias item         (output channel k): grad_b[k]
+ */
+#ifndef FASTCONV_DIRECT_H
+#define FASTCONV_DIRECT_H
+
+#include "fastconv.h"
+
+/* Channels updated together from one loaded row: 4 rows of outputs plus one input row
+   stay in L1 for any width up to a few thousand pixels, and 4 independent FMA chains
+   hide the FMA latency of the row update. */
+#define FC_DIRECT_KB 4
+
+/* Valid output-column range [lo[m], hi[m]) of kernel column m: the columns j whose
+   input column j*stride_w + m*dil_w - pad_left lies inside the image. Built once per
+   call by the driver so the inner loops carry no bounds test. */
+typedef struct fc_col_range {
+    const int64_t *lo, *hi;
+} fc_col_range;
+
+typedef void (*fc_fwd_item_fn)(const fc_conv_desc *d, fc_col_range cols,
+                               const void *x_ng, const void *w_k, const void *bias_k,
+                               void *y_nk, int64_t kb);
+typedef void (*fc_bwd_data_item_fn)(const fc_conv_desc *d, fc_col_range cols,
+                                    const void *gy_ng, const void *w_gc,
+                                    void *gx_nc, int64_t cb);
+typedef void (*fc_bwd_weights_item_fn)(const fc_conv_desc *d, fc_col_range cols,
+                                       const void *gy_k, const void *x_c,
+                                       void *gw_kc, void *acc, int64_t kb);
+typedef void (*fc_bias_item_fn)(const fc_conv_desc *d, const void *gy_k, void *gb_k, void *acc);
+
+typedef struct fc_direct_ops {
+    fc_fwd_item_fn fwd[2];               /* indexed by enum fc_dtype */
+    fc_bwd_data_item_fn bwd_data[2];
+    fc_bwd_weights_item_fn bwd_weights[2];
+    fc_bias_item_fn bias[2];
+} fc_direct_ops;
+
+extern const fc_direct_ops fc_direct_ops_generic;
+#if defined(__x86_64__) && defined(__GNUC__)
+#define FC_HAVE_X86_KERNELS 1
+extern const fc_direct_ops fc_direct_ops_avx2;
+extern const fc_direct_ops fc_direct_ops_avx512;
+#endif
+
+/* The table for the active ISA. */
+const fc_direct_ops *fc_direct_ops_active(void);
+
+/* Elements of per-thread accumulator the bwd_weights and bias items need. */
+int64_t fc_direct_acc_elems(const fc_conv_desc *d);
+
+#endif

@@ -1,0 +1,9 @@
+/* direct_avx2.c: the direct kernels vectorised for AVX2 + FMA (chosen at run time). */
+#include "direct.h"
+
+#ifdef FC_HAVE_X86_KERNELS
+#pragma GCC target("avx2,fma")
+#define FC_ISA_SUFFIX avx2
+#define FC_OPS_NAME fc_direct_ops_avx2
+#include "direct_isa.inc"
+#endif

@@ -1,0 +1,244 @@
+"""Argument normalisation and validation: user arguments in, one immutable ``ConvSpec`` out.
+
+Everything a user can get wrong is caught here, once, with a ``ValueError`` or
+``TypeError`` that names the argument; nothing below this module validates again.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+IntPair = Union[int, Tuple[int, int]]
+Padding = Union[str, int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
+
+# Every element count and byte size the C side computes must stay far from int64
+# overflow: 2**62 leaves room for the products of an index with a stride.
+_INDEX_LIMIT = 2**62
+
+_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One validated 2-D convolution problem (NCHW, weight (C_out, C_in/groups, kh, kw))."""
+
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    stride: Tuple[int, int]
+    padding: Tuple[int, int, int, int]  # top, bottom, left, right
+    dilation: Tuple[int, int]
+    groups: int
+    dtype: np.dtype
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int, int]:
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def weight_shape(self) -> Tuple[int, int, int, int]:
+        return (self.c_out, self.c_in // self.groups, self.kh, self.kw)
+
+    @property
+    def output_shape(self) -> Tuple[int, int, int, int]:
+        return (self.n, self.c_out, self.oh, self.ow)
+
+    @property
+    def flops(self) -> int:
+        """2 * multiply-adds of one pass (the convention of DESIGN.md)."""
+        return 2 * self.n * self.c_out * self.oh * self.ow * (self.c_in // self.groups) * self.kh * self.kw
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the output or the batch has no elements (no kernel call needed)."""
+        return self.n == 0 or self.c_out == 0
+
+    def desc(self, nthreads: int) -> tuple:
+        """The flat descriptor ``fastconv._core`` expects."""
+        return (self.n, self.c_in, self.h, self.w, self.c_out, self.kh, self.kw, self.oh, self.ow,
+                *self.stride, *self.padding, *self.dilation, self.groups,
+                _DTYPE_CODES[self.dtype], nthreads)
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    return int(value)
+
+
+def as_pair(value: Any, name: str, minimum: int) -> Tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, as a pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        pair = (_as_int(value[0], name), _as_int(value[1], name))
+    else:
+        v = _as_int(value, name)
+        pair = (v, v)
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> Tuple[int, int]:
+    """TensorFlow/Keras "same": output ceil(size/stride), the odd pixel on the bottom/right."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding: Padding, spatial: Tuple[int, int], kernel: Tuple[int, int],
+                    stride: Tuple[int, int], dilation: Tuple[int, int]) -> Tuple[int, int, int, int]:
+    """Padding in any accepted form as (top, bottom, left, right)."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            return (*_same_padding(spatial[0], kernel[0], stride[0], dilation[0]),
+                    *_same_padding(spatial[1], kernel[1], stride[1], dilation[1]))
+        raise ValueError(f"padding must be 'valid', 'same', an int, a pair or ((top, bottom), (left, right)); got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(p, (tuple, list)) for p in padding):
+        (top, bottom), (left, right) = (as_pair(p, "padding", 0) for p in padding)
+        return (top, bottom, left, right)
+    try:
+        ph, pw = as_pair(padding, "padding", 0)
+    except TypeError:
+        raise TypeError(f"padding must be 'valid', 'same', an int, a pair or ((top, bottom), (left, right)); got {padding!r}") from None
+    return (ph, ph, pw, pw)
+
+
+def result_dtype(**arrays: Any) -> np.dtype:
+    """float32 if every operand is float32, float64 if any is float64 or integer/bool.
+
+    Anything else (complex, float16, object, strings, ...) is a TypeError naming the argument.
+    """
+    result = None
+    for name, a in arrays.items():
+        dt = a.dtype
+        if dt.kind == "f" and dt.itemsize in (4, 8):
+            kind = np.dtype(np.float32) if dt.itemsize == 4 else np.dtype(np.float64)
+        elif dt.kind in "biu":
+            kind = np.dtype(np.float64)
+        else:
+            raise TypeError(f"{name} has dtype {dt}; fastconv computes in float32 or float64 "
+                            "(ints and bools are promoted to float64)")
+        result = kind if result is None else np.promote_types(result, kind)
+    return result
+
+
+def as_array(value: Any, name: str) -> np.ndarray:
+    """Any array-like as an ndarray, refusing what cannot be a number."""
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+
+
+def as_operand(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous, aligned, native-endian, of ``dtype``: a view when possible, else a copy."""
+    return np.require(a, dtype=dtype, requirements=("C", "A"))
+
+
+def check_ndim(a: np.ndarray, name: str, ndim: int, layout: str) -> None:
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array {layout}, got shape {a.shape}")
+
+
+def _check_size(what: str, *factors: int) -> None:
+    if math.prod(factors) >= _INDEX_LIMIT:
+        raise MemoryError(f"fastconv: {what} would have {math.prod(factors)} elements, too many to index or allocate")
+
+
+def make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntPair, padding: Padding,
+              dilation: IntPair, groups: int, dtype: np.dtype, *, input_name: str = "x",
+              weight_name: str = "weight") -> ConvSpec:
+    """Validate one convolution problem and compute its output shape.
+
+    Raises
+    ------
+    ValueError
+        For channel mismatches, groups not dividing the channels, stride or dilation < 1,
+        negative padding, a kernel larger than the padded input or empty dimensions.
+    TypeError
+        For non-integer stride, padding, dilation or groups.
+    MemoryError
+        When a tensor of the problem would have more elements than can be indexed.
+    """
+    n, c_in, h, w = (int(s) for s in input_shape)
+    c_out, cg, kh, kw = (int(s) for s in weight_shape)
+    sh, sw = as_pair(stride, "stride", 1)
+    dh, dw = as_pair(dilation, "dilation", 1)
+    groups = _as_int(groups, "groups")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if c_in < 1 or h < 1 or w < 1:
+        raise ValueError(f"{input_name} must have C_in, H and W >= 1, got shape {tuple(input_shape)}")
+    if cg < 1 or kh < 1 or kw < 1:
+        raise ValueError(f"{weight_name} must have C_in/groups, kh and kw >= 1, got shape {tuple(weight_shape)}")
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C_in={c_in}")
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide the output channels C_out={c_out} ({weight_name}.shape[0])")
+    if cg * groups != c_in:
+        raise ValueError(f"{weight_name}.shape[1] must be C_in/groups = {c_in}/{groups} = {c_in // groups}, "
+                         f"got {weight_name} shape {tuple(weight_shape)} for {input_name} shape {tuple(input_shape)}")
+    pads = resolve_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    padded_h, padded_w = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if eff_h > padded_h or eff_w > padded_w:
+        raise ValueError(f"the kernel ({eff_h}x{eff_w} with dilation) is larger than the padded input "
+                         f"({padded_h}x{padded_w}); {weight_name} shape {tuple(weight_shape)}, "
+                         f"{input_name} shape {tuple(input_shape)}, padding {pads}")
+    oh = (padded_h - eff_h) // sh + 1
+    ow = (padded_w - eff_w) // sw + 1
+    _check_size(input_name, n, c_in, h, w, 8)
+    _check_size(weight_name, c_out, cg, kh, kw, 8)
+    _check_size("the output", n, c_out, oh, ow, 8)
+    _check_size("the per-tap workspace", 8, kh, kw, ow, 8)
+    _check_size("the padded input", padded_h, padded_w, 8)
+    return ConvSpec(n, c_in, h, w, c_out, kh, kw, oh, ow, (sh, sw), pads, (dh, dw), groups, np.dtype(dtype))
+
+
+def shape_tuple(value: Any, name: str) -> Tuple[int, int, int, int]:
+    """A 4-tuple of non-negative ints (input_shape / weight_shape arguments)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 4:
+        raise ValueError(f"{name} must be a tuple of 4 ints, got {value!r}")
+    shape = tuple(_as_int(v, name) for v in value)
+    if min(shape) < 0:
+        raise ValueError(f"{name} must not have negative sizes, got {value!r}")
+    return shape  # type: ignore[return-value]
+
+
+def check_out(out: Optional[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype,
+              *inputs: np.ndarray) -> np.ndarray:
+    """A user-supplied output array checked for shape, dtype, layout and overlap, or a new one."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype} (the result dtype), got {out.dtype}")
+    flags = out.flags
+    if not (flags.c_contiguous and flags.aligned and flags.writeable and out.dtype.isnative):
+        raise ValueError("out must be C-contiguous, aligned, writeable and native byte order")
+    for a in inputs:
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError("out must not share memory with an input")
+    return out

@@ -1,0 +1,57 @@
+"""The thread count the C kernels use, process-wide.
+
+Each call hands its team size to C explicitly (OpenMP's ``num_threads`` clause) instead of
+calling ``omp_set_num_threads``, whose setting would apply only to the calling thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Optional
+
+from . import _core
+
+_lock = threading.Lock()
+_num_threads: Optional[int] = None
+
+
+def set_num_threads(n: Optional[int]) -> None:
+    """Set how many threads fastconv's kernels use.
+
+    Parameters
+    ----------
+    n : int or None
+        A positive thread count, or None to return to OpenMP's default
+        (``OMP_NUM_THREADS`` when set, else the number of cores).
+    """
+    global _num_threads
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int or None, got {n!r}")
+    with _lock:
+        _num_threads = n
+
+
+def get_num_threads() -> int:
+    """The number of threads the next fastconv call will use."""
+    n = _num_threads
+    return n if n is not None else max(1, _core.omp_max_threads())
+
+
+@contextlib.contextmanager
+def threads(n: Optional[int]) -> Iterator[None]:
+    """Context manager: use ``n`` threads inside the block, restore the previous setting after.
+
+    Examples
+    --------
+    >>> with fastconv.threads(1):
+    ...     y = fastconv.conv2d(x, w)
+    """
+    global _num_threads
+    previous = _num_threads
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _lock:
+            _num_threads = previous

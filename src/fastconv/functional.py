@@ -1,0 +1,285 @@
+"""2-D convolution and its gradients, PyTorch's semantics, computed by fastconv's C kernels.
+
+Each function turns its arguments into one validated ``ConvSpec`` (``_spec.py``), brings
+the arrays to C-contiguous native operands of the result dtype (copying only when it
+must), and makes one call into the C driver with the GIL released.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._spec import (ConvSpec, IntPair, Padding, as_array, as_operand, check_ndim, check_out,
+                    make_spec, result_dtype, shape_tuple)
+from ._threads import get_num_threads
+
+__all__ = ["conv2d", "conv2d_backward", "conv2d_input_grad", "conv2d_weight_grad"]
+
+FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
+ALGORITHMS = {"auto": 0, "direct": 1, "im2col": 2}
+_ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
+_IN = "(N, C_in, H, W)"
+_WT = "(C_out, C_in/groups, kh, kw)"
+_OUT = "(N, C_out, H_out, W_out)"
+
+
+def _algorithm_code(algorithm: str) -> int:
+    if not isinstance(algorithm, str) or algorithm.lower() not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+    if algorithm.lower() == "im2col" and not _IM2COL_READY:
+        raise ValueError("algorithm='im2col' is not available yet (it arrives with the GEMM); use 'auto' or 'direct'")
+    return ALGORITHMS[algorithm.lower()]
+
+
+_IM2COL_READY = False
+
+
+class _WorkspaceCache(threading.local):
+    """One growing scratch buffer per Python thread, reused across calls.
+
+    Re-allocating the workspace on every call costs page faults comparable to a small
+    convolution; keeping it means a training loop allocates it once. Per thread, so
+    concurrent calls never share scratch memory.
+    """
+
+    buffer: Optional[np.ndarray] = None
+
+    def get(self, nbytes: int) -> Optional[np.ndarray]:
+        if nbytes == 0:
+            return None
+        need = nbytes + _core.WORKSPACE_ALIGN
+        if self.buffer is None or self.buffer.nbytes < need:
+            self.buffer = None  # free the old one before allocating the new one
+            self.buffer = np.empty(need, dtype=np.uint8)
+        return self.buffer
+
+
+_workspace = _WorkspaceCache()
+
+
+def chosen_algorithm(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> str:
+    """The algorithm ("direct" or "im2col") a call with these arguments runs for ``pass_``."""
+    code = _algorithm_code(algorithm)
+    if code == 0:
+        code = _core.choose(spec.desc(get_num_threads()), pass_)
+    return _ALGORITHM_NAMES[code]
+
+
+def workspace_bytes(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> int:
+    """Extra memory, in bytes, one call of ``pass_`` uses beyond its inputs and outputs."""
+    return _core.workspace_size(spec.desc(get_num_threads()), pass_, _algorithm_code(algorithm))
+
+
+def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray]) -> None:
+    desc = spec.desc(get_num_threads())
+    ws = _workspace.get(_core.workspace_size(desc, pass_, algo))
+    if pass_ == FWD:
+        _core.conv_fwd(desc, algo, *arrays, ws)
+    elif pass_ == BWD_DATA:
+        _core.conv_bwd_data(desc, algo, *arrays, ws)
+    else:
+        _core.conv_bwd_weights(desc, algo, *arrays, ws)
+
+
+def _forward(spec: ConvSpec, algo: int, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
+             out: np.ndarray) -> np.ndarray:
+    if spec.n == 0 or spec.c_out == 0:
+        return out
+    _run(FWD, spec, algo, x, w, b, out)
+    return out
+
+
+def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    gx = np.empty(spec.input_shape, dtype=spec.dtype)
+    if spec.is_empty:
+        gx.fill(0)
+        return gx
+    _run(BWD_DATA, spec, algo, gy, w, gx)
+    return gx
+
+
+def _weight_grad(spec: ConvSpec, algo: int, gy: np.ndarray, x: np.ndarray,
+                 with_bias: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    gw = np.empty(spec.weight_shape, dtype=spec.dtype)
+    gb = np.empty(spec.c_out, dtype=spec.dtype) if with_bias else None
+    if spec.is_empty:
+        gw.fill(0)
+        if gb is not None:
+            gb.fill(0)
+        return gw, gb
+    _run(BWD_WEIGHTS, spec, algo, gy, x, gw, gb)
+    return gw, gb
+
+
+def _check_grad_output(gy: np.ndarray, spec: ConvSpec) -> None:
+    if gy.shape != spec.output_shape:
+        raise ValueError(f"grad_output must have the output's shape {spec.output_shape}, got {gy.shape}")
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *, algorithm: str = "auto",
+           out: Optional[np.ndarray] = None) -> np.ndarray:
+    """2-D cross-correlation of a batch of images, as ``torch.nn.functional.conv2d``.
+
+    ``y[n, k, i, j] = bias[k] + sum_{c, l, m} weight[k, c, l, m] *
+    x[n, g*C_in/groups + c, i*stride_h + l*dilation_h - pad_top, j*stride_w + m*dilation_w - pad_left]``
+    where ``g = k // (C_out/groups)`` and reads outside the image are zero. The kernel is
+    not flipped (see ``convolve2d`` for true convolution).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C_in, H, W)
+        Input images.
+    weight : array_like, shape (C_out, C_in/groups, kh, kw)
+        Filters.
+    bias : array_like, shape (C_out,), optional
+        Added to every output pixel of its channel.
+    stride, dilation : int or (int, int)
+        Steps between output pixels and between kernel taps; >= 1.
+    padding : int, (int, int), ((top, bottom), (left, right)), "valid" or "same"
+        Zero padding. "same" follows TensorFlow/Keras for every stride: the output has
+        ceil(H/stride) x ceil(W/stride) pixels and the odd pixel of padding goes to the
+        bottom/right. Otherwise H_out = floor((H + top + bottom - dilation*(kh-1) - 1)/stride) + 1.
+    groups : int
+        Channel groups; ``groups == C_in == C_out`` is a depthwise convolution.
+    algorithm : {"auto", "direct", "im2col"}
+        Kernel family; "auto" picks per problem (see ``fastconv.show_config``).
+    out : ndarray, optional
+        C-contiguous array of the output shape and result dtype to write into.
+
+    Returns
+    -------
+    ndarray, shape (N, C_out, H_out, W_out)
+        float32 when every operand is float32, else float64 (ints and bools promote to
+        float64).
+
+    Raises
+    ------
+    ValueError, TypeError
+        On bad shapes, options or dtypes, naming the argument.
+    MemoryError
+        When the problem is too large to allocate.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.random.rand(8, 3, 32, 32).astype(np.float32)
+    >>> w = np.random.rand(16, 3, 3, 3).astype(np.float32)
+    >>> fastconv.conv2d(x, w, padding="same").shape
+    (8, 16, 32, 32)
+    """
+    algo = _algorithm_code(algorithm)
+    x, weight = as_array(x, "x"), as_array(weight, "weight")
+    operands = {"x": x, "weight": weight}
+    if bias is not None:
+        bias = as_array(bias, "bias")
+        operands["bias"] = bias
+    dtype = result_dtype(**operands)
+    check_ndim(x, "x", 4, _IN)
+    check_ndim(weight, "weight", 4, _WT)
+    spec = make_spec(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
+    if bias is not None and bias.shape != (spec.c_out,):
+        raise ValueError(f"bias must have shape (C_out,) = ({spec.c_out},), got {bias.shape}")
+    out = check_out(out, spec.output_shape, dtype, x, weight, bias)
+    return _forward(spec, algo, as_operand(x, dtype), as_operand(weight, dtype),
+                    None if bias is None else as_operand(bias, dtype), out)
+
+
+def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, stride: IntPair = 1,
+                    padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *, bias: bool = True,
+                    algorithm: str = "auto") -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Gradients of ``conv2d`` with respect to its input, weight and bias.
+
+    Equal (to rounding) to the gradients torch's autograd computes for the same call.
+
+    Parameters
+    ----------
+    grad_output : array_like, shape (N, C_out, H_out, W_out)
+        Gradient of the loss with respect to ``conv2d``'s output.
+    x, weight, stride, padding, dilation, groups
+        The arguments of the forward call.
+    bias : bool
+        Whether the forward call had a bias (then its gradient is returned).
+    algorithm : {"auto", "direct", "im2col"}
+        Kernel family, chosen per pass when "auto".
+
+    Returns
+    -------
+    grad_x : ndarray, shape of ``x``
+    grad_weight : ndarray, shape of ``weight``
+    grad_bias : ndarray of shape (C_out,), or None when ``bias`` is False
+    """
+    algo = _algorithm_code(algorithm)
+    gy, x, weight = as_array(grad_output, "grad_output"), as_array(x, "x"), as_array(weight, "weight")
+    dtype = result_dtype(grad_output=gy, x=x, weight=weight)
+    check_ndim(x, "x", 4, _IN)
+    check_ndim(weight, "weight", 4, _WT)
+    check_ndim(gy, "grad_output", 4, _OUT)
+    spec = make_spec(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
+    _check_grad_output(gy, spec)
+    gy, x, weight = as_operand(gy, dtype), as_operand(x, dtype), as_operand(weight, dtype)
+    gx = _input_grad(spec, algo, gy, weight)
+    gw, gb = _weight_grad(spec, algo, gy, x, bool(bias))
+    return gx, gw, gb
+
+
+def conv2d_input_grad(grad_output: np.ndarray, weight: np.ndarray, input_shape: Tuple[int, int, int, int],
+                      stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
+                      algorithm: str = "auto") -> np.ndarray:
+    """Gradient of ``conv2d`` with respect to its input (a transposed convolution).
+
+    Parameters
+    ----------
+    grad_output : array_like, shape (N, C_out, H_out, W_out)
+    weight : array_like, shape (C_out, C_in/groups, kh, kw)
+    input_shape : (N, C_in, H, W)
+        Shape of the forward input; needed because several input sizes give one output size
+        when stride > 1.
+    stride, padding, dilation, groups, algorithm
+        As for ``conv2d``.
+
+    Returns
+    -------
+    ndarray of shape ``input_shape``
+    """
+    algo = _algorithm_code(algorithm)
+    gy, weight = as_array(grad_output, "grad_output"), as_array(weight, "weight")
+    dtype = result_dtype(grad_output=gy, weight=weight)
+    check_ndim(gy, "grad_output", 4, _OUT)
+    check_ndim(weight, "weight", 4, _WT)
+    shape = shape_tuple(input_shape, "input_shape")
+    spec = make_spec(shape, weight.shape, stride, padding, dilation, groups, dtype, input_name="input_shape")
+    _check_grad_output(gy, spec)
+    return _input_grad(spec, algo, as_operand(gy, dtype), as_operand(weight, dtype))
+
+
+def conv2d_weight_grad(grad_output: np.ndarray, x: np.ndarray, weight_shape: Tuple[int, int, int, int],
+                       stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
+                       algorithm: str = "auto") -> np.ndarray:
+    """Gradient of ``conv2d`` with respect to its weight.
+
+    Parameters
+    ----------
+    grad_output : array_like, shape (N, C_out, H_out, W_out)
+    x : array_like, shape (N, C_in, H, W)
+    weight_shape : (C_out, C_in/groups, kh, kw)
+    stride, padding, dilation, groups, algorithm
+        As for ``conv2d``.
+
+    Returns
+    -------
+    ndarray of shape ``weight_shape``
+    """
+    algo = _algorithm_code(algorithm)
+    gy, x = as_array(grad_output, "grad_output"), as_array(x, "x")
+    dtype = result_dtype(grad_output=gy, x=x)
+    check_ndim(gy, "grad_output", 4, _OUT)
+    check_ndim(x, "x", 4, _IN)
+    shape = shape_tuple(weight_shape, "weight_shape")
+    spec = make_spec(x.shape, shape, stride, padding, dilation, groups, dtype, weight_name="weight_shape")
+    _check_grad_output(gy, spec)
+    gw, _ = _weight_grad(spec, algo, as_operand(gy, dtype), as_operand(x, dtype), False)
+    return gw
