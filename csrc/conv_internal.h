@@ -15,7 +15,8 @@ int fc_team_size(const fc_conv_desc *d);
 void *fc_aligned_alloc(size_t bytes);
 void fc_build_col_ranges(const fc_conv_desc *d, int64_t *lo, int64_t *hi);
 
-/* im2col.c: im2col + GEMM for the three passes. */
+
+/* conv_im2col.c: im2col + GEMM for the three passes. */
 int fc_im2col_accepts(const fc_conv_desc *d, int pass);
 int fc_im2col_preferred(const fc_conv_desc *d, int pass);
 size_t fc_im2col_workspace_size(const fc_conv_desc *d, int pass);

@@ -34,7 +34,7 @@ def _algorithm_code(algorithm: str) -> int:
     return ALGORITHMS[algorithm.lower()]
 
 
-_IM2COL_READY = False
+_IM2COL_READY = True
 
 
 class _WorkspaceCache(threading.local):
@@ -92,8 +92,11 @@ def _forward(spec: ConvSpec, algo: int, x: np.ndarray, w: np.ndarray, b: Optiona
     return out
 
 
-def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    gx = np.empty(spec.input_shape, dtype=spec.dtype)
+def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray,
+                gx: Optional[np.ndarray] = None) -> np.ndarray:
+    """``gx`` (tests pass a NaN-poisoned one) must be C-contiguous of the input shape."""
+    if gx is None:
+        gx = np.empty(spec.input_shape, dtype=spec.dtype)
     if spec.is_empty:
         gx.fill(0)
         return gx
@@ -101,10 +104,16 @@ def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray) -> np.
     return gx
 
 
-def _weight_grad(spec: ConvSpec, algo: int, gy: np.ndarray, x: np.ndarray,
-                 with_bias: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    gw = np.empty(spec.weight_shape, dtype=spec.dtype)
-    gb = np.empty(spec.c_out, dtype=spec.dtype) if with_bias else None
+def _weight_grad(spec: ConvSpec, algo: int, gy: np.ndarray, x: np.ndarray, with_bias: bool,
+                 gw: Optional[np.ndarray] = None,
+                 gb: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``gw``/``gb`` (tests pass NaN-poisoned ones) must be C-contiguous of the right shapes."""
+    if gw is None:
+        gw = np.empty(spec.weight_shape, dtype=spec.dtype)
+    if with_bias and gb is None:
+        gb = np.empty(spec.c_out, dtype=spec.dtype)
+    if not with_bias:
+        gb = None
     if spec.is_empty:
         gw.fill(0)
         if gb is not None:

@@ -1,0 +1,372 @@
+/*
+ * conv_im2col.c: the im2col + GEMM algorithm for the three passes.
+ *
+ *   fwd          Y[n,g] (Kg x OH*OW)     = W_g (Kg x K) * cols (K x OH*OW) + bias
+ *   bwd_data     dcols (K x OH*OW)       = W_g^T * dY[n,g];  grad_x[n,g] = col2im(dcols)
+ *   bwd_weights  dW_g (Kg x K)          += dY[n,g] * cols^T, over n in order (deterministic)
+ *
+ * with K = C_in/groups * KH * KW. The column matrix covers a tile of output rows, so the
+ * workspace has a ceiling that does not grow with the batch (see tile_budget). A 1x1
+ * convolution with stride 1 and no padding uses the input itself as the column matrix.
+ *
+ * Parallelism, in the one OpenMP region of the call:
+ *   image mode  (fwd, bwd_data when the batch has >= one image-group per thread): each
+ *               thread lowers and multiplies whole images with its own buffers and a
+ *               serial GEMM; no barriers.
+ *   team mode   (otherwise, and always for bwd_weights): the team lowers one tile
+ *               together, then runs a cooperative GEMM on it (split over M and N only).
+ * Either way every output element is computed by the same arithmetic in the same order,
+ * so results are bitwise identical for every thread count.
+ */
+#include <string.h>
+
+#include "conv_internal.h"
+#include "gemm/gemm.h"
+#include "im2col.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
+/* Bytes of one column tile. 8 MiB per call keeps the tiles of every thread inside this
+   CPU's 32 MiB L3 while making the GEMM's N (or K) dimension at least a few hundred for
+   every layer we benchmark; split between threads in image mode, but never below 1 MiB
+   (one L2) per thread. bwd_weights uses the fixed 8 MiB: its tile shape decides its
+   summation order, which must not depend on the thread count. */
+#define TILE_BUDGET ((int64_t)8 << 20)
+#define TILE_BUDGET_MIN ((int64_t)1 << 20)
+
+typedef struct plan {
+    int64_t cg, kg, K, plane; /* plane = OH*OW */
+    int64_t rows, tiles;      /* output rows per tile, tiles per image */
+    int lowered;              /* 0: 1x1/stride 1/no padding, the input is the column matrix */
+    int team;                 /* 1: team mode, 0: image mode */
+    int nt;                   /* threads of the region */
+    size_t tables, bias_acc, cols, gemm, per_thread;
+} plan;
+
+static int is_pointwise(const fc_conv_desc *d)
+{
+    return d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_top == 0 &&
+           d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0;
+}
+
+static void make_plan(const fc_conv_desc *d, int pass, plan *p)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    p->cg = d->c_in / d->groups;
+    p->kg = d->c_out / d->groups;
+    p->K = p->cg * d->kh * d->kw;
+    p->plane = d->oh * d->ow;
+    p->lowered = !is_pointwise(d);
+    p->nt = fc_team_size(d);
+    p->team = pass == FC_BWD_WEIGHTS || d->n * d->groups < p->nt;
+
+    int64_t budget = TILE_BUDGET;
+    if (!p->team && pass != FC_BWD_WEIGHTS) {
+        budget = TILE_BUDGET / p->nt;
+        if (budget < TILE_BUDGET_MIN)
+            budget = TILE_BUDGET_MIN;
+    }
+    const int64_t row_bytes = p->K * d->ow * (int64_t)es;
+    p->rows = p->lowered ? budget / row_bytes : d->oh;
+    if (p->rows < 1)
+        p->rows = 1;
+    if (p->rows > d->oh)
+        p->rows = d->oh;
+    p->tiles = (d->oh + p->rows - 1) / p->rows;
+
+    const int64_t ncols = p->rows * d->ow;
+    int64_t gm, gn, gk;
+    if (pass == FC_FWD) {
+        gm = p->kg; gn = ncols; gk = p->K;
+    } else if (pass == FC_BWD_DATA) {
+        gm = p->K; gn = ncols; gk = p->kg;
+    } else {
+        gm = p->kg; gn = p->K; gk = ncols;
+    }
+    p->tables = fc_align_up(2 * (size_t)d->kw * sizeof(int64_t));
+    p->bias_acc = pass == FC_BWD_WEIGHTS ? fc_align_up((size_t)d->ow * es) : 0;
+    /* bwd_data needs the dcols buffer even for pointwise problems only when lowered. */
+    p->cols = p->lowered ? fc_align_up((size_t)(p->K * ncols) * es) : 0;
+    p->gemm = fc_align_up(fc_gemm_workspace_size(d->dtype, gm, gn, gk, p->team ? p->nt : 1));
+    p->per_thread = p->bias_acc + (p->team ? 0 : p->cols + p->gemm);
+}
+
+static size_t plan_bytes(const plan *p)
+{
+    return p->tables + (size_t)p->nt * p->per_thread + (p->team ? p->cols + p->gemm : 0);
+}
+
+/* Carves the workspace: tables, then per-thread blocks, then the team's shared blocks. */
+static void carve(const plan *p, void *ws, int64_t **lo, char **thread0, char **cols, char **gemm)
+{
+    char *base = (char *)ws;
+    *lo = (int64_t *)base;
+    *thread0 = base + p->tables;
+    char *shared = *thread0 + (size_t)p->nt * p->per_thread;
+    *cols = shared;
+    *gemm = shared + p->cols;
+}
+
+int fc_im2col_accepts(const fc_conv_desc *d, int pass)
+{
+    (void)d;
+    (void)pass;
+    return 1;
+}
+
+size_t fc_im2col_workspace_size(const fc_conv_desc *d, int pass)
+{
+    plan p;
+    make_plan(d, pass, &p);
+    return plan_bytes(&p);
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+static void fwd_tile_gemm(const fc_conv_desc *d, const plan *p, const char *w, const char *bias,
+                          char *y, const char *x, const char *cols, int64_t n, int64_t g,
+                          int64_t i0, int64_t rows, void *gemm_ws, int team)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    fc_gemm_args a;
+    a.m = p->kg;
+    a.n = rows * d->ow;
+    a.k = p->K;
+    a.a = w + (size_t)(g * p->kg * p->K) * es;
+    a.rsa = p->K;
+    a.csa = 1;
+    if (p->lowered) {
+        a.b = cols;
+        a.rsb = a.n;
+    } else {
+        a.b = x + (size_t)((n * d->c_in + g * p->cg) * d->h * d->w + i0 * d->ow) * es;
+        a.rsb = d->h * d->w;
+    }
+    a.csb = 1;
+    a.c = y + (size_t)((n * d->c_out + g * p->kg) * p->plane + i0 * d->ow) * es;
+    a.rsc = p->plane;
+    a.alpha = 1.0;
+    a.beta = 0;
+    a.bias = bias ? bias + (size_t)(g * p->kg) * es : NULL;
+    a.dtype = d->dtype;
+    if (team)
+        fc_gemm_team(&a, gemm_ws);
+    else
+        fc_gemm_serial(&a, gemm_ws);
+}
+
+void fc_im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const void *bias_,
+                   void *y_, void *ws)
+{
+    plan p;
+    make_plan(d, FC_FWD, &p);
+    int64_t *lo;
+    char *thread0, *cols_shared, *gemm_shared;
+    carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
+    fc_build_col_ranges(d, lo, lo + d->kw);
+    const fc_col_range rng = {lo, lo + d->kw};
+    const size_t es = fc_elem_size(d->dtype);
+    const char *x = (const char *)x_, *w = (const char *)w_, *bias = (const char *)bias_;
+    char *y = (char *)y_;
+
+#pragma omp parallel num_threads(p.nt)
+    {
+        if (p.team) {
+            for (int64_t ng = 0; ng < d->n * d->groups; ng++) {
+                const int64_t n = ng / d->groups, g = ng % d->groups;
+                const char *x_g = x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es;
+                for (int64_t t = 0; t < p.tiles; t++) {
+                    const int64_t i0 = t * p.rows, rows = d->oh - i0 < p.rows ? d->oh - i0 : p.rows;
+                    if (p.lowered) {
+#pragma omp for schedule(static)
+                        for (int64_t k = 0; k < p.K; k++)
+                            fc_im2col_tile(d, rng, x_g, i0, rows, k, k + 1, cols_shared);
+                    }
+                    fwd_tile_gemm(d, &p, w, bias, y, x, cols_shared, n, g, i0, rows, gemm_shared, 1);
+                }
+            }
+        } else {
+            char *mine = thread0 + (size_t)THREAD_ID() * p.per_thread;
+            char *cols = mine + p.bias_acc, *gemm_ws = cols + p.cols;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ng = 0; ng < d->n * d->groups; ng++) {
+                const int64_t n = ng / d->groups, g = ng % d->groups;
+                const char *x_g = x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es;
+                for (int64_t t = 0; t < p.tiles; t++) {
+                    const int64_t i0 = t * p.rows, rows = d->oh - i0 < p.rows ? d->oh - i0 : p.rows;
+                    if (p.lowered)
+                        fc_im2col_tile(d, rng, x_g, i0, rows, 0, p.K, cols);
+                    fwd_tile_gemm(d, &p, w, bias, y, x, cols, n, g, i0, rows, gemm_ws, 0);
+                }
+            }
+        }
+    }
+}
+
+/* ---- backward data -------------------------------------------------------- */
+
+static void bwd_data_tile_gemm(const fc_conv_desc *d, const plan *p, const char *w, const char *gy,
+                               char *gx_g, char *dcols, int64_t n, int64_t g, int64_t i0,
+                               int64_t rows, void *gemm_ws, int team)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    fc_gemm_args a;
+    a.m = p->K;
+    a.n = rows * d->ow;
+    a.k = p->kg;
+    a.a = w + (size_t)(g * p->kg * p->K) * es; /* W_g^T: A(i,p) = W_g[p][i] */
+    a.rsa = 1;
+    a.csa = p->K;
+    a.b = gy + (size_t)((n * d->c_out + g * p->kg) * p->plane + i0 * d->ow) * es;
+    a.rsb = p->plane;
+    a.csb = 1;
+    if (p->lowered) {
+        a.c = dcols;
+        a.rsc = a.n;
+    } else {
+        a.c = gx_g; /* pointwise: the input gradient is the product itself */
+        a.rsc = d->h * d->w;
+    }
+    a.alpha = 1.0;
+    a.beta = 0;
+    a.bias = NULL;
+    a.dtype = d->dtype;
+    if (team)
+        fc_gemm_team(&a, gemm_ws);
+    else
+        fc_gemm_serial(&a, gemm_ws);
+}
+
+void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *w_, void *gx_, void *ws)
+{
+    plan p;
+    make_plan(d, FC_BWD_DATA, &p);
+    int64_t *lo;
+    char *thread0, *cols_shared, *gemm_shared;
+    carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
+    fc_build_col_ranges(d, lo, lo + d->kw);
+    const fc_col_range rng = {lo, lo + d->kw};
+    const size_t es = fc_elem_size(d->dtype);
+    const size_t chan_bytes = (size_t)(d->h * d->w) * es;
+    const char *gy = (const char *)gy_, *w = (const char *)w_;
+    char *gx = (char *)gx_;
+
+#pragma omp parallel num_threads(p.nt)
+    {
+        if (p.team) {
+            for (int64_t ng = 0; ng < d->n * d->groups; ng++) {
+                const int64_t n = ng / d->groups, g = ng % d->groups;
+                char *gx_g = gx + (size_t)(n * d->c_in + g * p.cg) * chan_bytes;
+                if (p.lowered) {
+#pragma omp for schedule(static)
+                    for (int64_t c = 0; c < p.cg; c++)
+                        memset(gx_g + (size_t)c * chan_bytes, 0, chan_bytes);
+                }
+                for (int64_t t = 0; t < p.tiles; t++) {
+                    const int64_t i0 = t * p.rows, rows = d->oh - i0 < p.rows ? d->oh - i0 : p.rows;
+                    bwd_data_tile_gemm(d, &p, w, gy, gx_g, cols_shared, n, g, i0, rows, gemm_shared, 1);
+                    if (p.lowered) {
+#pragma omp for schedule(static)
+                        for (int64_t c = 0; c < p.cg; c++)
+                            fc_col2im_tile(d, rng, cols_shared, i0, rows, c, c + 1, gx_g);
+                    }
+                }
+            }
+        } else {
+            char *mine = thread0 + (size_t)THREAD_ID() * p.per_thread;
+            char *dcols = mine + p.bias_acc, *gemm_ws = dcols + p.cols;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ng = 0; ng < d->n * d->groups; ng++) {
+                const int64_t n = ng / d->groups, g = ng % d->groups;
+                char *gx_g = gx + (size_t)(n * d->c_in + g * p.cg) * chan_bytes;
+                if (p.lowered)
+                    memset(gx_g, 0, (size_t)p.cg * chan_bytes);
+                for (int64_t t = 0; t < p.tiles; t++) {
+                    const int64_t i0 = t * p.rows, rows = d->oh - i0 < p.rows ? d->oh - i0 : p.rows;
+                    bwd_data_tile_gemm(d, &p, w, gy, gx_g, dcols, n, g, i0, rows, gemm_ws, 0);
+                    if (p.lowered)
+                        fc_col2im_tile(d, rng, dcols, i0, rows, 0, p.cg, gx_g);
+                }
+            }
+        }
+    }
+}
+
+/* ---- backward weights ----------------------------------------------------- */
+
+void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_,
+                           void *gb_, void *ws)
+{
+    plan p;
+    make_plan(d, FC_BWD_WEIGHTS, &p);
+    int64_t *lo;
+    char *thread0, *cols, *gemm_ws;
+    carve(&p, ws, &lo, &thread0, &cols, &gemm_ws);
+    fc_build_col_ranges(d, lo, lo + d->kw);
+    const fc_col_range rng = {lo, lo + d->kw};
+    const size_t es = fc_elem_size(d->dtype);
+    const char *gy = (const char *)gy_, *x = (const char *)x_;
+    char *gw = (char *)gw_, *gb = (char *)gb_;
+    const fc_bias_item_fn bias_item = fc_direct_ops_active()->bias[d->dtype];
+
+#pragma omp parallel num_threads(p.nt)
+    {
+        for (int64_t g = 0; g < d->groups; g++) {
+            for (int64_t n = 0; n < d->n; n++) {
+                const char *x_g = x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es;
+                for (int64_t t = 0; t < p.tiles; t++) {
+                    const int64_t i0 = t * p.rows, rows = d->oh - i0 < p.rows ? d->oh - i0 : p.rows;
+                    fc_gemm_args a;
+                    if (p.lowered) {
+#pragma omp for schedule(static)
+                        for (int64_t k = 0; k < p.K; k++)
+                            fc_im2col_tile(d, rng, x_g, i0, rows, k, k + 1, cols);
+                        a.b = cols; /* cols^T: B(p,j) = cols[j][p] */
+                        a.csb = rows * d->ow;
+                    } else {
+                        a.b = x_g;
+                        a.csb = d->h * d->w;
+                    }
+                    a.rsb = 1;
+                    a.m = p.kg;
+                    a.n = p.K;
+                    a.k = rows * d->ow;
+                    a.a = gy + (size_t)((n * d->c_out + g * p.kg) * p.plane + i0 * d->ow) * es;
+                    a.rsa = p.plane;
+                    a.csa = 1;
+                    a.c = gw + (size_t)(g * p.kg * p.K) * es;
+                    a.rsc = p.K;
+                    a.alpha = 1.0;
+                    a.beta = (n > 0 || t > 0);
+                    a.bias = NULL;
+                    a.dtype = d->dtype;
+                    fc_gemm_team(&a, gemm_ws);
+                }
+            }
+        }
+        if (gb) {
+            char *acc = thread0 + (size_t)THREAD_ID() * p.per_thread;
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < d->c_out; k++)
+                bias_item(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, acc);
+        }
+    }
+}
+
+/* ---- the choice "auto" makes ---------------------------------------------- */
+
+/* Measured on this project's shape table (benchmarks/README.md): the GEMM wins once
+   its three dimensions are all reasonably large; the direct kernels win for depthwise
+   and few-channel layers, where the GEMM's M or K is tiny. */
+int fc_im2col_preferred(const fc_conv_desc *d, int pass)
+{
+    const int64_t cg = d->c_in / d->groups, kg = d->c_out / d->groups;
+    const int64_t K = cg * d->kh * d->kw;
+    (void)pass;
+    return kg >= 8 && K >= 16;
+}
