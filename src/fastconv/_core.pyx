@@ -150,3 +150,8 @@ def omp_max_threads():
 
 def omp_num_procs():
     return fc_omp_num_procs()
+
+
+# Test and benchmark hooks, kept in their own files.
+include "_gemm.pxi"
+include "_peak.pxi"

@@ -1,0 +1,191 @@
+"""``python -m fastconv.bench``: fastconv against PyTorch and a NumPy baseline, per layer and pass.
+
+Run it with the OpenBLAS tuning variables unset, or the NumPy baseline is slowed::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m fastconv.bench --json bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import fastconv
+from fastconv import _config
+
+from . import peak as peak_probe
+from .baselines import import_torch
+from .env import environment, openblas_warning
+from .plot import MISSING as PLOT_MISSING
+from .plot import plot_ratios
+from .report import format_peak, format_table, to_json, write_json
+from .shapes import DEFAULT_SHAPES, EXTRA_SHAPES, PASSES, SHAPES, Shape, parse_custom, select, with_dtype
+from .timing import FigureResult, run_figure
+
+__all__ = ["main", "build_parser"]
+
+
+def _csv(text: str) -> List[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _threads(text: str) -> List[int]:
+    try:
+        values = [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads takes positive integers like 1,2; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"--threads takes positive integers like 1,2; got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m fastconv.bench",
+        description="Time fastconv's conv2d passes against PyTorch (when installed) and a NumPy "
+                    "im2col+matmul baseline, interleaved in one process, and report ms, GFLOP/s, "
+                    "%% of the measured FMA peak and the speed ratios.",
+        epilog="Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` so the NumPy baseline is not slowed.")
+    p.add_argument("--shapes", type=_csv, default=None,
+                   help="comma-separated shape names (default: the whole table, or none with --custom; "
+                        "--list shows them)")
+    p.add_argument("--custom", action="append", default=[], metavar="N,C,H,W,K,k,s,p,d,g[,f32|f64]",
+                   help="an extra layer of your own (repeatable); with it, --shapes defaults to none")
+    p.add_argument("--passes", type=_csv, default=list(PASSES),
+                   help="comma-separated subset of fwd,bwd_data,bwd_weights")
+    p.add_argument("--threads", type=_threads, default=[1, 2], help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--dtype", choices=("f32", "f64"), help="compute every shape in this dtype instead of its own")
+    p.add_argument("--algorithm", choices=("auto", "direct", "im2col"), default="auto",
+                   help="fastconv's algorithm (default auto; the table shows what auto chose)")
+    p.add_argument("--repeats", type=int, default=11,
+                   help="timed samples per contender; the median is reported (default 11)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (default 2)")
+    p.add_argument("--min-sample-ms", type=float, default=10.0,
+                   help="a sample repeats short calls until it lasts this long (default 10)")
+    p.add_argument("--settle-ms", type=float, default=2.0,
+                   help="sleep before each sample so the previous contender's idle threads stop spinning (default 2)")
+    p.add_argument("--peak-seconds", type=float, default=0.2, help="length of one FMA peak probe trial (default 0.2)")
+    p.add_argument("--json", metavar="FILE", help="write the raw numbers and the environment as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the ratios (needs matplotlib)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    p.add_argument("--list", action="store_true", help="print the shape table and exit")
+    return p
+
+
+def _list_shapes() -> str:
+    rows = ["name          N,C_in,H,W,C_out,kernel,stride,padding,dilation,groups,dtype"]
+    rows += [f"{s.name:13s} {','.join(map(str, s.row()))}" for s in SHAPES.values()]
+    rows += [f"{s.name:13s} {','.join(map(str, s.row()))}  (not in the default run)" for s in EXTRA_SHAPES.values()]
+    return "\n".join(rows)
+
+
+def _progress(total: int, enabled: bool) -> Callable[[str], None]:
+    """A step function: tqdm's bar on stderr when installed, else one plain line per step."""
+    if not enabled:
+        return lambda label: None
+    if importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, file=sys.stderr, unit="fig", leave=False)
+        state = {"started": False}
+
+        def step(label: str) -> None:
+            if state["started"]:
+                bar.update(1)
+            state["started"] = True
+            bar.set_description(label)
+            if label == "done":
+                bar.close()
+        return step
+    count = {"i": 0}
+
+    def plain(label: str) -> None:
+        if label != "done":
+            count["i"] += 1
+            print(f"[{count['i']}/{total}] {label}", file=sys.stderr, flush=True)
+    return plain
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the benchmark; returns the exit status."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.list:
+        print(_list_shapes())
+        return 0
+    bad = [p for p in args.passes if p not in PASSES]
+    if bad or not args.passes:
+        parser.error(f"--passes takes a subset of {','.join(PASSES)}; got {','.join(args.passes)}")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        parser.error(PLOT_MISSING)
+    if args.shapes is None:
+        args.shapes = [] if args.custom else list(DEFAULT_SHAPES)
+    shapes = _shapes_from(args, parser)
+    warning = openblas_warning()
+    if warning:
+        print(warning, file=sys.stderr)
+    torch = import_torch()
+    if torch is None:
+        print("note: torch is not installed; only the NumPy baseline is measured", file=sys.stderr)
+    peak = _measure_peak(sorted({s.dtype for s in shapes}), args.threads, args.peak_seconds)
+    results = _run(args, shapes, torch, peak)
+    env = environment(torch, args.threads, argv)
+    head = (f"fastconv {fastconv.__version__} | torch {env['torch_version'] or 'not installed'} | "
+            f"numpy {env['numpy_version']} | ISA {_config.isa()} | {env['cpu']}")
+    print(head)
+    print(format_table(results, format_peak(peak, _config.isa())))
+    if warning:
+        print(warning)
+    if args.json:
+        settings = {"shapes": [s.name for s in shapes], "passes": args.passes, "threads": args.threads,
+                    "algorithm": args.algorithm, "dtype": args.dtype, "repeats": args.repeats,
+                    "warmup": args.warmup, "min_sample_ms": args.min_sample_ms, "settle_ms": args.settle_ms}
+        write_json(args.json, to_json(results, env, peak, settings))
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        plot_ratios(results, args.plot, f"fastconv vs peers, ISA {_config.isa()} (higher is better)")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _measure_peak(dtypes: Sequence[str], threads: Sequence[int],
+                  seconds: float) -> Dict[str, Dict[str, Optional[float]]]:
+    """dtype -> {threads (str): GFLOP/s or None}."""
+    if not peak_probe.available():
+        print(f"note: {peak_probe.MISSING}", file=sys.stderr)
+    return {dt: {str(t): peak_probe.fma_peak_gflops(dt, t, seconds) for t in threads} for dt in dtypes}
+
+
+def _run(args: argparse.Namespace, shapes: Sequence[Shape], torch: Optional[Any],
+         peak: Dict[str, Dict[str, Optional[float]]]) -> List[FigureResult]:
+    """Every figure (threads x shape x pass), with the progress display."""
+    figures = [(t, s, p) for t in args.threads for s in shapes for p in args.passes]
+    step = _progress(len(figures), not args.no_progress)
+    results: List[FigureResult] = []
+    for t, s, p in figures:
+        step(f"{s.name} {p} {t}t")
+        results.append(run_figure(s, p, t, algorithm=args.algorithm, torch=torch, repeats=args.repeats,
+                                  warmup=args.warmup, min_sample_s=args.min_sample_ms / 1e3,
+                                  settle_s=args.settle_ms / 1e3, peak_gflops=peak[s.dtype][str(t)],
+                                  seed=args.seed))
+    step("done")
+    return results
+
+
+def _shapes_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> List[Shape]:
+    try:
+        shapes = select(args.shapes)
+        shapes += [parse_custom(c, f"custom{i + 1}") for i, c in enumerate(args.custom)]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.dtype:
+        shapes = [with_dtype(s, args.dtype) for s in shapes]
+    if not shapes:
+        parser.error("no shapes selected")
+    return shapes
