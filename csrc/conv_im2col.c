@@ -13,8 +13,10 @@
  *   image mode  (fwd, bwd_data when the batch has >= one image-group per thread): each
  *               thread lowers and multiplies whole images with its own buffers and a
  *               serial GEMM; no barriers.
- *   team mode   (otherwise, and always for bwd_weights): the team lowers one tile
- *               together, then runs a cooperative GEMM on it (split over M and N only).
+ *   team mode   (otherwise): the team lowers one tile together, then runs a cooperative
+ *               GEMM on it (split over M and N only).
+ *   chunk mode  (bwd_weights, batch >= 4): fixed batch chunks, one thread each, partial
+ *               sums added in chunk order (see BWDW_MAX_CHUNKS).
  * Either way every output element is computed by the same arithmetic in the same order,
  * so results are bitwise identical for every thread count.
  */
@@ -34,18 +36,27 @@
 /* Bytes of one column tile. 8 MiB per call keeps the tiles of every thread inside this
    CPU's 32 MiB L3 while making the GEMM's N (or K) dimension at least a few hundred for
    every layer we benchmark; split between threads in image mode, but never below 1 MiB
-   (one L2) per thread. bwd_weights uses the fixed 8 MiB: its tile shape decides its
+   (one L2) per thread. The weight gradient uses fixed sizes: its tile shape decides its
    summation order, which must not depend on the thread count. */
 #define TILE_BUDGET ((int64_t)8 << 20)
 #define TILE_BUDGET_MIN ((int64_t)1 << 20)
+#define BWDW_TILE_BUDGET ((int64_t)2 << 20)
+
+/* bwd_weights splits the batch into at most this many fixed chunks (a function of N
+   only, never of the thread count), sums each chunk's images in order on one thread, and
+   adds the chunk partials in chunk order: deterministic and barrier-free. Batches smaller
+   than BWDW_MIN_BATCH are summed by the whole team image by image instead. */
+#define BWDW_MAX_CHUNKS 8
+#define BWDW_MIN_BATCH 4
 
 typedef struct plan {
     int64_t cg, kg, K, plane; /* plane = OH*OW */
     int64_t rows, tiles;      /* output rows per tile, tiles per image */
+    int64_t chunks;           /* bwd_weights in chunk mode: batch chunks; else 0 */
     int lowered;              /* 0: 1x1/stride 1/no padding, the input is the column matrix */
-    int team;                 /* 1: team mode, 0: image mode */
+    int team;                 /* 1: team mode, 0: image (or chunk) mode */
     int nt;                   /* threads of the region */
-    size_t tables, bias_acc, cols, gemm, per_thread;
+    size_t tables, bias_acc, cols, gemm, per_thread, partials;
 } plan;
 
 static int is_pointwise(const fc_conv_desc *d)
@@ -63,13 +74,21 @@ static void make_plan(const fc_conv_desc *d, int pass, plan *p)
     p->plane = d->oh * d->ow;
     p->lowered = !is_pointwise(d);
     p->nt = fc_team_size(d);
-    p->team = pass == FC_BWD_WEIGHTS || d->n * d->groups < p->nt;
-
-    int64_t budget = TILE_BUDGET;
-    if (!p->team && pass != FC_BWD_WEIGHTS) {
-        budget = TILE_BUDGET / p->nt;
-        if (budget < TILE_BUDGET_MIN)
-            budget = TILE_BUDGET_MIN;
+    p->chunks = 0;
+    int64_t budget;
+    if (pass == FC_BWD_WEIGHTS) {
+        if (d->n >= BWDW_MIN_BATCH)
+            p->chunks = d->n < BWDW_MAX_CHUNKS ? d->n : BWDW_MAX_CHUNKS;
+        p->team = p->chunks == 0;
+        budget = BWDW_TILE_BUDGET;
+    } else {
+        p->team = d->n * d->groups < p->nt;
+        budget = TILE_BUDGET;
+        if (!p->team) {
+            budget = TILE_BUDGET / p->nt;
+            if (budget < TILE_BUDGET_MIN)
+                budget = TILE_BUDGET_MIN;
+        }
     }
     const int64_t row_bytes = p->K * d->ow * (int64_t)es;
     p->rows = p->lowered ? budget / row_bytes : d->oh;
@@ -90,18 +109,19 @@ static void make_plan(const fc_conv_desc *d, int pass, plan *p)
     }
     p->tables = fc_align_up(2 * (size_t)d->kw * sizeof(int64_t));
     p->bias_acc = pass == FC_BWD_WEIGHTS ? fc_align_up((size_t)d->ow * es) : 0;
-    /* bwd_data needs the dcols buffer even for pointwise problems only when lowered. */
     p->cols = p->lowered ? fc_align_up((size_t)(p->K * ncols) * es) : 0;
     p->gemm = fc_align_up(fc_gemm_workspace_size(d->dtype, gm, gn, gk, p->team ? p->nt : 1));
     p->per_thread = p->bias_acc + (p->team ? 0 : p->cols + p->gemm);
+    /* chunk 0 accumulates straight into grad_w; the others need a partial each */
+    p->partials = p->chunks > 1 ? (size_t)(p->chunks - 1) * fc_align_up((size_t)(d->c_out * p->K) * es) : 0;
 }
 
 static size_t plan_bytes(const plan *p)
 {
-    return p->tables + (size_t)p->nt * p->per_thread + (p->team ? p->cols + p->gemm : 0);
+    return p->tables + (size_t)p->nt * p->per_thread + (p->team ? p->cols + p->gemm : 0) + p->partials;
 }
 
-/* Carves the workspace: tables, then per-thread blocks, then the team's shared blocks. */
+/* Carves the workspace: tables, per-thread blocks, the team's shared blocks, partials. */
 static void carve(const plan *p, void *ws, int64_t **lo, char **thread0, char **cols, char **gemm)
 {
     char *base = (char *)ws;
@@ -110,6 +130,11 @@ static void carve(const plan *p, void *ws, int64_t **lo, char **thread0, char **
     char *shared = *thread0 + (size_t)p->nt * p->per_thread;
     *cols = shared;
     *gemm = shared + p->cols;
+}
+
+static char *partials_base(const plan *p, void *ws)
+{
+    return (char *)ws + plan_bytes(p) - p->partials;
 }
 
 int fc_im2col_accepts(const fc_conv_desc *d, int pass)
@@ -299,61 +324,115 @@ void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *w_, 
 
 /* ---- backward weights ----------------------------------------------------- */
 
+/* dW_g (+)= dY[n, g, tile] * cols^T for one tile; beta 0 on the first tile of a sum. */
+static void bwd_weights_tile(const fc_conv_desc *d, const plan *p, fc_col_range rng, const char *gy,
+                             const char *x, char *gw, char *cols, int64_t n, int64_t g, int64_t t,
+                             int beta, void *gemm_ws, int team)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    const int64_t i0 = t * p->rows, rows = d->oh - i0 < p->rows ? d->oh - i0 : p->rows;
+    const char *x_g = x + (size_t)((n * d->c_in + g * p->cg) * d->h * d->w) * es;
+    fc_gemm_args a;
+    if (p->lowered) {
+        if (team) {
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < p->K; k++)
+                fc_im2col_tile(d, rng, x_g, i0, rows, k, k + 1, cols);
+        } else {
+            fc_im2col_tile(d, rng, x_g, i0, rows, 0, p->K, cols);
+        }
+        a.b = cols; /* cols^T: B(p,j) = cols[j][p] */
+        a.csb = rows * d->ow;
+    } else {
+        a.b = x_g;
+        a.csb = d->h * d->w;
+    }
+    a.rsb = 1;
+    a.m = p->kg;
+    a.n = p->K;
+    a.k = rows * d->ow;
+    a.a = gy + (size_t)((n * d->c_out + g * p->kg) * p->plane + i0 * d->ow) * es;
+    a.rsa = p->plane;
+    a.csa = 1;
+    a.c = gw + (size_t)(g * p->kg * p->K) * es;
+    a.rsc = p->K;
+    a.alpha = 1.0;
+    a.beta = beta;
+    a.bias = NULL;
+    a.dtype = d->dtype;
+    if (team)
+        fc_gemm_team(&a, gemm_ws);
+    else
+        fc_gemm_serial(&a, gemm_ws);
+}
+
+#define DEFINE_SUM_PARTIALS(REAL, SFX)                                                         \
+    static void sum_partials_##SFX(REAL *restrict gw, const char *partials, size_t stride,   \
+                                   int64_t chunks, int64_t lo, int64_t hi)                    \
+    {                                                                                          \
+        for (int64_t c = 1; c < chunks; c++) {                                                 \
+            const REAL *restrict src = (const REAL *)(partials + (size_t)(c - 1) * stride);   \
+            for (int64_t e = lo; e < hi; e++)                                                  \
+                gw[e] += src[e];                                                               \
+        }                                                                                      \
+    }
+DEFINE_SUM_PARTIALS(float, f32)
+DEFINE_SUM_PARTIALS(double, f64)
+
 void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_,
                            void *gb_, void *ws)
 {
     plan p;
     make_plan(d, FC_BWD_WEIGHTS, &p);
     int64_t *lo;
-    char *thread0, *cols, *gemm_ws;
-    carve(&p, ws, &lo, &thread0, &cols, &gemm_ws);
+    char *thread0, *cols_shared, *gemm_shared;
+    carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
+    char *partials = partials_base(&p, ws);
     fc_build_col_ranges(d, lo, lo + d->kw);
     const fc_col_range rng = {lo, lo + d->kw};
     const size_t es = fc_elem_size(d->dtype);
+    const int64_t w_elems = d->c_out * p.K;
+    const size_t partial_bytes = fc_align_up((size_t)w_elems * es);
     const char *gy = (const char *)gy_, *x = (const char *)x_;
     char *gw = (char *)gw_, *gb = (char *)gb_;
     const fc_bias_item_fn bias_item = fc_direct_ops_active()->bias[d->dtype];
 
 #pragma omp parallel num_threads(p.nt)
     {
-        for (int64_t g = 0; g < d->groups; g++) {
-            for (int64_t n = 0; n < d->n; n++) {
-                const char *x_g = x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es;
-                for (int64_t t = 0; t < p.tiles; t++) {
-                    const int64_t i0 = t * p.rows, rows = d->oh - i0 < p.rows ? d->oh - i0 : p.rows;
-                    fc_gemm_args a;
-                    if (p.lowered) {
+        char *mine = thread0 + (size_t)THREAD_ID() * p.per_thread;
+        if (p.team) {
+            for (int64_t g = 0; g < d->groups; g++)
+                for (int64_t n = 0; n < d->n; n++)
+                    for (int64_t t = 0; t < p.tiles; t++)
+                        bwd_weights_tile(d, &p, rng, gy, x, gw, cols_shared, n, g, t, n > 0 || t > 0,
+                                         gemm_shared, 1);
+        } else {
+            char *cols = mine + p.bias_acc, *gemm_ws = cols + p.cols;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t c = 0; c < p.chunks; c++) {
+                char *dst = c == 0 ? gw : partials + (size_t)(c - 1) * partial_bytes;
+                const int64_t n0 = d->n * c / p.chunks, n1 = d->n * (c + 1) / p.chunks;
+                for (int64_t g = 0; g < d->groups; g++)
+                    for (int64_t n = n0; n < n1; n++)
+                        for (int64_t t = 0; t < p.tiles; t++)
+                            bwd_weights_tile(d, &p, rng, gy, x, dst, cols, n, g, t, n > n0 || t > 0,
+                                             gemm_ws, 0);
+            }
+            /* (implicit barrier) add the partials in chunk order, split over elements */
+            const int64_t blocks = (w_elems + 1023) / 1024;
 #pragma omp for schedule(static)
-                        for (int64_t k = 0; k < p.K; k++)
-                            fc_im2col_tile(d, rng, x_g, i0, rows, k, k + 1, cols);
-                        a.b = cols; /* cols^T: B(p,j) = cols[j][p] */
-                        a.csb = rows * d->ow;
-                    } else {
-                        a.b = x_g;
-                        a.csb = d->h * d->w;
-                    }
-                    a.rsb = 1;
-                    a.m = p.kg;
-                    a.n = p.K;
-                    a.k = rows * d->ow;
-                    a.a = gy + (size_t)((n * d->c_out + g * p.kg) * p.plane + i0 * d->ow) * es;
-                    a.rsa = p.plane;
-                    a.csa = 1;
-                    a.c = gw + (size_t)(g * p.kg * p.K) * es;
-                    a.rsc = p.K;
-                    a.alpha = 1.0;
-                    a.beta = (n > 0 || t > 0);
-                    a.bias = NULL;
-                    a.dtype = d->dtype;
-                    fc_gemm_team(&a, gemm_ws);
-                }
+            for (int64_t b = 0; b < blocks; b++) {
+                const int64_t e0 = b * 1024, e1 = e0 + 1024 < w_elems ? e0 + 1024 : w_elems;
+                if (d->dtype == FC_F64)
+                    sum_partials_f64((double *)gw, partials, partial_bytes, p.chunks, e0, e1);
+                else
+                    sum_partials_f32((float *)gw, partials, partial_bytes, p.chunks, e0, e1);
             }
         }
         if (gb) {
-            char *acc = thread0 + (size_t)THREAD_ID() * p.per_thread;
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < d->c_out; k++)
-                bias_item(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, acc);
+                bias_item(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, mine);
         }
     }
 }
