@@ -71,6 +71,7 @@ void fc_build_col_ranges(const fc_conv_desc *d, int64_t *lo, int64_t *hi)
         int64_t a = -floor_div(off, d->stride_w);      /* ceil(-off / sw) */
         int64_t b = floor_div(d->w - 1 - off, d->stride_w) + 1;
         if (a < 0) a = 0;
+        if (a > d->ow) a = d->ow; /* padding wider than the output: no valid column */
         if (b > d->ow) b = d->ow;
         if (b < a) b = a;
         lo[m] = a;
@@ -96,9 +97,47 @@ static size_t direct_acc_bytes(const fc_conv_desc *d)
     return fc_align_up((size_t)fc_direct_acc_elems(d) * fc_elem_size(d->dtype));
 }
 
+int64_t fc_direct_padded_width(const fc_conv_desc *d)
+{
+    return d->ow + (d->kw - 1) * d->dil_w;
+}
+
+int64_t fc_direct_fwd_scratch_elems(const fc_conv_desc *d)
+{
+    return (d->c_in / d->groups) * d->h * fc_direct_padded_width(d);
+}
+
+static size_t direct_zeros_bytes(const fc_conv_desc *d)
+{
+    return fc_align_up((size_t)fc_direct_padded_width(d) * fc_elem_size(d->dtype));
+}
+
+static size_t direct_scratch_bytes(const fc_conv_desc *d)
+{
+    return fc_align_up((size_t)fc_direct_fwd_scratch_elems(d) * fc_elem_size(d->dtype));
+}
+
+static void transposed_problem(const fc_conv_desc *d, fc_conv_desc *t);
+
+/* The input gradient of a unit-stride convolution is itself a forward convolution: of
+   grad_y with the kernel rotated by 180 degrees and its channel axes swapped. Running it
+   through the register-blocked forward is much faster than scattering. */
+static int bwd_data_as_forward(const fc_conv_desc *d)
+{
+    return d->stride_h == 1 && d->stride_w == 1;
+}
+
 static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
 {
+    if (pass == FC_BWD_DATA && bwd_data_as_forward(d)) {
+        fc_conv_desc t;
+        transposed_problem(d, &t);
+        return fc_align_up((size_t)(d->c_out * d->kh * d->kw * (d->c_in / d->groups)) * fc_elem_size(d->dtype)) +
+               direct_workspace_size(&t, FC_FWD);
+    }
     size_t bytes = direct_tables_bytes(d);
+    if (pass == FC_FWD)
+        bytes += direct_zeros_bytes(d) + (size_t)(d->nthreads > 0 ? d->nthreads : 1) * direct_scratch_bytes(d);
     if (pass == FC_BWD_WEIGHTS)
         bytes += (size_t)(d->nthreads > 0 ? d->nthreads : 1) * direct_acc_bytes(d);
     return bytes;
@@ -114,28 +153,88 @@ static void direct_fwd(const fc_conv_desc *d, const void *x, const void *w, cons
     const fc_direct_ops *ops = fc_direct_ops_active();
     const fc_fwd_item_fn item = ops->fwd[d->dtype];
     const size_t es = fc_elem_size(d->dtype);
+    const int nt = fc_team_size(d);
     const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G;
-    const int64_t blocks = ceil_div(kg, FC_DIRECT_KB), items = d->n * G * blocks;
+    /* An item pads its image group once and runs a span of its channels: whole groups
+       when the batch alone feeds every thread twice, else single channel blocks. */
+    const int64_t span = d->n * G >= 2 * nt ? kg : FC_DIRECT_KB;
+    const int64_t spans = ceil_div(kg, span), items = d->n * G * spans;
     int64_t *lo = (int64_t *)ws, *hi = lo + d->kw;
     fc_build_col_ranges(d, lo, hi);
-    const fc_col_range cols = {lo, hi};
+    char *zeros = (char *)ws + direct_tables_bytes(d);
+    memset(zeros, 0, direct_zeros_bytes(d));
+    char *scratch0 = zeros + direct_zeros_bytes(d);
+    const size_t scratch_bytes = direct_scratch_bytes(d);
+    const fc_col_range cols = {lo, hi, zeros};
     const char *xb = (const char *)x, *wb = (const char *)w, *bb = (const char *)bias;
     char *yb = (char *)y;
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(fc_team_size(d))
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t n = it / (G * blocks), g = (it / blocks) % G, blk = it % blocks;
-        const int64_t k0 = g * kg + blk * FC_DIRECT_KB;
-        const int64_t kb = (kg - blk * FC_DIRECT_KB) < FC_DIRECT_KB ? kg - blk * FC_DIRECT_KB : FC_DIRECT_KB;
-        item(d, cols, xb + (size_t)((n * d->c_in + g * cg) * d->h * d->w) * es,
-             wb + (size_t)(k0 * cg * d->kh * d->kw) * es, bb ? bb + (size_t)k0 * es : NULL,
-             yb + (size_t)((n * d->c_out + k0) * d->oh * d->ow) * es, kb);
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        char *scratch = scratch0 + (size_t)omp_get_thread_num() * scratch_bytes;
+#else
+        char *scratch = scratch0;
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t n = it / (G * spans), g = (it / spans) % G, sp = it % spans;
+            const int64_t k0 = g * kg + sp * span;
+            const int64_t kc = kg - sp * span < span ? kg - sp * span : span;
+            item(d, cols, xb + (size_t)((n * d->c_in + g * cg) * d->h * d->w) * es,
+                 wb + (size_t)(k0 * cg * d->kh * d->kw) * es, bb ? bb + (size_t)k0 * es : NULL,
+                 yb + (size_t)((n * d->c_out + k0) * d->oh * d->ow) * es, kc, scratch);
+        }
     }
 }
+
+/* grad_x = conv(grad_y, rot180(w) with in/out channels swapped), unit strides, and padding
+   (eff_k - 1 - pad) on each side (negative when the forward padding exceeds the kernel:
+   the kernels read such "padding" as a crop). */
+static void transposed_problem(const fc_conv_desc *d, fc_conv_desc *t)
+{
+    *t = *d;
+    t->c_in = d->c_out;
+    t->h = d->oh;
+    t->w = d->ow;
+    t->c_out = d->c_in;
+    t->oh = d->h;
+    t->ow = d->w;
+    t->pad_top = (d->kh - 1) * d->dil_h - d->pad_top;
+    t->pad_bottom = (d->kh - 1) * d->dil_h - d->pad_bottom;
+    t->pad_left = (d->kw - 1) * d->dil_w - d->pad_left;
+    t->pad_right = (d->kw - 1) * d->dil_w - d->pad_right;
+}
+
+#define DEFINE_ROTATE(REAL, SFX)                                                               \
+    static void rotate_weights_##SFX(const fc_conv_desc *d, const REAL *w, REAL *wt)          \
+    {                                                                                          \
+        const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G, KK = d->kh * d->kw; \
+        for (int64_t g = 0; g < G; g++)                                                        \
+            for (int64_t k = 0; k < kg; k++)                                                   \
+                for (int64_t c = 0; c < cg; c++)                                               \
+                    for (int64_t t = 0; t < KK; t++)                                           \
+                        wt[((g * cg + c) * kg + k) * KK + (KK - 1 - t)] =                      \
+                            w[((g * kg + k) * cg + c) * KK + t];                               \
+    }
+DEFINE_ROTATE(float, f32)
+DEFINE_ROTATE(double, f64)
 
 static void direct_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx,
                             void *ws)
 {
+    if (bwd_data_as_forward(d)) {
+        fc_conv_desc t;
+        transposed_problem(d, &t);
+        char *wt = (char *)ws;
+        if (d->dtype == FC_F64)
+            rotate_weights_f64(d, (const double *)w, (double *)wt);
+        else
+            rotate_weights_f32(d, (const float *)w, (float *)wt);
+        direct_fwd(&t, gy, wt, NULL, gx,
+                   wt + fc_align_up((size_t)(d->c_out * d->kh * d->kw * (d->c_in / d->groups)) * fc_elem_size(d->dtype)));
+        return;
+    }
     const fc_direct_ops *ops = fc_direct_ops_active();
     const fc_bwd_data_item_fn item = ops->bwd_data[d->dtype];
     const size_t es = fc_elem_size(d->dtype);
@@ -143,7 +242,7 @@ static void direct_bwd_data(const fc_conv_desc *d, const void *gy, const void *w
     const int64_t blocks = ceil_div(cg, FC_DIRECT_KB), items = d->n * G * blocks;
     int64_t *lo = (int64_t *)ws, *hi = lo + d->kw;
     fc_build_col_ranges(d, lo, hi);
-    const fc_col_range cols = {lo, hi};
+    const fc_col_range cols = {lo, hi, NULL};
     const char *gyb = (const char *)gy, *wb = (const char *)w;
     char *gxb = (char *)gx;
 
@@ -170,7 +269,7 @@ static void direct_bwd_weights(const fc_conv_desc *d, const void *gy, const void
     const int64_t w_items = G * blocks * cg, b_items = gb ? d->c_out : 0;
     int64_t *lo = (int64_t *)ws, *hi = lo + d->kw;
     fc_build_col_ranges(d, lo, hi);
-    const fc_col_range cols = {lo, hi};
+    const fc_col_range cols = {lo, hi, NULL};
     char *acc0 = (char *)ws + direct_tables_bytes(d);
     const size_t acc_bytes = direct_acc_bytes(d);
     const char *gyb = (const char *)gy, *xb = (const char *)x;

@@ -36,7 +36,7 @@
 /* Bytes of one column tile. 8 MiB per call keeps the tiles of every thread inside this
    CPU's 32 MiB L3 while making the GEMM's N (or K) dimension at least a few hundred for
    every layer we benchmark; split between threads in image mode, but never below 1 MiB
-   (one L2) per thread. The weight gradient uses fixed sizes: its tile shape decides its
+   (one L2) per thread. The gradients use a fixed size: their tile shape decides their
    summation order, which must not depend on the thread count. */
 #define TILE_BUDGET ((int64_t)8 << 20)
 #define TILE_BUDGET_MIN ((int64_t)1 << 20)
@@ -80,6 +80,10 @@ static void make_plan(const fc_conv_desc *d, int pass, plan *p)
         if (d->n >= BWDW_MIN_BATCH)
             p->chunks = d->n < BWDW_MAX_CHUNKS ? d->n : BWDW_MAX_CHUNKS;
         p->team = p->chunks == 0;
+        budget = BWDW_TILE_BUDGET;
+    } else if (pass == FC_BWD_DATA) {
+        /* col2im adds tile after tile into the same input rows: fixed tiles, fixed order */
+        p->team = d->n * d->groups < p->nt;
         budget = BWDW_TILE_BUDGET;
     } else {
         p->team = d->n * d->groups < p->nt;
@@ -194,7 +198,7 @@ void fc_im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const 
     char *thread0, *cols_shared, *gemm_shared;
     carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
     fc_build_col_ranges(d, lo, lo + d->kw);
-    const fc_col_range rng = {lo, lo + d->kw};
+    const fc_col_range rng = {lo, lo + d->kw, NULL};
     const size_t es = fc_elem_size(d->dtype);
     const char *x = (const char *)x_, *w = (const char *)w_, *bias = (const char *)bias_;
     char *y = (char *)y_;
@@ -275,7 +279,7 @@ void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *w_, 
     char *thread0, *cols_shared, *gemm_shared;
     carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
     fc_build_col_ranges(d, lo, lo + d->kw);
-    const fc_col_range rng = {lo, lo + d->kw};
+    const fc_col_range rng = {lo, lo + d->kw, NULL};
     const size_t es = fc_elem_size(d->dtype);
     const size_t chan_bytes = (size_t)(d->h * d->w) * es;
     const char *gy = (const char *)gy_, *w = (const char *)w_;
@@ -389,7 +393,7 @@ void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x
     carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
     char *partials = partials_base(&p, ws);
     fc_build_col_ranges(d, lo, lo + d->kw);
-    const fc_col_range rng = {lo, lo + d->kw};
+    const fc_col_range rng = {lo, lo + d->kw, NULL};
     const size_t es = fc_elem_size(d->dtype);
     const int64_t w_elems = d->c_out * p.K;
     const size_t partial_bytes = fc_align_up((size_t)w_elems * es);

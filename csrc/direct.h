@@ -5,7 +5,7 @@
  * one OpenMP region; an item is serial code that owns the outputs it writes, so any
  * thread count gives bitwise the same result and no reduction crosses threads.
  *
- *   fwd item          (image n, block of <= FC_DIRECT_KB output channels of one group)
+ *   fwd item          (image n, a run of output channels of one group)
  *   bwd_data item     (image n, block of <= FC_DIRECT_KB input channels of one group)
  *   bwd_weights item  (block of <= FC_DIRECT_KB output channels, one input channel c of
  *                      their group): grad_w[k0:k0+kb, c, :, :]
@@ -26,11 +26,14 @@
    call by the driver so the inner loops carry no bounds test. */
 typedef struct fc_col_range {
     const int64_t *lo, *hi;
+    const void *zeros; /* fwd: a row of >= padded-width zeros, read for rows outside the image */
 } fc_col_range;
 
+/* Forward items take any number kc of channels (done FC_DIRECT_KB at a time) and a
+   per-thread scratch of fc_direct_fwd_scratch_elems() elements. */
 typedef void (*fc_fwd_item_fn)(const fc_conv_desc *d, fc_col_range cols,
                                const void *x_ng, const void *w_k, const void *bias_k,
-                               void *y_nk, int64_t kb);
+                               void *y_nk, int64_t kc, void *scratch);
 typedef void (*fc_bwd_data_item_fn)(const fc_conv_desc *d, fc_col_range cols,
                                     const void *gy_ng, const void *w_gc,
                                     void *gx_nc, int64_t cb);
@@ -55,6 +58,12 @@ extern const fc_direct_ops fc_direct_ops_avx512;
 
 /* The table for the active ISA. */
 const fc_direct_ops *fc_direct_ops_active(void);
+
+/* Width of the column-padded input rows the unit-stride forward reads: every tap of every
+   output column lands inside, so its inner loops carry no bounds test. */
+int64_t fc_direct_padded_width(const fc_conv_desc *d);
+/* Elements of per-thread scratch the forward item needs (a column-padded image group). */
+int64_t fc_direct_fwd_scratch_elems(const fc_conv_desc *d);
 
 /* Elements of per-thread accumulator the bwd_weights and bias items need. */
 int64_t fc_direct_acc_elems(const fc_conv_desc *d);

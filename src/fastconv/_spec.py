@@ -87,6 +87,8 @@ def as_pair(value: Any, name: str, minimum: int) -> Tuple[int, int]:
         pair = (v, v)
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(pair) >= _INDEX_LIMIT:
+        raise ValueError(f"{name} must be < 2**62, got {value!r}")
     return pair
 
 
@@ -216,6 +218,8 @@ def make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: I
 
 def shape_tuple(value: Any, name: str) -> Tuple[int, int, int, int]:
     """A 4-tuple of non-negative ints (input_shape / weight_shape arguments)."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     if not isinstance(value, (tuple, list)) or len(value) != 4:
         raise ValueError(f"{name} must be a tuple of 4 ints, got {value!r}")
     shape = tuple(_as_int(v, name) for v in value)

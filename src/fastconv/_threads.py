@@ -6,6 +6,7 @@ calling ``omp_set_num_threads``, whose setting would apply only to the calling t
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 from typing import Iterator, Optional
 
@@ -26,8 +27,9 @@ def set_num_threads(n: Optional[int]) -> None:
     """
     global _num_threads
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive int or None, got {n!r}")
+        n = int(n)
     with _lock:
         _num_threads = n
 

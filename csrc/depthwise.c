@@ -1,0 +1,409 @@
+/*
+ * depthwise.c: the depthwise passes (groups == C_in): planning, workspace layout and the
+ * one OpenMP region per call. The kernels are in depthwise_kernels.inc (one instance per
+ * ISA, chosen by fc_active_isa()); see depthwise.h for the method.
+ *
+ * Work items and determinism
+ *   fwd             (image n, input channel c, band of output rows[, block of the
+ *                    multiplier's channels]): writes y[n, c*mult + q, band rows].
+ *   bwd_data s1     (image n, input channel c, band of rows): writes gx[n, c, band rows],
+ *                    summing the mult grad_y planes in registers (<= FC_DW_MAX_SRC at a time).
+ *   bwd_data s>1    (image n, input channel c): gx[n, c] by scatter.
+ *   bwd_weights     (output channel k, chunk p of the batch's grad_y rows): partial sums
+ *                    of gw[k] and gb[k]; then (output channel k): sum of its chunks in
+ *                    order p = 0, 1, ... The chunking depends on the problem only.
+ *   Every element is computed by one item in a fixed order, so results are bitwise the
+ *   same for every thread count and schedule.
+ *
+ * Workspace (all scratch; content on entry irrelevant)
+ *   [cofs: kw int64][lo, hi: 2*kw int64][rotated kernels: c_out*kh*kw][chunk partials:
+ *   c_out*chunks*(kh*kw+1)][per thread: band buffer(s) + accumulators] -- independent of
+ *   the batch size: a band buffer holds <= ~24 KiB of rows per source (at least 8 output
+ *   rows), chunks <= 32.
+ */
+#include <string.h>
+
+#include "conv_internal.h"
+#include "depthwise.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Bytes of band rows per source a band aims at: stays in L1 with the output rows. */
+#define DW_BAND_BUDGET (24 * 1024)
+/* bwd_data: grad_y planes of one input channel summed in one pass over a band. */
+#define FC_DW_MAX_SRC 16
+/* bwd_weights: aim for at least this many (channel, chunk) items ... */
+#define DW_MIN_ITEMS 32
+/* ... with chunks of at least this many grad_y rows. */
+#define DW_MIN_CHUNK_ROWS 16
+
+static const fc_dw_ops *dw_ops(void)
+{
+#ifdef FC_DW_HAVE_X86
+    switch (fc_active_isa()) {
+    case FC_ISA_AVX512: return &fc_dw_ops_avx512;
+    case FC_ISA_AVX2: return &fc_dw_ops_avx2;
+    default: break;
+    }
+#endif
+    return &fc_dw_ops_generic;
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t rup(int64_t a, int64_t b) { return cdiv(a, b) * b; }
+
+int fc_depthwise_accepts(const fc_conv_desc *d, int pass)
+{
+    (void)pass;
+    return d->groups >= 1 && d->groups == d->c_in && d->c_out % d->groups == 0 && d->n >= 1 &&
+           d->oh >= 1 && d->ow >= 1;
+}
+
+/* ---- plan ---------------------------------------------------------------------------- */
+
+typedef struct dw_plan {
+    fc_dw_geom g;
+    int64_t mult;     /* output channels per input channel */
+    int64_t nsrc;     /* bwd_data: sources per band pass */
+    int64_t nbands;   /* bands per plane */
+    int64_t chunks;   /* bwd_weights: chunks of the batch's rows per channel */
+    int scatter;      /* bwd_data by scatter (stride > 1) */
+    int team;
+    size_t off_cofs, off_lohi, off_krot, off_part, off_thr, thr_bytes, thr_acc, total;
+} dw_plan;
+
+static void geom_init(fc_dw_geom *g, int64_t hs, int64_t ws, int64_t ho, int64_t wo, int64_t pt,
+                      int64_t pl, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t kh,
+                      int64_t kw, size_t es, int64_t nsrc)
+{
+    const int64_t vmax = FC_DW_VSLOT / (int64_t)es; /* widest vector of any ISA */
+    const int64_t maxoff = ((kw - 1) * dw) / sw, halo = (kh - 1) * dh + 1;
+    g->hs = hs, g->ws = ws, g->ho = ho, g->wo = wo, g->pt = pt, g->pl = pl;
+    g->sh = sh, g->sw = sw, g->dh = dh, g->dw = dw, g->kh = kh, g->kw = kw;
+    /* every column a vector of any ISA reads: up to round_up(wo, vmax) + maxoff */
+    g->wq = rup(rup(wo, vmax) + maxoff, vmax);
+    const int64_t row_bytes = sw * g->wq * (int64_t)es * nsrc;
+    const int64_t fit = DW_BAND_BUDGET / row_bytes;
+    int64_t band = fit >= halo ? (fit - halo) / sh + 1 : 1;
+    if (band < 8)
+        band = 8;
+    if (band >= ho) {
+        band = ho;
+    } else { /* even bands, a multiple of 8 rows */
+        const int64_t nb = cdiv(ho, band);
+        band = rup(cdiv(ho, nb), 8);
+        if (band > ho)
+            band = ho;
+    }
+    g->band = band;
+    g->buf_rows = (band - 1) * sh + halo;
+    g->phase_stride = g->buf_rows * g->wq;
+    g->src_stride = sw * g->phase_stride;
+    g->cofs = NULL;
+}
+
+static void make_plan(const fc_conv_desc *d, int pass, dw_plan *p)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    const int64_t kk = d->kh * d->kw;
+    memset(p, 0, sizeof *p);
+    p->mult = d->c_out / d->c_in;
+    p->team = fc_team_size(d);
+    p->nsrc = 1;
+    if (pass == FC_BWD_DATA && d->stride_h == 1 && d->stride_w == 1) {
+        p->nsrc = p->mult < FC_DW_MAX_SRC ? p->mult : FC_DW_MAX_SRC;
+        geom_init(&p->g, d->oh, d->ow, d->h, d->w, (d->kh - 1) * d->dil_h - d->pad_top,
+                  (d->kw - 1) * d->dil_w - d->pad_left, 1, 1, d->dil_h, d->dil_w, d->kh, d->kw,
+                  es, p->nsrc);
+    } else {
+        p->scatter = pass == FC_BWD_DATA;
+        geom_init(&p->g, d->h, d->w, d->oh, d->ow, d->pad_top, d->pad_left, d->stride_h,
+                  d->stride_w, d->dil_h, d->dil_w, d->kh, d->kw, es, 1);
+    }
+    p->nbands = cdiv(p->g.ho, p->g.band);
+    if (pass == FC_BWD_WEIGHTS) {
+        const int64_t rows = d->n * d->oh;
+        int64_t c = d->c_out >= DW_MIN_ITEMS ? 1 : cdiv(DW_MIN_ITEMS, d->c_out);
+        const int64_t cmax = rows / DW_MIN_CHUNK_ROWS > 1 ? rows / DW_MIN_CHUNK_ROWS : 1;
+        p->chunks = c < cmax ? c : cmax;
+    }
+
+    size_t off = 0;
+    p->off_cofs = off;
+    off += fc_align_up((size_t)d->kw * sizeof(int64_t));
+    p->off_lohi = off;
+    off += fc_align_up(2 * (size_t)d->kw * sizeof(int64_t));
+    p->off_krot = off;
+    if (pass == FC_BWD_DATA && !p->scatter)
+        off += fc_align_up((size_t)(d->c_out * kk) * es);
+    p->off_part = off;
+    if (pass == FC_BWD_WEIGHTS)
+        off += fc_align_up((size_t)(d->c_out * p->chunks * (kk + 1)) * es);
+    p->off_thr = off;
+    p->thr_bytes = 0;
+    if (!p->scatter)
+        p->thr_bytes = fc_align_up((size_t)(p->nsrc * p->g.src_stride) * es);
+    p->thr_acc = p->thr_bytes;
+    if (pass == FC_BWD_WEIGHTS)
+        p->thr_bytes += fc_align_up((size_t)(kk + 1) * FC_DW_VSLOT);
+    p->total = off + (size_t)p->team * p->thr_bytes;
+}
+
+/* Fill the shared tables (before the parallel region). */
+static void plan_tables(const fc_conv_desc *d, dw_plan *p, void *ws)
+{
+    int64_t *cofs = (int64_t *)((char *)ws + p->off_cofs);
+    for (int64_t m = 0; m < d->kw; m++) {
+        const int64_t c = m * p->g.dw;
+        cofs[m] = (c % p->g.sw) * p->g.phase_stride + c / p->g.sw;
+    }
+    p->g.cofs = cofs;
+}
+
+size_t fc_depthwise_workspace_size(const fc_conv_desc *d, int pass)
+{
+    dw_plan p;
+    make_plan(d, pass, &p);
+    return p.total;
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+typedef struct dw_fwd_ctx {
+    const fc_conv_desc *d;
+    const dw_plan *p;
+    const fc_dw_ops *ops;
+    const char *x, *w, *b;
+    char *y, *ws;
+    int64_t qsplit;
+} dw_fwd_ctx;
+
+static void fwd_body(const dw_fwd_ctx *c)
+{
+    const fc_conv_desc *d = c->d;
+    const dw_plan *p = c->p;
+    const fc_dw_geom *g = &p->g;
+    const size_t es = fc_elem_size(d->dtype);
+    const int t = d->dtype;
+    const int64_t kk = d->kh * d->kw, mult = p->mult, qs = c->qsplit, qb = cdiv(mult, qs);
+    const int64_t items = d->n * d->c_in * p->nbands * qs;
+    char *buf = c->ws + p->off_thr + (size_t)thread_id() * p->thr_bytes;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t qi = it % qs, band = (it / qs) % p->nbands, nc = it / (qs * p->nbands);
+        const int64_t cin = nc % d->c_in;
+        const int64_t i0 = band * g->band, nrows = (d->oh - i0) < g->band ? d->oh - i0 : g->band;
+        c->ops->copy[t](g, c->x + (size_t)(nc * d->h * d->w) * es, buf, i0 * g->sh,
+                        (nrows - 1) * g->sh + (g->kh - 1) * g->dh + 1);
+        const int64_t q0 = qi * qb, q1 = (q0 + qb) < mult ? q0 + qb : mult;
+        for (int64_t q = q0; q < q1; q++) {
+            const int64_t k = cin * mult + q, n = nc / d->c_in;
+            c->ops->fwd[t](g, buf, 1, c->w + (size_t)(k * kk) * es,
+                           c->b ? c->b + (size_t)k * es : NULL,
+                           c->y + (size_t)(((n * d->c_out + k) * d->oh + i0) * d->ow) * es, d->ow,
+                           nrows, 0);
+        }
+    }
+}
+
+void fc_depthwise_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias,
+                      void *y, void *ws)
+{
+    dw_plan p;
+    make_plan(d, FC_FWD, &p);
+    plan_tables(d, &p, ws);
+    dw_fwd_ctx c = {d, &p, dw_ops(), (const char *)x, (const char *)w, (const char *)bias,
+                    (char *)y, (char *)ws, 1};
+    /* split the multiplier's channels only when (n, c, band) items are too few */
+    const int64_t base = d->n * d->c_in * p.nbands;
+    if (base < DW_MIN_ITEMS && p.mult > 1) {
+        const int64_t want = cdiv(DW_MIN_ITEMS, base);
+        c.qsplit = want < p.mult ? want : p.mult;
+    }
+    if (p.team > 1) {
+#pragma omp parallel num_threads(p.team)
+        fwd_body(&c);
+    } else {
+        fwd_body(&c);
+    }
+}
+
+/* ---- input gradient ------------------------------------------------------------------- */
+
+typedef struct dw_bwd_ctx {
+    const fc_conv_desc *d;
+    const dw_plan *p;
+    const fc_dw_ops *ops;
+    const char *gy, *w;
+    char *gx, *ws;
+} dw_bwd_ctx;
+
+static void bwd_body(const dw_bwd_ctx *c)
+{
+    const fc_conv_desc *d = c->d;
+    const dw_plan *p = c->p;
+    const fc_dw_geom *g = &p->g;
+    const size_t es = fc_elem_size(d->dtype);
+    const int t = d->dtype;
+    const int64_t kk = d->kh * d->kw, mult = p->mult, plane_out = d->oh * d->ow;
+    if (p->scatter) {
+        const int64_t *lo = (const int64_t *)(c->ws + p->off_lohi), *hi = lo + d->kw;
+        const int64_t items = d->n * d->c_in;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t n = it / d->c_in, cin = it % d->c_in, k0 = cin * mult;
+            c->ops->scatter[t](d, lo, hi, c->gy + (size_t)((n * d->c_out + k0) * plane_out) * es,
+                               c->w + (size_t)(k0 * kk) * es, mult,
+                               c->gx + (size_t)(it * d->h * d->w) * es);
+        }
+        return;
+    }
+    const char *krot = c->ws + p->off_krot;
+    char *buf = c->ws + p->off_thr + (size_t)thread_id() * p->thr_bytes;
+    const int64_t items = d->n * d->c_in * p->nbands;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t band = it % p->nbands, nc = it / p->nbands;
+        const int64_t n = nc / d->c_in, cin = nc % d->c_in;
+        const int64_t i0 = band * g->band, nrows = (d->h - i0) < g->band ? d->h - i0 : g->band;
+        const int64_t tin = (nrows - 1) + (g->kh - 1) * g->dh + 1;
+        for (int64_t q0 = 0; q0 < mult; q0 += p->nsrc) {
+            const int64_t ns = (mult - q0) < p->nsrc ? mult - q0 : p->nsrc;
+            for (int64_t s = 0; s < ns; s++) {
+                const int64_t k = cin * mult + q0 + s;
+                c->ops->copy[t](g, c->gy + (size_t)((n * d->c_out + k) * plane_out) * es,
+                                buf + (size_t)(s * g->src_stride) * es, i0, tin);
+            }
+            c->ops->fwd[t](g, buf, ns, krot + (size_t)((cin * mult + q0) * kk) * es, NULL,
+                           c->gx + (size_t)((nc * d->h + i0) * d->w) * es, d->w, nrows, q0 > 0);
+        }
+    }
+}
+
+void fc_depthwise_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx,
+                           void *ws)
+{
+    dw_plan p;
+    make_plan(d, FC_BWD_DATA, &p);
+    plan_tables(d, &p, ws);
+    const size_t es = fc_elem_size(d->dtype);
+    const int64_t kk = d->kh * d->kw;
+    if (p.scatter) {
+        int64_t *lo = (int64_t *)((char *)ws + p.off_lohi);
+        fc_build_col_ranges(d, lo, lo + d->kw);
+    } else { /* kernels rotated by 180 degrees */
+        char *krot = (char *)ws + p.off_krot;
+        const char *wb = (const char *)w;
+        for (int64_t k = 0; k < d->c_out; k++)
+            for (int64_t t = 0; t < kk; t++)
+                memcpy(krot + (size_t)(k * kk + t) * es, wb + (size_t)(k * kk + kk - 1 - t) * es, es);
+    }
+    dw_bwd_ctx c = {d, &p, dw_ops(), (const char *)gy, (const char *)w, (char *)gx, (char *)ws};
+    if (p.team > 1) {
+#pragma omp parallel num_threads(p.team)
+        bwd_body(&c);
+    } else {
+        bwd_body(&c);
+    }
+}
+
+/* ---- weight gradient ------------------------------------------------------------------ */
+
+typedef struct dw_bww_ctx {
+    const fc_conv_desc *d;
+    const dw_plan *p;
+    const fc_dw_ops *ops;
+    const char *gy, *x;
+    char *gw, *gb, *ws;
+} dw_bww_ctx;
+
+static void bww_body(const dw_bww_ctx *c)
+{
+    const fc_conv_desc *d = c->d;
+    const dw_plan *p = c->p;
+    const fc_dw_geom *g = &p->g;
+    const size_t es = fc_elem_size(d->dtype);
+    const int t = d->dtype;
+    const int64_t kk = d->kh * d->kw, mult = p->mult, P = p->chunks;
+    const int64_t rows = d->n * d->oh, plane_out = d->oh * d->ow;
+    char *buf = c->ws + p->off_thr + (size_t)thread_id() * p->thr_bytes;
+    char *acc = buf + p->thr_acc;
+    char *part = c->ws + p->off_part;
+    const int64_t items = d->c_out * P;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t k = it / P, pc = it % P, cin = k / mult;
+        const int64_t r0 = pc * rows / P, r1 = (pc + 1) * rows / P;
+        memset(acc, 0, (size_t)(kk + 1) * FC_DW_VSLOT);
+        for (int64_t r = r0; r < r1;) {
+            const int64_t n = r / d->oh, i0 = r % d->oh;
+            int64_t nrows = d->oh - i0;
+            if (nrows > r1 - r)
+                nrows = r1 - r;
+            if (nrows > g->band)
+                nrows = g->band;
+            c->ops->copy[t](g, c->x + (size_t)((n * d->c_in + cin) * d->h * d->w) * es, buf,
+                            i0 * g->sh, (nrows - 1) * g->sh + (g->kh - 1) * g->dh + 1);
+            c->ops->bww[t](g, buf, c->gy + (size_t)((n * d->c_out + k) * plane_out + i0 * d->ow) * es,
+                           nrows, acc);
+            r += nrows;
+        }
+        c->ops->reduce[t](g, acc, part + (size_t)(it * (kk + 1)) * es);
+    }
+    /* implicit barrier: all chunk partials are written */
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < d->c_out; k++) {
+        if (d->dtype == FC_F64) {
+            const double *pp = (const double *)part + k * P * (kk + 1);
+            double *gw = (double *)c->gw + k * kk;
+            for (int64_t tap = 0; tap <= kk; tap++) {
+                double s = pp[tap];
+                for (int64_t q = 1; q < P; q++)
+                    s += pp[q * (kk + 1) + tap];
+                if (tap < kk)
+                    gw[tap] = s;
+                else if (c->gb)
+                    ((double *)c->gb)[k] = s;
+            }
+        } else {
+            const float *pp = (const float *)part + k * P * (kk + 1);
+            float *gw = (float *)c->gw + k * kk;
+            for (int64_t tap = 0; tap <= kk; tap++) {
+                float s = pp[tap];
+                for (int64_t q = 1; q < P; q++)
+                    s += pp[q * (kk + 1) + tap];
+                if (tap < kk)
+                    gw[tap] = s;
+                else if (c->gb)
+                    ((float *)c->gb)[k] = s;
+            }
+        }
+    }
+}
+
+void fc_depthwise_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw,
+                              void *gb, void *ws)
+{
+    dw_plan p;
+    make_plan(d, FC_BWD_WEIGHTS, &p);
+    plan_tables(d, &p, ws);
+    dw_bww_ctx c = {d, &p, dw_ops(), (const char *)gy, (const char *)x, (char *)gw, (char *)gb,
+                    (char *)ws};
+    if (p.team > 1) {
+#pragma omp parallel num_threads(p.team)
+        bww_body(&c);
+    } else {
+        bww_body(&c);
+    }
+}

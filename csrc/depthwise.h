@@ -1,0 +1,98 @@
+/*
+ * depthwise.h: depthwise convolution (groups == C_in, one input channel per group;
+ * C_out = groups * multiplier) for the three passes, float32 and float64.
+ *
+ * Entry points (called by conv.c for algorithm "auto" when fc_depthwise_accepts()):
+ * each opens at most one OpenMP parallel region of fc_team_size(d) threads, uses only
+ * the caller's workspace (>= fc_depthwise_workspace_size bytes, 64-byte aligned, any
+ * content on entry) as scratch, writes every output element, and gives bitwise the same
+ * result for any thread count (work items own their outputs; the weight gradient sums
+ * fixed chunks of the batch in a fixed order).
+ *
+ * How (depthwise.c drives, depthwise_kernels.inc computes, one instance per ISA):
+ *   - A band of rows of one source plane is copied into per-thread scratch, zero padded
+ *     and split by column phase (column u of phase p = padded column u*stride_w + p), so
+ *     every tap of every stride reads a contiguous, in-bounds row: no bounds tests and no
+ *     gathers in the inner loops.
+ *   - fwd: a register tile of R output rows x one vector of columns accumulates all taps
+ *     before one store (loads of a band row are shared by the R rows that use it).
+ *   - bwd_data, stride 1: the forward kernel over grad_y with the kernel rotated by 180
+ *     degrees and padding (KH-1)*dil - pad, summing the multiplier's channels in
+ *     registers. Stride > 1: row scatter (the adjoint of the gather) per plane.
+ *   - bwd_weights: per output channel, KH*KW vector accumulators (per-lane partial sums)
+ *     over a fixed chunk of the batch's rows; lanes, then chunks, summed in fixed order.
+ */
+#ifndef FASTCONV_DEPTHWISE_H
+#define FASTCONV_DEPTHWISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastconv.h"
+
+int fc_depthwise_accepts(const fc_conv_desc *d, int pass);
+size_t fc_depthwise_workspace_size(const fc_conv_desc *d, int pass);
+void fc_depthwise_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias,
+                      void *y, void *ws);
+void fc_depthwise_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx,
+                           void *ws);
+void fc_depthwise_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw,
+                              void *gb /* nullable */, void *ws);
+
+/* ---- internal: shared by depthwise.c and the per-ISA kernel files -------------------- */
+
+/* Geometry of one "correlate a padded source plane" problem:
+     out[i][j] = sum_{l,m} k[l][m] * src[i*sh + l*dh - pt][j*sw + m*dw - pl]
+   (zero outside the source). fwd and bwd_weights use the descriptor's own geometry;
+   bwd_data at stride 1 is this with src = grad_y and the kernel rotated. */
+typedef struct fc_dw_geom {
+    int64_t hs, ws;        /* source plane */
+    int64_t ho, wo;        /* output plane (for bwd_weights: the grad_y plane) */
+    int64_t pt, pl;        /* padded row t holds source row t - pt (any sign) */
+    int64_t sh, sw, dh, dw, kh, kw;
+    int64_t wq;            /* elements per buffer row of one phase (multiple of 64 bytes) */
+    int64_t band;          /* output rows per band */
+    int64_t buf_rows;      /* buffer rows of one phase: (band-1)*sh + (kh-1)*dh + 1 */
+    int64_t phase_stride;  /* elements between phases: buf_rows * wq */
+    int64_t src_stride;    /* elements between the buffers of two sources */
+    const int64_t *cofs;   /* [kw]: buffer offset of kernel column m (phase and shift) */
+} fc_dw_geom;
+
+/* Copy padded rows [t0, t0 + nrows) of a source plane into a band buffer. */
+typedef void (*fc_dw_copy_fn)(const fc_dw_geom *g, const void *src, void *buf, int64_t t0,
+                              int64_t nrows);
+/* Output rows [0, nrows) of a band (band row 0 = output row i0, out points at it, row
+   stride ldo): sum over nsrc sources (buffers buf + s*src_stride, kernels k + s*kh*kw).
+   accum: add to out instead of storing (bias ignored). */
+typedef void (*fc_dw_fwd_fn)(const fc_dw_geom *g, const void *buf, int64_t nsrc, const void *k,
+                             const void *bias /* nullable: one scalar */, void *out,
+                             int64_t ldo, int64_t nrows, int accum);
+/* Weight-gradient partial sums of one band: acc (kh*kw + 1 vectors of 64 bytes, the last
+   the bias sum) += per-lane sums of gy[i][j] * band(i, j, tap), gy rows [0, nrows). */
+typedef void (*fc_dw_bww_fn)(const fc_dw_geom *g, const void *buf, const void *gy,
+                             int64_t nrows, void *acc);
+/* Reduce acc (as above) lanes in fixed order into out[kh*kw + 1]. */
+typedef void (*fc_dw_reduce_fn)(const fc_dw_geom *g, const void *acc, void *out);
+/* bwd_data fallback (any stride): gx plane = sum_q scatter(gy plane q, kernel q). */
+typedef void (*fc_dw_scatter_fn)(const fc_conv_desc *d, const int64_t *lo, const int64_t *hi,
+                                 const void *gy, const void *k, int64_t mult, void *gx);
+
+typedef struct fc_dw_ops {
+    fc_dw_copy_fn copy[2];   /* indexed by enum fc_dtype */
+    fc_dw_fwd_fn fwd[2];
+    fc_dw_bww_fn bww[2];
+    fc_dw_reduce_fn reduce[2];
+    fc_dw_scatter_fn scatter[2];
+} fc_dw_ops;
+
+extern const fc_dw_ops fc_dw_ops_generic;
+#if defined(__x86_64__) && defined(__GNUC__)
+#define FC_DW_HAVE_X86 1
+extern const fc_dw_ops fc_dw_ops_avx2;
+extern const fc_dw_ops fc_dw_ops_avx512;
+#endif
+
+/* Bytes of one bwd_weights accumulator vector slot (the widest vector, any ISA). */
+#define FC_DW_VSLOT 64
+
+#endif

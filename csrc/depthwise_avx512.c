@@ -1,0 +1,12 @@
+/* depthwise_avx512.c: the depthwise kernels for AVX-512F (chosen at run time). */
+#include "depthwise.h"
+
+#ifdef FC_DW_HAVE_X86
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")
+#define FC_DW_ISA avx512
+#define FC_DW_OPS_NAME fc_dw_ops_avx512
+#define FC_DW_VBYTES 64
+#define FC_DW_R_F32 8
+#define FC_DW_R_F64 8
+#include "depthwise_kernels.inc"
+#endif
