@@ -1,0 +1,88 @@
+/*
+ * f32-gemm-6x16-avx2.c: f32 GEMM micro-kernel, 6 x 16 tile, AVX2 + FMA.
+ *
+ * Tile choice: 16 ymm registers: 6 rows x 2 vectors = 12 accumulators + 2 B vectors + 1 broadcast
+ * A value = 15 registers. 12 independent FMA chains cover the 2 FMA pipes x 4 cycles of
+ * latency; per k step 2 loads of B + 6 broadcasts for 12 FMAs.
+ *
+ * C tile rows are contiguous (unit column stride): each row of the tile is 2 vectors of
+ * 8 floats, each packed A value is broadcast against them. Packed A: a[p*6 + i];
+ * packed B: b[p*16 + j], 64-byte aligned. See gemm.h for the contract.
+ */
+#include <stdint.h>
+
+#include "gemm.h"
+
+#ifdef FC_GEMM_HAVE_X86_KERNELS
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+#define MR 6
+#define NR 16
+#define VL 8 /* floats per vector */
+
+void fc_f32_gemm_ukernel_6x16__avx2(int64_t kc, const void *ap, const void *bp, void *cp, int64_t rsc,
+                                   const void *alphap, int beta, const void *biasp)
+{
+    const float *restrict a = (const float *)ap;
+    const float *restrict b = (const float *)bp;
+    float *restrict c = (float *)cp;
+    const float *restrict bias = (const float *)biasp;
+
+#define ACC_DECL(i) __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();
+    ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5)
+
+    /* Fetch the C tile early: it is read (beta) and written only after the k loop. */
+    for (int i = 0; i < MR; i++) {
+        _mm_prefetch((const char *)(c + i * rsc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * rsc + NR - 1), _MM_HINT_T0);
+    }
+
+    for (int64_t p = 0; p < kc; p++) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = _mm256_load_ps(b + VL);
+#define STEP(i)                                                  \
+    {                                                            \
+        const __m256 ai = _mm256_set1_ps(a[i]);           \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);       \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);       \
+    }
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5)
+#undef STEP
+        a += MR;
+        b += NR;
+    }
+
+    /* Epilogue: (alpha * acc) + C + bias, in that order, for every tile (partial tiles come
+       here through a temporary tile, so they round exactly like full ones). */
+    const float alpha = *(const float *)alphap;
+    if (alpha != (float)1) {
+        const __m256 va = _mm256_set1_ps(alpha);
+#define SCALE(i) c##i##_0 = _mm256_mul_ps(c##i##_0, va); c##i##_1 = _mm256_mul_ps(c##i##_1, va);
+        SCALE(0) SCALE(1) SCALE(2) SCALE(3) SCALE(4) SCALE(5)
+#undef SCALE
+    }
+    if (beta) {
+#define ADDC(i)                                                             \
+    c##i##_0 = _mm256_add_ps(c##i##_0, _mm256_loadu_ps(c + (i) * rsc));            \
+    c##i##_1 = _mm256_add_ps(c##i##_1, _mm256_loadu_ps(c + (i) * rsc + VL));
+        ADDC(0) ADDC(1) ADDC(2) ADDC(3) ADDC(4) ADDC(5)
+#undef ADDC
+    }
+    if (bias) {
+#define ADDBIAS(i)                                      \
+    {                                                   \
+        const __m256 vb = _mm256_set1_ps(bias[i]);        \
+        c##i##_0 = _mm256_add_ps(c##i##_0, vb);       \
+        c##i##_1 = _mm256_add_ps(c##i##_1, vb);       \
+    }
+        ADDBIAS(0) ADDBIAS(1) ADDBIAS(2) ADDBIAS(3) ADDBIAS(4) ADDBIAS(5)
+#undef ADDBIAS
+    }
+#define STORE(i) _mm256_storeu_ps(c + (i) * rsc, c##i##_0); _mm256_storeu_ps(c + (i) * rsc + VL, c##i##_1);
+    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
+#undef STORE
+#undef ACC_DECL
+}
+
+#endif /* FC_GEMM_HAVE_X86_KERNELS */

@@ -1,0 +1,88 @@
+/*
+ * f64-gemm-6x8-avx2.c: f64 GEMM micro-kernel, 6 x 8 tile, AVX2 + FMA.
+ *
+ * Tile choice: 16 ymm registers: 6 rows x 2 vectors = 12 accumulators + 2 B vectors + 1 broadcast
+ * A value = 15 registers. 12 independent FMA chains cover the 2 FMA pipes x 4 cycles of
+ * latency; per k step 2 loads of B + 6 broadcasts for 12 FMAs.
+ *
+ * C tile rows are contiguous (unit column stride): each row of the tile is 2 vectors of
+ * 4 doubles, each packed A value is broadcast against them. Packed A: a[p*6 + i];
+ * packed B: b[p*8 + j], 64-byte aligned. See gemm.h for the contract.
+ */
+#include <stdint.h>
+
+#include "gemm.h"
+
+#ifdef FC_GEMM_HAVE_X86_KERNELS
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+#define MR 6
+#define NR 8
+#define VL 4 /* doubles per vector */
+
+void fc_f64_gemm_ukernel_6x8__avx2(int64_t kc, const void *ap, const void *bp, void *cp, int64_t rsc,
+                                  const void *alphap, int beta, const void *biasp)
+{
+    const double *restrict a = (const double *)ap;
+    const double *restrict b = (const double *)bp;
+    double *restrict c = (double *)cp;
+    const double *restrict bias = (const double *)biasp;
+
+#define ACC_DECL(i) __m256d c##i##_0 = _mm256_setzero_pd(), c##i##_1 = _mm256_setzero_pd();
+    ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5)
+
+    /* Fetch the C tile early: it is read (beta) and written only after the k loop. */
+    for (int i = 0; i < MR; i++) {
+        _mm_prefetch((const char *)(c + i * rsc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * rsc + NR - 1), _MM_HINT_T0);
+    }
+
+    for (int64_t p = 0; p < kc; p++) {
+        const __m256d b0 = _mm256_load_pd(b);
+        const __m256d b1 = _mm256_load_pd(b + VL);
+#define STEP(i)                                                  \
+    {                                                            \
+        const __m256d ai = _mm256_set1_pd(a[i]);          \
+        c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0);       \
+        c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1);       \
+    }
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5)
+#undef STEP
+        a += MR;
+        b += NR;
+    }
+
+    /* Epilogue: (alpha * acc) + C + bias, in that order, for every tile (partial tiles come
+       here through a temporary tile, so they round exactly like full ones). */
+    const double alpha = *(const double *)alphap;
+    if (alpha != (double)1) {
+        const __m256d va = _mm256_set1_pd(alpha);
+#define SCALE(i) c##i##_0 = _mm256_mul_pd(c##i##_0, va); c##i##_1 = _mm256_mul_pd(c##i##_1, va);
+        SCALE(0) SCALE(1) SCALE(2) SCALE(3) SCALE(4) SCALE(5)
+#undef SCALE
+    }
+    if (beta) {
+#define ADDC(i)                                                             \
+    c##i##_0 = _mm256_add_pd(c##i##_0, _mm256_loadu_pd(c + (i) * rsc));            \
+    c##i##_1 = _mm256_add_pd(c##i##_1, _mm256_loadu_pd(c + (i) * rsc + VL));
+        ADDC(0) ADDC(1) ADDC(2) ADDC(3) ADDC(4) ADDC(5)
+#undef ADDC
+    }
+    if (bias) {
+#define ADDBIAS(i)                                      \
+    {                                                   \
+        const __m256d vb = _mm256_set1_pd(bias[i]);       \
+        c##i##_0 = _mm256_add_pd(c##i##_0, vb);       \
+        c##i##_1 = _mm256_add_pd(c##i##_1, vb);       \
+    }
+        ADDBIAS(0) ADDBIAS(1) ADDBIAS(2) ADDBIAS(3) ADDBIAS(4) ADDBIAS(5)
+#undef ADDBIAS
+    }
+#define STORE(i) _mm256_storeu_pd(c + (i) * rsc, c##i##_0); _mm256_storeu_pd(c + (i) * rsc + VL, c##i##_1);
+    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
+#undef STORE
+#undef ACC_DECL
+}
+
+#endif /* FC_GEMM_HAVE_X86_KERNELS */

@@ -1,0 +1,82 @@
+/*
+ * gemm.h: fastconv's own cache-blocked GEMM (BLIS-style five loops, packed micro-panels,
+ * one MR x NR micro-kernel per ISA and dtype, chosen at run time from fc_active_isa()).
+ *
+ *     C = alpha * A * B + beta * C (+ bias[i] on row i),   beta in {0, 1}
+ *
+ * A is m x k, B is k x n, C is m x n. A and B take arbitrary element strides (so transposed
+ * operands are just swapped strides, never copies); C has unit column stride and row
+ * stride rsc. With beta == 0, C is only written (it may hold NaN on entry).
+ *
+ * Determinism: for fixed inputs the result is bitwise identical for every team size. Work
+ * is split over M and N only; the K loop always runs in the same order and every tile,
+ * full or partial, goes through the same micro-kernel arithmetic.
+ */
+#ifndef FASTCONV_GEMM_H
+#define FASTCONV_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fc_gemm_args {
+    int64_t m, n, k;
+    const void *a; int64_t rsa, csa;   /* A(i,p) = a[i*rsa + p*csa]  (element strides; transposes are just strides) */
+    const void *b; int64_t rsb, csb;   /* B(p,j) = b[p*rsb + j*csb] */
+    void *c;       int64_t rsc;        /* C(i,j) = c[i*rsc + j]  (unit column stride) */
+    double alpha;                      /* C = alpha*A*B + beta*C (+ bias) */
+    int beta;                          /* 0: C is overwritten (never read: may hold NaN); 1: accumulated into */
+    const void *bias;                  /* nullable; length m; C(i,j) += bias[i], added in the epilogue when the tile is stored */
+    int dtype;                         /* FC_F32 = 0, FC_F64 = 1 (from ../fastconv.h) */
+} fc_gemm_args;
+
+/* Bytes of workspace for a team of nthreads (packed B panel shared by the team + one packed
+   A block per thread, each 64-byte aligned). The size covers every ISA's blocking, so it
+   stays valid if the active ISA changes between this query and the call. */
+size_t fc_gemm_workspace_size(int dtype, int64_t m, int64_t n, int64_t k, int nthreads);
+
+/* Cooperative: must be called by EVERY thread of the current OpenMP team (or outside any
+   parallel region = team of 1), with the same args and the same workspace
+   (>= fc_gemm_workspace_size(..., omp_get_num_threads())). Uses orphaned `#pragma omp
+   barrier` only; never opens a parallel region itself. All of C is written when any
+   thread returns (it ends with a team barrier). */
+void fc_gemm_team(const fc_gemm_args *g, void *workspace);
+
+/* Serial: one thread, its own workspace (>= fc_gemm_workspace_size(..., 1)); safe to call
+   concurrently from different threads with different workspaces. */
+void fc_gemm_serial(const fc_gemm_args *g, void *workspace);
+
+/* Convenience: allocates the workspace (returns FC_ENOMEM = 1 on failure, FC_OK = 0
+   otherwise), opens ONE parallel region of nthreads, calls fc_gemm_team. */
+int fc_gemm(const fc_gemm_args *g, int nthreads);
+
+/* Blocking parameters in use for this dtype and the active ISA (for tests and docs). */
+void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc);
+
+/* ---- Internal: micro-kernels (one file each, named dtype-gemm-MRxNR-isa.c) ----------------
+ * C[0:MR, 0:NR] (row stride rsc) = alpha * Apanel * Bpanel + (beta ? C : 0) + (bias ? bias[i] : 0)
+ * where Apanel is a packed MR x kc micro-panel (a[p*MR + i]) and Bpanel a packed kc x NR
+ * micro-panel (b[p*NR + j], 64-byte aligned). kc >= 1. The kernel only ever touches the full
+ * MR x NR tile: partial tiles are handled by the caller through a temporary tile. alpha points
+ * to one element of the dtype; bias (nullable) to MR elements. The epilogue is
+ * (alpha * acc) + C + bias, in that order (alpha * acc skipped when alpha == 1). */
+typedef void (*fc_gemm_ukernel_fn)(int64_t kc, const void *a, const void *b, void *c, int64_t rsc,
+                                   const void *alpha, int beta, const void *bias);
+
+void fc_f32_gemm_ukernel_4x8__generic(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+void fc_f64_gemm_ukernel_4x4__generic(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+#if defined(__x86_64__) || defined(_M_X64)
+#define FC_GEMM_HAVE_X86_KERNELS 1
+void fc_f32_gemm_ukernel_6x16__avx2(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+void fc_f64_gemm_ukernel_6x8__avx2(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+void fc_f32_gemm_ukernel_14x32__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+void fc_f64_gemm_ukernel_14x16__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTCONV_GEMM_H */

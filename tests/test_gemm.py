@@ -1,0 +1,229 @@
+"""fastconv's own GEMM (csrc/gemm/) against numpy.matmul computed in float64.
+
+Shapes straddle every blocking edge of the active micro-kernel and cache blocks (read from
+``_core.gemm_blocking``): 1, MR-1, MR, MR+1, ..., MC+-1, KC+-1, NC+-1. Every case runs under
+every ISA this machine supports, forced in turn with ``_core.set_isa`` (restored after).
+
+Error bound, per element (not a fixed atol):
+    |C - C_ref| <= c(k) * eps(dtype) * (|alpha| * (|A| @ |B|) + beta * |C_old| + |bias|)
+with c(k) = 4 * sqrt(k) + 16: the rounding error of a length-k sum of random-sign products,
+all roundings aligned, is about 0.5 * sqrt(k) * eps * (|A| @ |B|); one dropped or doubled
+product (size ~ (|A| @ |B|) / k) is still 20x above the bound at k = 2049.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+_core = pytest.importorskip("fastconv._core")
+if not hasattr(_core, "gemm"):  # pragma: no cover - only while _core.pyx lacks the include
+    pytest.skip("fastconv._core was built without _gemm.pxi", allow_module_level=True)
+
+DTYPES = [np.float32, np.float64]
+ISA_NAMES = {0: "generic", 1: "avx2", 2: "avx512"}
+
+
+@pytest.fixture(params=[0, 1, 2], ids=lambda i: ISA_NAMES[i])
+def isa(request):
+    """Force each ISA this CPU supports in turn; restore the previous one afterwards."""
+    wanted = request.param
+    if wanted > _core.best_isa():
+        pytest.skip(f"this CPU lacks {ISA_NAMES[wanted]}")
+    old = _core.active_isa()
+    _core.set_isa(wanted)
+    assert _core.active_isa() == wanted
+    try:
+        yield wanted
+    finally:
+        _core.set_isa(old)
+
+
+def _rng(*key):
+    return np.random.default_rng([zlib.crc32(repr(k).encode()) for k in key])
+
+
+def _operand(rng, rows, cols, dtype, trans, pad):
+    """A (rows x cols) operand: a view of a larger array, transposed storage when ``trans``
+    (so op(X) = stored.T), and a row pitch ``pad`` elements longer than needed."""
+    if trans:
+        store = rng.uniform(-1, 1, size=(cols, rows + pad)).astype(dtype)
+        return store[:, :rows], store  # caller passes trans=True: op = view.T
+    store = rng.uniform(-1, 1, size=(rows, cols + pad)).astype(dtype)
+    return store[:, :cols], store
+
+
+def _check(m, n, k, dtype, *, ta=False, tb=False, alpha=1.0, beta=0, bias=False, pad=0,
+           nthreads=1, seed=0):
+    rng = _rng(m, n, k, ta, tb, alpha, beta, bias, pad, seed, np.dtype(dtype).name)
+    a, _ = _operand(rng, m, k, dtype, ta, pad)
+    b, _ = _operand(rng, k, n, dtype, tb, pad)
+    opa = a.T if ta else a
+    opb = b.T if tb else b
+    assert opa.shape == (m, k) and opb.shape == (k, n)
+    # C: a row slice of a wider array; the columns past n hold a sentinel that must survive.
+    sentinel = dtype(7.25)
+    cstore = np.full((m, n + pad + 1), sentinel, dtype=dtype)
+    c = cstore[:, :n]
+    if beta:
+        c[...] = rng.uniform(-1, 1, size=(m, n))
+    else:
+        c[...] = np.nan  # beta = 0: C must never be read
+    c_old = c.astype(np.float64)
+    vbias = rng.uniform(-1, 1, size=m).astype(dtype) if bias else None
+
+    out = _core.gemm(a, b, c, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, bias=vbias,
+                     nthreads=nthreads)
+    assert out is c
+
+    a64, b64 = opa.astype(np.float64), opb.astype(np.float64)
+    ref = alpha * (a64 @ b64)
+    mag = abs(alpha) * (np.abs(a64) @ np.abs(b64))
+    if beta:
+        ref += c_old
+        mag += np.abs(c_old)
+    if bias:
+        ref += vbias.astype(np.float64)[:, None]
+        mag += np.abs(vbias.astype(np.float64))[:, None]
+    bound = (4 * math.sqrt(max(k, 1)) + 16) * np.finfo(dtype).eps * mag
+    err = np.abs(c.astype(np.float64) - ref)
+    bad = ~(err <= bound)  # also catches NaN
+    assert not bad.any(), (
+        f"m={m} n={n} k={k} ta={ta} tb={tb} alpha={alpha} beta={beta} bias={bias}: "
+        f"{bad.sum()} bad elements, first at {np.argwhere(bad)[0]}, "
+        f"err {err[bad].max()} > bound {bound[bad].min()}")
+    assert np.all(cstore[:, n:] == sentinel), "GEMM wrote past the n columns of C"
+    return c
+
+
+def _edge_shapes(dtype):
+    """(m, n, k) around every blocking edge, one dimension at a time, the others small but
+    themselves off the micro-tile grid."""
+    bl = _core.gemm_blocking(dtype)
+    mr, nr, mc, kc, nc = bl["mr"], bl["nr"], bl["mc"], bl["kc"], bl["nc"]
+    ms = [1, mr - 1, mr, mr + 1, 2 * mr + 3, mc - 1, mc, mc + 1]
+    ns = [1, nr - 1, nr, nr + 1, 3 * nr + 2, nc - 1, nc, nc + 1]
+    ks = [0, 1, 2, kc - 1, kc, kc + 1, 2 * kc + 1]
+    shapes = [(m, nr + 3, 7) for m in ms if m > 0]
+    shapes += [(mr + 2, n, 9) for n in ns if n > 0]
+    shapes += [(mr + 3, 2 * nr + 1, k) for k in ks]
+    # corners: several edges at once
+    shapes += [(mr - 1, nr - 1, kc + 1), (mc + 1, nr + 1, kc + 1), (2 * mr + 1, nc + 1, kc + 1),
+               (1, 1, 1), (1, nc + 1, 3), (mc + mr + 1, 1, 5)]
+    return sorted(set(s for s in shapes if min(s[0], s[1]) > 0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_blocking_edges(isa, dtype):
+    for i, (m, n, k) in enumerate(_edge_shapes(dtype)):
+        # rotate through the options so that every one meets edge shapes
+        _check(m, n, k, dtype, ta=bool(i & 1), tb=bool(i & 2), beta=(i >> 2) & 1,
+               bias=bool(i % 3 == 0), alpha=(1.0, -0.5, 2.0)[i % 3], pad=(0, 3)[(i >> 1) & 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("ta", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("tb", [False, True], ids=["B", "Bt"])
+def test_transpositions_beta_bias_strides(isa, dtype, ta, tb):
+    bl = _core.gemm_blocking(dtype)
+    m, n, k = 2 * bl["mr"] + 3, 2 * bl["nr"] + 5, bl["kc"] + 3
+    for beta in (0, 1):
+        for bias in (False, True):
+            for pad in (0, 5):
+                _check(m, n, k, dtype, ta=ta, tb=tb, beta=beta, bias=bias, pad=pad,
+                       alpha=1.0 if pad else 0.75)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("beta", [0, 1])
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+def test_k_zero(isa, dtype, beta, bias):
+    """k == 0: C = beta * C + bias (A and B are empty)."""
+    for m, n in [(1, 1), (5, 37), (40, 3)]:
+        _check(m, n, 0, dtype, beta=beta, bias=bias, pad=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_alpha_zero_ignores_inf(isa, dtype):
+    """alpha == 0 (BLAS convention): A and B are not used, C = beta*C + bias."""
+    a = np.full((9, 4), np.inf, dtype=dtype)
+    b = np.ones((4, 11), dtype=dtype)
+    c = np.ones((9, 11), dtype=dtype)
+    bias = np.arange(9, dtype=dtype)
+    _core.gemm(a, b, c, alpha=0.0, beta=1, bias=bias)
+    assert np.array_equal(c, 1 + bias[:, None] + np.zeros((9, 11), dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_negative_and_zero_strides(isa, dtype):
+    rng = _rng("neg", np.dtype(dtype).name)
+    a = rng.uniform(-1, 1, size=(23, 40)).astype(dtype)[::-1, ::2]  # negative row stride
+    b = np.broadcast_to(rng.uniform(-1, 1, size=(1, 35)).astype(dtype), (20, 35))  # zero stride
+    c = _core.gemm(a, b)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(c - ref) <= 64 * np.finfo(dtype).eps * (np.abs(a) @ np.abs(b)))
+
+
+CONV_SHAPES = [
+    # (m, n, k, ta, tb): the products of the im2col passes on N=64, C_in=32, 26x26, C_out=64, 3x3
+    (64, 676, 288, False, False),   # fwd: W x cols
+    (288, 676, 64, True, False),    # bwd_data: W^T x dY
+    (64, 288, 676, False, True),    # bwd_weights: dY x cols^T
+    (64, 676 * 8, 288, False, False),
+    (700, 20, 50, False, False),    # tall and thin: rows split across threads
+    (3, 5000, 40, True, True),      # short and wide: micro-panels split across threads
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_threads_bitwise_identical(isa, dtype):
+    """Partition over M/N only, K never split: the same bits for 1 and 2 threads."""
+    for i, (m, n, k, ta, tb) in enumerate(CONV_SHAPES):
+        kw = dict(ta=ta, tb=tb, beta=i & 1, bias=bool(i % 3 == 0), alpha=1.0 if i % 2 else 0.5,
+                  seed=7)
+        c1 = _check(m, n, k, dtype, nthreads=1, **kw)
+        c2 = _check(m, n, k, dtype, nthreads=2, **kw)
+        assert np.array_equal(c1, c2), f"threads changed the result for {(m, n, k)}"
+
+
+def test_isa_kernels_agree_to_rounding():
+    """Every ISA's kernels compute the same product (to rounding) on one problem."""
+    rng = _rng("agree")
+    a = rng.uniform(-1, 1, size=(37, 301)).astype(np.float64)
+    b = rng.uniform(-1, 1, size=(301, 45)).astype(np.float64)
+    old = _core.active_isa()
+    results = []
+    try:
+        for i in range(_core.best_isa() + 1):
+            _core.set_isa(i)
+            results.append(_core.gemm(a, b))
+    finally:
+        _core.set_isa(old)
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-12)
+
+
+def test_blocking_reports_active_kernel(isa):
+    for dtype in DTYPES:
+        bl = _core.gemm_blocking(dtype)
+        assert set(bl) == {"mr", "nr", "mc", "kc", "nc"}
+        assert bl["mc"] % bl["mr"] == 0 and bl["nc"] % bl["nr"] == 0
+        assert bl["kc"] > 0
+
+
+def test_argument_errors():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError):
+        _core.gemm(a, np.ones((4, 2), np.float64))
+    with pytest.raises(TypeError):
+        _core.gemm(a.astype(np.int32), np.ones((4, 2), np.int32))
+    with pytest.raises(ValueError):
+        _core.gemm(a, np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError):
+        _core.gemm(a, np.ones((4, 2), np.float32), beta=1)  # beta=1 needs c
+    with pytest.raises(ValueError):
+        _core.gemm(a, np.ones((4, 2), np.float32), np.ones((2, 3), np.float32).T)  # col stride
+    with pytest.raises(ValueError):
+        _core.gemm(a, np.ones((4, 2), np.float32), bias=np.ones(4, np.float32))
