@@ -9,6 +9,7 @@
    on the narrow images CNNs have (24-56 columns). 4 x 4 accumulators + 4 loads. */
 #define FC_VBYTES 32
 #define FC_RV 4
+#define FC_TM 4
 #define FC_ISA_SUFFIX avx512
 #define FC_OPS_NAME fc_direct_ops_avx512
 #include "direct_isa.inc"
