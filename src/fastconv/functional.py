@@ -84,10 +84,37 @@ def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray]) -
         _core.conv_bwd_weights(desc, algo, *arrays, ws)
 
 
+# NaN and inf. The definition (and torch) multiply the zero padding by the weights, so a
+# NaN/inf weight spreads to every output whose window touches padding, and a NaN/inf in
+# grad_output to every weight tap that reads padding. Only the im2col path materialises
+# that padding; the direct and depthwise kernels skip it for speed. Problems with
+# non-finite weights (or, for the weight gradient, non-finite results) therefore run on
+# im2col, so every algorithm propagates NaN/inf exactly as the reference does.
+_IM2COL = ALGORITHMS["im2col"]
+
+
+def _resolved(spec: ConvSpec, pass_: int, algo: int) -> int:
+    return _core.choose(spec.desc(get_num_threads()), pass_) if algo == 0 else algo
+
+
+def _some_window_misses_image(spec: ConvSpec) -> bool:
+    """True when some output's window lies wholly in the padding (or between dilated taps)."""
+    for size, out, k, s, d, p in ((spec.h, spec.oh, spec.kh, spec.stride[0], spec.dilation[0], spec.padding[0]),
+                                  (spec.w, spec.ow, spec.kw, spec.stride[1], spec.dilation[1], spec.padding[2])):
+        if out * k > 10**7:
+            return True  # too big to enumerate: assume so (im2col is always exact)
+        pos = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - p
+        if not ((pos >= 0) & (pos < size)).any(axis=1).all():
+            return True
+    return False
+
+
 def _forward(spec: ConvSpec, algo: int, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
              out: np.ndarray) -> np.ndarray:
     if spec.n == 0 or spec.c_out == 0:
         return out
+    if _resolved(spec, FWD, algo) != _IM2COL and not np.isfinite(w).all():
+        algo = _IM2COL
     _run(FWD, spec, algo, x, w, b, out)
     return out
 
@@ -100,6 +127,8 @@ def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray,
     if spec.is_empty:
         gx.fill(0)
         return gx
+    if _resolved(spec, BWD_DATA, algo) != _IM2COL and not np.isfinite(w).all():
+        algo = _IM2COL
     _run(BWD_DATA, spec, algo, gy, w, gx)
     return gx
 
@@ -119,6 +148,14 @@ def _weight_grad(spec: ConvSpec, algo: int, gy: np.ndarray, x: np.ndarray, with_
         if gb is not None:
             gb.fill(0)
         return gw, gb
+    if _resolved(spec, BWD_WEIGHTS, algo) != _IM2COL:
+        if _some_window_misses_image(spec):
+            algo = _IM2COL
+        else:
+            _run(BWD_WEIGHTS, spec, algo, gy, x, gw, gb)
+            if np.isfinite(gw).all():
+                return gw, gb
+            algo = _IM2COL  # a NaN/inf met: recompute with the padding materialised
     _run(BWD_WEIGHTS, spec, algo, gy, x, gw, gb)
     return gw, gb
 
