@@ -7,7 +7,10 @@ Run as (OpenBLAS must pick its own kernel and cache sizes for this CPU):
 For every dtype, size n (square n x n x n products) and thread count, both libraries get
 a warm-up call, then ``--repeats`` timed calls each, interleaved (ours, NumPy, ours, ...)
 so that a noisy neighbour hurts both alike; the table shows the median GFLOP/s
-(2 n^3 / time) and the ratio ours / NumPy. NumPy's BLAS thread count is set with
+(2 n^3 / time) and the ratio ours / NumPy. With more than one thread, each timed call is
+preceded by a short pause (--gap): after a call, OpenBLAS's worker threads and OpenMP's
+keep spinning for a while, and on a machine with as many cores as threads they would steal
+the next call's cores (whichever library comes next would pay for the other). NumPy's BLAS thread count is set with
 threadpoolctl (when installed; otherwise the table says "unset"), ours with nthreads.
 Outputs are preallocated for both, so allocation is not timed.
 """
@@ -58,7 +61,7 @@ def blas_name():
     return ", ".join(libs) or "no BLAS found by threadpoolctl"
 
 
-def measure(dtype, n, nthreads, repeats):
+def measure(dtype, n, nthreads, repeats, gap):
     rng = np.random.default_rng(n)
     a = rng.uniform(-1, 1, size=(n, n)).astype(dtype)
     b = rng.uniform(-1, 1, size=(n, n)).astype(dtype)
@@ -70,9 +73,11 @@ def measure(dtype, n, nthreads, repeats):
         _core.gemm(a, b, c_ours, nthreads=nthreads)  # warm-up: pages, caches, thread pools
         np.matmul(a, b, out=c_np)
         for _ in range(repeats):
+            time.sleep(gap)
             t = time.perf_counter()
             _core.gemm(a, b, c_ours, nthreads=nthreads)
             ours.append(time.perf_counter() - t)
+            time.sleep(gap)
             t = time.perf_counter()
             np.matmul(a, b, out=c_np)
             theirs.append(time.perf_counter() - t)
@@ -94,6 +99,8 @@ def main(argv=None):
                    help="active (default), all, or one of generic/avx2/avx512")
     p.add_argument("--repeats", type=int, default=0,
                    help="timed calls per library and row (default: about 1.5 s per row, 5..31)")
+    p.add_argument("--gap", type=float, default=0.2,
+                   help="seconds of pause before each timed call with > 1 thread (default 0.2)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = p.parse_args(argv)
 
@@ -114,7 +121,8 @@ def main(argv=None):
                   "for a fair NumPy baseline", file=sys.stderr)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"NumPy {np.__version__} with {blas_name()}")
-    print(f"# median of interleaved timed calls after a warm-up; GFLOP/s = 2 n^3 / time")
+    print(f"# median of interleaved timed calls after a warm-up; GFLOP/s = 2 n^3 / time; "
+          f"load average before: {os.getloadavg()[0]:.2f}")
     cols = ["dtype", "n", "threads", "ISA", "ours GFLOP/s", "NumPy GFLOP/s", "ratio"]
     if args.markdown:
         print("| " + " | ".join(cols) + " |")
@@ -132,7 +140,7 @@ def main(argv=None):
                         if reps <= 0:  # ~1.5 s per row at ~50/100 GFLOP/s per thread
                             per_call = 2.0 * n**3 / ((50e9 if dtype is np.float64 else 100e9) * nt)
                             reps = int(min(31, max(5, 0.75 / per_call)))
-                        g_ours, g_np = measure(dtype, n, nt, reps)
+                        g_ours, g_np = measure(dtype, n, nt, reps, args.gap if nt > 1 else 0.0)
                         row = [np.dtype(dtype).name, str(n), str(nt), ISA_NAMES[isa],
                                f"{g_ours:.1f}", f"{g_np:.1f}", f"{g_ours / g_np:.2f}"]
                         if args.markdown:
@@ -142,6 +150,8 @@ def main(argv=None):
                                   f"{row[5]:>14} {row[6]:>6}", flush=True)
     finally:
         _core.set_isa(old)
+    print(f"# load average after: {os.getloadavg()[0]:.2f} (other processes on this machine "
+          "take cores from both libraries alike)")
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ def test_threads_bitwise_identical(isa, dtype):
         c1 = _check(m, n, k, dtype, nthreads=1, **kw)
         c2 = _check(m, n, k, dtype, nthreads=2, **kw)
         assert np.array_equal(c1, c2), f"threads changed the result for {(m, n, k)}"
+        if m * n * k < 2e7:  # odd team sizes too (other row/panel splits), on the small ones
+            c3 = _check(m, n, k, dtype, nthreads=3, **kw)
+            assert np.array_equal(c1, c3), f"3 threads changed the result for {(m, n, k)}"
 
 
 def test_isa_kernels_agree_to_rounding():

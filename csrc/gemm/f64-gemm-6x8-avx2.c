@@ -34,18 +34,19 @@ void fc_f64_gemm_ukernel_6x8__avx2(int64_t kc, const void *ap, const void *bp, v
 
     /* Fetch the C tile early: it is read (beta) and written only after the k loop. */
     for (int i = 0; i < MR; i++) {
-        _mm_prefetch((const char *)(c + i * rsc), _MM_HINT_T0);
+        for (int j = 0; j < NR; j += 64 / (int)sizeof(double))
+            _mm_prefetch((const char *)(c + i * rsc + j), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * rsc + NR - 1), _MM_HINT_T0);
     }
 
     for (int64_t p = 0; p < kc; p++) {
-        const __m256d b0 = _mm256_load_pd(b);
-        const __m256d b1 = _mm256_load_pd(b + VL);
-#define STEP(i)                                                  \
-    {                                                            \
-        const __m256d ai = _mm256_set1_pd(a[i]);          \
-        c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0);       \
-        c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1);       \
+        const __m256d b0 = _mm256_load_pd(b + 0 * VL);
+        const __m256d b1 = _mm256_load_pd(b + 1 * VL);
+#define STEP(i) \
+    { \
+        const __m256d ai = _mm256_set1_pd(a[i]); \
+        c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0); \
+        c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1); \
     }
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5)
 #undef STEP
@@ -63,23 +64,23 @@ void fc_f64_gemm_ukernel_6x8__avx2(int64_t kc, const void *ap, const void *bp, v
 #undef SCALE
     }
     if (beta) {
-#define ADDC(i)                                                             \
-    c##i##_0 = _mm256_add_pd(c##i##_0, _mm256_loadu_pd(c + (i) * rsc));            \
-    c##i##_1 = _mm256_add_pd(c##i##_1, _mm256_loadu_pd(c + (i) * rsc + VL));
+#define ADDC(i) \
+    c##i##_0 = _mm256_add_pd(c##i##_0, _mm256_loadu_pd(c + (i) * rsc + 0 * VL)); \
+    c##i##_1 = _mm256_add_pd(c##i##_1, _mm256_loadu_pd(c + (i) * rsc + 1 * VL));
         ADDC(0) ADDC(1) ADDC(2) ADDC(3) ADDC(4) ADDC(5)
 #undef ADDC
     }
     if (bias) {
-#define ADDBIAS(i)                                      \
-    {                                                   \
-        const __m256d vb = _mm256_set1_pd(bias[i]);       \
-        c##i##_0 = _mm256_add_pd(c##i##_0, vb);       \
-        c##i##_1 = _mm256_add_pd(c##i##_1, vb);       \
+#define ADDBIAS(i) \
+    { \
+        const __m256d vb = _mm256_set1_pd(bias[i]); \
+        c##i##_0 = _mm256_add_pd(c##i##_0, vb); \
+        c##i##_1 = _mm256_add_pd(c##i##_1, vb); \
     }
         ADDBIAS(0) ADDBIAS(1) ADDBIAS(2) ADDBIAS(3) ADDBIAS(4) ADDBIAS(5)
 #undef ADDBIAS
     }
-#define STORE(i) _mm256_storeu_pd(c + (i) * rsc, c##i##_0); _mm256_storeu_pd(c + (i) * rsc + VL, c##i##_1);
+#define STORE(i) _mm256_storeu_pd(c + (i) * rsc + 0 * VL, c##i##_0); _mm256_storeu_pd(c + (i) * rsc + 1 * VL, c##i##_1);
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
 #undef STORE
 #undef ACC_DECL

@@ -68,13 +68,22 @@ typedef void (*fc_gemm_ukernel_fn)(int64_t kc, const void *a, const void *b, voi
 
 void fc_f32_gemm_ukernel_4x8__generic(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
 void fc_f64_gemm_ukernel_4x4__generic(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
-#if defined(__x86_64__) || defined(_M_X64)
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(FC_GEMM_NO_X86_KERNELS)
 #define FC_GEMM_HAVE_X86_KERNELS 1
 void fc_f32_gemm_ukernel_6x16__avx2(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
 void fc_f64_gemm_ukernel_6x8__avx2(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
-void fc_f32_gemm_ukernel_14x32__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
-void fc_f64_gemm_ukernel_14x16__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+void fc_f32_gemm_ukernel_8x32__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+void fc_f64_gemm_ukernel_8x24__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
 #endif
+
+/* ---- Internal: packing (pack.c) ------------------------------------------------------------
+ * A block rows [0, mc) x [0, kc) (a points at A(0,0) of the block) -> micro-panels of height mr.
+ * B panel micro-panels [jr0, jr1) of an nc-column panel (b at B(0,0) of the panel) -> micro-panel
+ * jr at dst + jr*nr*kcap elements. isa selects the SIMD packing paths (enum fc_isa). */
+void fc_gemm_pack_a(int dtype, int isa, int64_t mc, int64_t kc, const char *a, int64_t rsa, int64_t csa,
+                    void *dst, int mr);
+void fc_gemm_pack_b(int dtype, int isa, int64_t jr0, int64_t jr1, int64_t nc, int64_t kc, int64_t kcap,
+                    const char *b, int64_t rsb, int64_t csb, void *dst, int nr);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,23 @@
+"""A small NumPy toolkit for convolutional networks, built on fastconv's kernels.
+
+Just what the Keras MNIST CNN needs, each layer with ``forward`` and ``backward``:
+:class:`Conv2D`, :class:`ReLU`, :class:`MaxPool2D`, :class:`Dropout`, :class:`Flatten`,
+:class:`Dense`, the loss :class:`SoftmaxCrossEntropy`, the optimisers :class:`SGD` and
+:class:`Adam`, and :class:`Sequential` with ``fit`` / ``evaluate`` / ``predict`` /
+``save`` / ``load``.
+
+Importing this package does not load the C extension: :class:`Conv2D` resolves its
+kernels on first use (``kernels="reference"`` runs on pure NumPy).
+"""
+
+from .base import Layer
+from .conv import Conv2D
+from .layers import Dense, Dropout, Flatten, MaxPool2D, ReLU
+from .losses import SoftmaxCrossEntropy, log_softmax, softmax
+from .model import Sequential
+from .optimizers import SGD, Adam, Optimizer
+
+__all__ = [
+    "Layer", "Conv2D", "ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense",
+    "SoftmaxCrossEntropy", "softmax", "log_softmax", "Optimizer", "SGD", "Adam", "Sequential",
+]

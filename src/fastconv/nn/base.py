@@ -1,0 +1,123 @@
+"""The layer protocol every ``fastconv.nn`` layer follows."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["Layer"]
+
+Shape = Tuple[Optional[int], ...]
+
+
+class Layer:
+    """Base class: a forward pass that caches what its backward pass needs.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        Trainable arrays, updated in place by the optimisers.
+    grads : dict of str to ndarray
+        Gradients of the loss w.r.t. ``params``, same keys, written by :meth:`backward`.
+    built : bool
+        Whether the weights exist (layers without weights are always built).
+    """
+
+    def __init__(self, name: Optional[str] = None) -> None:
+        self.name = name or type(self).__name__.lower()
+        self.params: Dict[str, np.ndarray] = {}
+        self.grads: Dict[str, np.ndarray] = {}
+        self.built = True
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Same as :meth:`forward`."""
+        return self.forward(x, training=training)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Compute the output for a batch ``x`` and remember what backward needs.
+
+        Parameters
+        ----------
+        x : ndarray
+            Input batch.
+        training : bool
+            True inside a training step (matters for Dropout).
+
+        Returns
+        -------
+        ndarray
+        """
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Gradient w.r.t. the input of the last :meth:`forward`; fills :attr:`grads`.
+
+        Parameters
+        ----------
+        grad_output : ndarray
+            Gradient of the loss w.r.t. this layer's last output (same shape).
+
+        Returns
+        -------
+        grad_input : ndarray
+        """
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        """Output shape for ``input_shape`` (the batch size may be None).
+
+        Parameters
+        ----------
+        input_shape : sequence of int or None
+
+        Returns
+        -------
+        tuple
+        """
+        return tuple(input_shape)
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of the trainable arrays, in :attr:`params` order.
+
+        Returns
+        -------
+        list of ndarray
+        """
+        return [p.copy() for p in self.params.values()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Overwrite the trainable arrays in place (shapes must match).
+
+        Parameters
+        ----------
+        weights : sequence of array_like
+            In :attr:`params` order, as returned by :meth:`get_weights`.
+        """
+        if len(weights) != len(self.params):
+            raise ValueError(f"{self.name}: expected {len(self.params)} arrays, got {len(weights)}")
+        for (key, p), w in zip(self.params.items(), weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(f"{self.name}: {key} has shape {p.shape}, got {w.shape}")
+            p[...] = w
+
+    def count_params(self) -> int:
+        """Number of trainable scalars.
+
+        Returns
+        -------
+        int
+        """
+        return int(sum(p.size for p in self.params.values()))
+
+    def _need_forward(self, cached, grad_output: np.ndarray, expected_shape) -> None:
+        """Raise a clear ValueError if backward comes before forward or with a bad shape."""
+        if cached is None:
+            raise ValueError(f"{self.name}: backward() called before forward()")
+        if tuple(np.shape(grad_output)) != tuple(expected_shape):
+            raise ValueError(f"{self.name}: grad_output has shape {tuple(np.shape(grad_output))}, "
+                             f"expected {tuple(expected_shape)} (the shape of the last forward output)")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

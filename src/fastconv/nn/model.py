@@ -1,0 +1,340 @@
+"""``Sequential``: a stack of layers with a Keras-like fit / evaluate / predict loop."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import optimizers
+from .base import Layer
+from .losses import SoftmaxCrossEntropy
+from .progress import Progress
+
+__all__ = ["Sequential"]
+
+
+def _class_ids(y: np.ndarray) -> np.ndarray:
+    """Integer labels from ints or one-hot/probability rows."""
+    y = np.asarray(y)
+    return y.argmax(axis=1) if y.ndim == 2 else y
+
+
+class Sequential:
+    """Layers applied in order; trained with a loss and an optimiser.
+
+    Parameters
+    ----------
+    layers : iterable of Layer, optional
+    name : str, optional
+
+    Examples
+    --------
+    >>> from fastconv import nn
+    >>> model = nn.Sequential([nn.Conv2D(8, 3), nn.ReLU(), nn.Flatten(), nn.Dense(10)])
+    >>> model.compile(optimizer=nn.Adam(1e-3))            # doctest: +ELLIPSIS
+    <...Sequential...>
+    """
+
+    def __init__(self, layers: Optional[Iterable[Layer]] = None, name: Optional[str] = None) -> None:
+        self.layers: List[Layer] = []
+        self.name = name or "sequential"
+        for layer in layers or ():
+            self.add(layer)
+        self.loss = SoftmaxCrossEntropy()
+        self.optimizer: Optional[optimizers.Optimizer] = None
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer.
+
+        Parameters
+        ----------
+        layer : Layer
+        """
+        if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+            raise TypeError(f"expected a layer with forward/backward, got {type(layer).__name__}")
+        names = {getattr(other, "name", None) for other in self.layers}
+        if getattr(layer, "name", None) in names:  # Keras-style unique names: dense, dense_1, ...
+            base, k = layer.name, 1
+            while f"{base}_{k}" in names:
+                k += 1
+            layer.name = f"{base}_{k}"
+        self.layers.append(layer)
+
+    def compile(self, optimizer: Union[str, optimizers.Optimizer] = "adam",
+                loss: Optional[SoftmaxCrossEntropy] = None) -> "Sequential":
+        """Choose the optimiser and the loss (default: fused softmax cross-entropy).
+
+        Parameters
+        ----------
+        optimizer : "adam", "sgd" or Optimizer
+        loss : SoftmaxCrossEntropy-like, optional
+            Any object with ``forward(outputs, labels) -> float`` and ``backward()``.
+
+        Returns
+        -------
+        self
+        """
+        self.optimizer = optimizers.get(optimizer)
+        if loss is not None:
+            self.loss = loss
+        return self
+
+    # ------------------------------------------------------------------ passes
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run every layer in order.
+
+        Parameters
+        ----------
+        x : ndarray
+        training : bool
+
+        Returns
+        -------
+        ndarray : the last layer's output (logits for a classifier)
+        """
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Back-propagate through every layer in reverse; layers store their grads.
+
+        Parameters
+        ----------
+        grad_output : ndarray
+            Gradient of the loss w.r.t. the last output.
+
+        Returns
+        -------
+        ndarray : gradient w.r.t. the model input
+        """
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """Every trainable array, keyed ``"<layer index>.<name>"`` (e.g. ``"0.kernel"``).
+
+        Returns
+        -------
+        dict of str to ndarray (the live arrays, not copies)
+        """
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    def gradients(self) -> Dict[str, np.ndarray]:
+        """The gradients from the last backward, with the keys of :meth:`parameters`.
+
+        Returns
+        -------
+        dict of str to ndarray
+        """
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+
+    def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> Tuple[float, float]:
+        """One optimiser step on one batch.
+
+        Parameters
+        ----------
+        x, y : ndarray
+            Inputs and labels.
+
+        Returns
+        -------
+        loss, accuracy : float
+            Of the batch, before the step (as Keras reports them).
+        """
+        if self.optimizer is None:
+            self.compile()
+        out = self.forward(x, training=True)
+        loss = self.loss.forward(out, y)
+        self.backward(self.loss.backward())
+        self.optimizer.update(self.parameters(), self.gradients())
+        return loss, float(np.mean(out.argmax(axis=1) == _class_ids(y)))
+
+    # ------------------------------------------------------------------ loops
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
+            validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None, shuffle: bool = True,
+            seed=None, verbose: int = 1) -> Dict[str, List[float]]:
+        """Train with mini-batches.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, ...)
+        y : ndarray, shape (N,) of ints or (N, K)
+        epochs : int
+        batch_size : int
+        validation_data : (x_val, y_val), optional
+            Evaluated after every epoch.
+        shuffle : bool
+            Reshuffle the samples every epoch.
+        seed : int, numpy.random.Generator or None
+            Seeds the shuffling.
+        verbose : int
+            0 silent; 1 progress bar and one line per epoch; 2 one line per epoch.
+
+        Returns
+        -------
+        history : dict of lists, one value per epoch
+            ``loss``, ``accuracy`` (training, averaged over the epoch's batches),
+            ``time`` (seconds of training), ``images_per_s`` and, with validation data,
+            ``val_loss`` and ``val_accuracy``.
+        """
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        if batch_size < 1 or epochs < 0:
+            raise ValueError("batch_size must be >= 1 and epochs >= 0")
+        if self.optimizer is None:
+            self.compile()
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        keys = ["loss", "accuracy", "time", "images_per_s"]
+        if validation_data is not None:
+            keys += ["val_loss", "val_accuracy"]
+        history: Dict[str, List[float]] = {k: [] for k in keys}
+        n = len(x)
+        for epoch in range(epochs):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            bar = Progress(n, f"epoch {epoch + 1}/{epochs}", enabled=verbose == 1)
+            t0 = time.perf_counter()
+            loss_sum = correct = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                loss, acc = self.train_on_batch(x[idx], y[idx])
+                loss_sum += loss * len(idx)
+                correct += acc * len(idx)
+                bar.update(len(idx), loss)
+            seconds = time.perf_counter() - t0
+            bar.close()
+            history["loss"].append(loss_sum / max(n, 1))
+            history["accuracy"].append(correct / max(n, 1))
+            history["time"].append(seconds)
+            history["images_per_s"].append(n / max(seconds, 1e-12))
+            line = (f"epoch {epoch + 1}/{epochs} - loss {history['loss'][-1]:.4f} - "
+                    f"accuracy {history['accuracy'][-1]:.4f}")
+            if validation_data is not None:
+                val = self.evaluate(*validation_data, batch_size=max(batch_size, 256))
+                history["val_loss"].append(val["loss"])
+                history["val_accuracy"].append(val["accuracy"])
+                line += f" - val_loss {val['loss']:.4f} - val_accuracy {val['accuracy']:.4f}"
+            line += f" - {seconds:.2f} s - {n / max(seconds, 1e-12):.0f} images/s"
+            if verbose:
+                print(line, flush=True)
+        return history
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Outputs of the last layer (logits) in inference mode, batch by batch.
+
+        Use :func:`fastconv.nn.softmax` on them for probabilities.
+
+        Parameters
+        ----------
+        x : ndarray
+        batch_size : int
+
+        Returns
+        -------
+        ndarray
+        """
+        x = np.asarray(x)
+        outs = [self.forward(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.empty((0,))
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Dict[str, float]:
+        """Mean loss and accuracy in inference mode.
+
+        Parameters
+        ----------
+        x, y : ndarray
+        batch_size : int
+
+        Returns
+        -------
+        dict with ``loss`` and ``accuracy``
+        """
+        out = self.predict(x, batch_size)
+        y = np.asarray(y)
+        return {"loss": float(self.loss.forward(out, y)),
+                "accuracy": float(np.mean(out.argmax(axis=1) == _class_ids(y)))}
+
+    # ------------------------------------------------------------------ weights
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of every trainable array, layer by layer.
+
+        Returns
+        -------
+        list of ndarray
+        """
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the weights to an ``.npz`` file (keys ``"<layer>.<param>"``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            NumPy appends ``.npz`` if missing.
+        """
+        arrays = dict(self.parameters())
+        arrays["__layers__"] = np.array([type(layer).__name__ for layer in self.layers])
+        np.savez(path, **arrays)
+
+    def load(self, path: Union[str, os.PathLike]) -> None:
+        """Read weights saved by :meth:`save` into this model (same architecture).
+
+        Unbuilt layers are built from the saved shapes.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        with np.load(path, allow_pickle=False) as data:
+            names = [type(layer).__name__ for layer in self.layers]
+            saved = list(data["__layers__"]) if "__layers__" in data else None
+            if saved is not None and saved != names:
+                raise ValueError(f"{path}: saved layers {saved} do not match this model's {names}")
+            for i, layer in enumerate(self.layers):
+                keys = sorted((k for k in data.files if k.split(".", 1)[0] == str(i)),
+                              key=lambda k: 0 if k.endswith(".kernel") else 1)
+                if keys:
+                    layer.set_weights([data[k] for k in keys])
+                elif layer.params:
+                    raise ValueError(f"{path}: no weights for layer {i} ({layer.name})")
+
+    def summary(self, input_shape: Sequence[Optional[int]]) -> str:
+        """A table of output shapes and parameter counts for ``input_shape``.
+
+        Parameters
+        ----------
+        input_shape : sequence
+            Including the batch axis (may be None).
+
+        Returns
+        -------
+        str
+        """
+        rows, shape, total = [], tuple(input_shape), 0
+        for layer in self.layers:
+            _ensure_built(layer, shape)
+            shape = layer.compute_output_shape(shape)
+            count = layer.count_params()
+            total += count
+            rows.append(f"{layer.name:<14}{type(layer).__name__:<12}{str(shape):<24}{count:>10}")
+        head = f"{'layer':<14}{'type':<12}{'output shape':<24}{'params':>10}"
+        return "\n".join([head, "-" * len(head), *rows, "-" * len(head), f"total params: {total}"])
+
+
+def _ensure_built(layer: Layer, input_shape) -> None:
+    """Build a Conv2D or Dense from the shape it will receive (for :meth:`Sequential.summary`)."""
+    if getattr(layer, "built", True):
+        return
+    from .conv import Conv2D
+    from .layers import Dense
+    if isinstance(layer, Conv2D):
+        layer.build(input_shape[1] if layer.data_format == "channels_first" else input_shape[3])
+    elif isinstance(layer, Dense):
+        layer.build(input_shape[1])
