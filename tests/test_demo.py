@@ -42,7 +42,7 @@ def test_demo_one_epoch(tmp_path, kernels, capsys):
     if demo.png_writer() is None:
         pytest.skip("neither Pillow nor matplotlib installed")
     result = demo.run(epochs=1, batch_size=32, kernels=kernels, out=str(tmp_path), seed=0,
-                      limit=48, verbose=2)
+                      limit=48, threads=1, verbose=2)
     assert result["n_train"] == 5 * 48 and result["n_test"] == 12  # augmented with 4 shifts
     assert len(result["history"]["loss"]) == 1 and 0.0 <= result["test_accuracy"] <= 1.0
     assert result["seconds_per_epoch"] > 0
@@ -91,7 +91,7 @@ def test_demo_main_on_mnist_idx_files(tmp_path, monkeypatch, capsys):
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), gz=True)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(10, dtype=np.uint8), gz=True)
     code = demo.main(["--mnist", str(tmp_path), "--epochs", "1", "--kernels", "reference",
-                      "--out", str(tmp_path / "pics"), "--batch-size", "20"])
+                      "--out", str(tmp_path / "pics"), "--batch-size", "20", "--threads", "1"])
     assert code == 0
     out = capsys.readouterr().out
     assert "MNIST 28x28, 40 train / 10 test" in out and "epoch 1/1" in out

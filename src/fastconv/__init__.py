@@ -5,10 +5,11 @@ semantics, SciPy's ``convolve2d``/``correlate2d``, and a trainable Keras-style `
 """
 __version__ = "0.1.0"
 
-from . import _config
+from . import _config, initializers, nn
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads, threads
 from .functional import conv2d, conv2d_backward, conv2d_input_grad, conv2d_weight_grad
+from .nn import Conv2D
 from .signal import convolve2d, correlate2d
 
 _config.apply_isa_from_env()
@@ -24,4 +25,7 @@ __all__ = [
     "get_num_threads",
     "threads",
     "show_config",
+    "Conv2D",
+    "initializers",
+    "nn",
 ]

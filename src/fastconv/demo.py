@@ -165,8 +165,8 @@ def _threads(n: Optional[int], kernels: str):
     """Thread limits for training.
 
     With fastconv's kernels, NumPy's BLAS (used only by the small Dense matmuls) runs on
-    one thread: its spinning worker threads and OpenMP's, on the same few cores, slow
-    each other down several times. With the reference kernels BLAS does the convolutions
+    one thread, so that its worker threads and OpenMP's do not compete for the same
+    cores. With the reference kernels BLAS does the convolutions
     and gets ``n`` threads (default: all). Needs threadpoolctl (a scikit-learn dependency)
     to change BLAS's threads; fastconv's own count is set with :func:`fastconv.threads`.
     """

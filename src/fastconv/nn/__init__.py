@@ -6,8 +6,8 @@ Just what the Keras MNIST CNN needs, each layer with ``forward`` and ``backward`
 :class:`Adam`, and :class:`Sequential` with ``fit`` / ``evaluate`` / ``predict`` /
 ``save`` / ``load``.
 
-Importing this package does not load the C extension: :class:`Conv2D` resolves its
-kernels on first use (``kernels="reference"`` runs on pure NumPy).
+No module here imports the C kernels: :class:`Conv2D` looks them up on first use
+(``kernels="fastconv"``, the default) or runs on pure NumPy (``kernels="reference"``).
 """
 
 from .base import Layer
