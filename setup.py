@@ -62,7 +62,8 @@ def extension() -> Extension:
         print("WARNING: fastconv is built WITHOUT OpenMP: kernels run on one thread", file=sys.stderr)
     sanitize = os.environ.get("FASTCONV_SANITIZE", "").strip()
     if sanitize:
-        san = ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", "-g"]
+        # -fno-wrapv: Python's CFLAGS carry -fwrapv, which hides signed overflow from UBSan
+        san = ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", "-g", "-fno-wrapv"]
         cflags = [f for f in cflags if f != "-O3"] + ["-O1"] + san
         ldflags += san
     return Extension(

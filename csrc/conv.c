@@ -107,14 +107,22 @@ int64_t fc_direct_fwd_scratch_elems(const fc_conv_desc *d)
     return (d->c_in / d->groups) * d->h * fc_direct_padded_width(d);
 }
 
+/* The register-blocked forward copies the image with its column padding materialised.
+   Where the padding dwarfs the output (a huge dilation with "same" padding, say), that
+   copy would cost memory out of all proportion, so the row kernel, which needs none, runs. */
+int fc_direct_fwd_padded(const fc_conv_desc *d)
+{
+    return d->stride_w == 1 && fc_direct_padded_width(d) <= 4 * d->ow + 64;
+}
+
 static size_t direct_zeros_bytes(const fc_conv_desc *d)
 {
-    return fc_align_up((size_t)fc_direct_padded_width(d) * fc_elem_size(d->dtype));
+    return fc_direct_fwd_padded(d) ? fc_align_up((size_t)fc_direct_padded_width(d) * fc_elem_size(d->dtype)) : 0;
 }
 
 static size_t direct_scratch_bytes(const fc_conv_desc *d)
 {
-    return fc_align_up((size_t)fc_direct_fwd_scratch_elems(d) * fc_elem_size(d->dtype));
+    return fc_direct_fwd_padded(d) ? fc_align_up((size_t)fc_direct_fwd_scratch_elems(d) * fc_elem_size(d->dtype)) : 0;
 }
 
 static void transposed_problem(const fc_conv_desc *d, fc_conv_desc *t);

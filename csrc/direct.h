@@ -62,6 +62,8 @@ const fc_direct_ops *fc_direct_ops_active(void);
 /* Width of the column-padded input rows the unit-stride forward reads: every tap of every
    output column lands inside, so its inner loops carry no bounds test. */
 int64_t fc_direct_padded_width(const fc_conv_desc *d);
+/* 1 when the forward item may take the register-blocked path on column-padded rows. */
+int fc_direct_fwd_padded(const fc_conv_desc *d);
 /* Elements of per-thread scratch the forward item needs (a column-padded image group). */
 int64_t fc_direct_fwd_scratch_elems(const fc_conv_desc *d);
 

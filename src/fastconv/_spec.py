@@ -212,6 +212,8 @@ def make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: I
     _check_size(weight_name, c_out, cg, kh, kw, 8)
     _check_size("the output", n, c_out, oh, ow, 8)
     _check_size("the per-tap workspace", 8, kh, kw, ow, 8)
+    _check_size("a row of the im2col column matrix", cg, kh, kw, ow, 8)
+    _check_size("the im2col column matrix of one image", cg, kh, kw, oh, ow, 8)
     _check_size("the padded input", padded_h, padded_w, 8)
     return ConvSpec(n, c_in, h, w, c_out, kh, kw, oh, ow, (sh, sw), pads, (dh, dw), groups, np.dtype(dtype))
 

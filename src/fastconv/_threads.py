@@ -12,6 +12,9 @@ from typing import Iterator, Optional
 
 from . import _core
 
+# An OpenMP team size is a C int; far fewer threads than that are ever useful.
+MAX_THREADS = 4096
+
 _lock = threading.Lock()
 _num_threads: Optional[int] = None
 
@@ -29,6 +32,8 @@ def set_num_threads(n: Optional[int]) -> None:
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive int or None, got {n!r}")
+        if n > MAX_THREADS:
+            raise ValueError(f"n must be at most {MAX_THREADS} threads, got {n!r}")
         n = int(n)
     with _lock:
         _num_threads = n
