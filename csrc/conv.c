@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "depthwise.h"
 #include "direct.h"
 
 #ifdef _OPENMP
@@ -309,8 +310,12 @@ static void direct_bwd_weights(const fc_conv_desc *d, const void *gy, const void
 
 /* ---- entry points --------------------------------------------------------- */
 
+/* "auto": the implementations most specialised first (depthwise), then direct or im2col
+   by the measured rule in fc_im2col_preferred. */
 int fc_conv_choose(const fc_conv_desc *d, int pass)
 {
+    if (fc_depthwise_accepts(d, pass))
+        return FC_ALGO_DEPTHWISE;
     return fc_im2col_accepts(d, pass) && fc_im2col_preferred(d, pass) ? FC_ALGO_IM2COL
                                                                         : FC_ALGO_DIRECT;
 }
@@ -325,6 +330,8 @@ static int resolve(const fc_conv_desc *d, int pass, int algo)
 size_t fc_conv_workspace_size(const fc_conv_desc *d, int pass, int algo)
 {
     algo = resolve(d, pass, algo);
+    if (algo == FC_ALGO_DEPTHWISE)
+        return fc_depthwise_workspace_size(d, pass);
     if (algo == FC_ALGO_IM2COL)
         return fc_im2col_workspace_size(d, pass);
     return direct_workspace_size(d, pass);
@@ -348,7 +355,9 @@ int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w, c
                 void *y, void *workspace)
 {
     algo = resolve(d, FC_FWD, algo);
-    if (algo == FC_ALGO_IM2COL)
+    if (algo == FC_ALGO_DEPTHWISE)
+        WITH_WORKSPACE(d, FC_FWD, algo, workspace, fc_depthwise_fwd(d, x, w, bias, y, workspace));
+    else if (algo == FC_ALGO_IM2COL)
         WITH_WORKSPACE(d, FC_FWD, algo, workspace, fc_im2col_fwd(d, x, w, bias, y, workspace));
     else
         WITH_WORKSPACE(d, FC_FWD, algo, workspace, direct_fwd(d, x, w, bias, y, workspace));
@@ -359,7 +368,9 @@ int fc_conv_bwd_data(const fc_conv_desc *d, int algo, const void *grad_y, const 
                      void *grad_x, void *workspace)
 {
     algo = resolve(d, FC_BWD_DATA, algo);
-    if (algo == FC_ALGO_IM2COL)
+    if (algo == FC_ALGO_DEPTHWISE)
+        WITH_WORKSPACE(d, FC_BWD_DATA, algo, workspace, fc_depthwise_bwd_data(d, grad_y, w, grad_x, workspace));
+    else if (algo == FC_ALGO_IM2COL)
         WITH_WORKSPACE(d, FC_BWD_DATA, algo, workspace, fc_im2col_bwd_data(d, grad_y, w, grad_x, workspace));
     else
         WITH_WORKSPACE(d, FC_BWD_DATA, algo, workspace, direct_bwd_data(d, grad_y, w, grad_x, workspace));
@@ -370,7 +381,10 @@ int fc_conv_bwd_weights(const fc_conv_desc *d, int algo, const void *grad_y, con
                         void *grad_w, void *grad_bias, void *workspace)
 {
     algo = resolve(d, FC_BWD_WEIGHTS, algo);
-    if (algo == FC_ALGO_IM2COL)
+    if (algo == FC_ALGO_DEPTHWISE)
+        WITH_WORKSPACE(d, FC_BWD_WEIGHTS, algo, workspace,
+                       fc_depthwise_bwd_weights(d, grad_y, x, grad_w, grad_bias, workspace));
+    else if (algo == FC_ALGO_IM2COL)
         WITH_WORKSPACE(d, FC_BWD_WEIGHTS, algo, workspace,
                        fc_im2col_bwd_weights(d, grad_y, x, grad_w, grad_bias, workspace));
     else

@@ -16,9 +16,9 @@
  *     gathers in the inner loops.
  *   - fwd: a register tile of R output rows x one vector of columns accumulates all taps
  *     before one store (loads of a band row are shared by the R rows that use it).
- *   - bwd_data, stride 1: the forward kernel over grad_y with the kernel rotated by 180
- *     degrees and padding (KH-1)*dil - pad, summing the multiplier's channels in
- *     registers. Stride > 1: row scatter (the adjoint of the gather) per plane.
+ *   - bwd_data: the forward kernel at stride 1 over grad_y upsampled by the stride (zeros
+ *     inserted, in the band copy), with the kernel rotated by 180 degrees and padding
+ *     (KH-1)*dil - pad, summing the multiplier's channels in registers.
  *   - bwd_weights: per output channel, KH*KW vector accumulators (per-lane partial sums)
  *     over a fixed chunk of the batch's rows; lanes, then chunks, summed in fixed order.
  */
@@ -44,13 +44,16 @@ void fc_depthwise_bwd_weights(const fc_conv_desc *d, const void *gy, const void 
 /* Geometry of one "correlate a padded source plane" problem:
      out[i][j] = sum_{l,m} k[l][m] * src[i*sh + l*dh - pt][j*sw + m*dw - pl]
    (zero outside the source). fwd and bwd_weights use the descriptor's own geometry;
-   bwd_data at stride 1 is this with src = grad_y and the kernel rotated. */
+   bwd_data is this at stride 1 with src = grad_y upsampled by the stride and the kernel
+   rotated. */
 typedef struct fc_dw_geom {
-    int64_t hs, ws;        /* source plane */
+    int64_t hs, ws;        /* source plane (virtual, when upsampled) */
+    int64_t uh, uw, wsrc;  /* upsampling by zero insertion (1, 1 for none); real row length */
     int64_t ho, wo;        /* output plane (for bwd_weights: the grad_y plane) */
     int64_t pt, pl;        /* padded row t holds source row t - pt (any sign) */
     int64_t sh, sw, dh, dw, kh, kw;
     int64_t wq;            /* elements per buffer row of one phase (multiple of 64 bytes) */
+    int64_t org;           /* row element u lies at u + org from the row's aligned start */
     int64_t band;          /* output rows per band */
     int64_t buf_rows;      /* buffer rows of one phase: (band-1)*sh + (kh-1)*dh + 1 */
     int64_t phase_stride;  /* elements between phases: buf_rows * wq */
@@ -58,9 +61,20 @@ typedef struct fc_dw_geom {
     const int64_t *cofs;   /* [kw]: buffer offset of kernel column m (phase and shift) */
 } fc_dw_geom;
 
-/* Copy padded rows [t0, t0 + nrows) of a source plane into a band buffer. */
+/* Memory the next band will read (up to two byte ranges), fetched into L2 a little at a
+   time while the current band is copied: planes are short streams that the hardware
+   prefetchers pick up late. */
+typedef struct fc_dw_pf {
+    const char *p[2];
+    int64_t bytes[2];
+} fc_dw_pf;
+
+/* Copy padded rows [t0, t0 + nrows) of a source plane into a band buffer. Band buffers
+   are passed as their logical origin: the 64-byte aligned block plus org elements.
+   data_only: the buffer already holds rows t0.. of a plane of this geometry, so its
+   zero padding is in place and only the source elements are copied. pf: nullable. */
 typedef void (*fc_dw_copy_fn)(const fc_dw_geom *g, const void *src, void *buf, int64_t t0,
-                              int64_t nrows);
+                              int64_t nrows, int data_only, const fc_dw_pf *pf);
 /* Output rows [0, nrows) of a band (band row 0 = output row i0, out points at it, row
    stride ldo): sum over nsrc sources (buffers buf + s*src_stride, kernels k + s*kh*kw).
    accum: add to out instead of storing (bias ignored). */
@@ -73,16 +87,15 @@ typedef void (*fc_dw_bww_fn)(const fc_dw_geom *g, const void *buf, const void *g
                              int64_t nrows, void *acc);
 /* Reduce acc (as above) lanes in fixed order into out[kh*kw + 1]. */
 typedef void (*fc_dw_reduce_fn)(const fc_dw_geom *g, const void *acc, void *out);
-/* bwd_data fallback (any stride): gx plane = sum_q scatter(gy plane q, kernel q). */
-typedef void (*fc_dw_scatter_fn)(const fc_conv_desc *d, const int64_t *lo, const int64_t *hi,
-                                 const void *gy, const void *k, int64_t mult, void *gx);
+/* dst[0..n) = src[0..n) with streaming stores where the ISA has them (then a fence). */
+typedef void (*fc_dw_stream_fn)(void *dst, const void *src, int64_t n);
 
 typedef struct fc_dw_ops {
     fc_dw_copy_fn copy[2];   /* indexed by enum fc_dtype */
     fc_dw_fwd_fn fwd[2];
     fc_dw_bww_fn bww[2];
     fc_dw_reduce_fn reduce[2];
-    fc_dw_scatter_fn scatter[2];
+    fc_dw_stream_fn stream[2];
 } fc_dw_ops;
 
 extern const fc_dw_ops fc_dw_ops_generic;

@@ -8,5 +8,11 @@
 #define FC_DW_VBYTES 32
 #define FC_DW_R_F32 4
 #define FC_DW_R_F64 4
+#define FC_DW_RW_F32 4
+#define FC_DW_RW_F64 4
+#include <immintrin.h>
+#define FC_DW_PIN(v) __asm__("" : "+v"(v))
+#define FC_DW_STREAM(p, v) _mm256_stream_si256((__m256i *)(void *)(p), (__m256i)(v))
+#define FC_DW_SFENCE() _mm_sfence()
 #include "depthwise_kernels.inc"
 #endif

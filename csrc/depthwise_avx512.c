@@ -8,5 +8,11 @@
 #define FC_DW_VBYTES 64
 #define FC_DW_R_F32 8
 #define FC_DW_R_F64 8
+#define FC_DW_RW_F32 4
+#define FC_DW_RW_F64 4
+#include <immintrin.h>
+#define FC_DW_PIN(v) __asm__("" : "+v"(v))
+#define FC_DW_STREAM(p, v) _mm512_stream_si512((__m512i *)(void *)(p), (__m512i)(v))
+#define FC_DW_SFENCE() _mm_sfence()
 #include "depthwise_kernels.inc"
 #endif

@@ -5,4 +5,6 @@
 #define FC_DW_VBYTES 16
 #define FC_DW_R_F32 4
 #define FC_DW_R_F64 4
+#define FC_DW_RW_F32 4
+#define FC_DW_RW_F64 4
 #include "depthwise_kernels.inc"

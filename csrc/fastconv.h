@@ -24,7 +24,8 @@ extern "C" {
 enum fc_status { FC_OK = 0, FC_ENOMEM = 1, FC_EINVAL = 2, FC_EUNSUPPORTED = 3 };
 enum fc_dtype { FC_F32 = 0, FC_F64 = 1 };
 enum fc_pass { FC_FWD = 0, FC_BWD_DATA = 1, FC_BWD_WEIGHTS = 2 };
-enum fc_algo { FC_ALGO_AUTO = 0, FC_ALGO_DIRECT = 1, FC_ALGO_IM2COL = 2 };
+/* FC_ALGO_DEPTHWISE is reached only through "auto" (fc_conv_choose). */
+enum fc_algo { FC_ALGO_AUTO = 0, FC_ALGO_DIRECT = 1, FC_ALGO_IM2COL = 2, FC_ALGO_DEPTHWISE = 3 };
 /* Instruction sets, ordered: a higher value implies every lower one. */
 enum fc_isa { FC_ISA_GENERIC = 0, FC_ISA_AVX2 = 1, FC_ISA_AVX512 = 2 };
 

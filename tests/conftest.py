@@ -1,10 +1,8 @@
 """Shared fixtures and Hypothesis profiles for the fastconv test suite.
 
 Algorithms
-    ``ALGORITHMS`` below is the one list of algorithms every correctness test runs; the
-    ``algorithm`` fixture skips ``"im2col"`` (reason "im2col not built yet") only while
-    ``fastconv.functional._IM2COL_READY`` is false, so the im2col tests go live by
-    themselves when that flag flips. ``algorithm_or_auto`` adds ``"auto"``.
+    ``ALGORITHMS`` below is the one list of algorithms every correctness test runs;
+    ``algorithm_or_auto`` adds ``"auto"``.
 
 Hypothesis profiles (``HYPOTHESIS_PROFILE=ci|nightly``, default ``ci``)
     ci:      FASTCONV_HYPOTHESIS_EXAMPLES examples per test (default 50), no deadline
@@ -48,29 +46,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 ALGORITHMS = ["direct", "im2col"]
 
 
-def algorithm_available(name: str) -> bool:
-    if name == "im2col":
-        return bool(getattr(fastconv.functional, "_IM2COL_READY", True))
-    return True
-
-
-def require_algorithm(name: str) -> str:
-    """Skip the calling test while ``name`` is not built yet; return ``name``."""
-    if not algorithm_available(name):
-        pytest.skip("im2col not built yet")
-    return name
-
-
 @pytest.fixture(params=ALGORITHMS)
 def algorithm(request) -> str:
-    """Each explicit algorithm ("direct", "im2col"; im2col skipped until it is built)."""
-    return require_algorithm(request.param)
+    """Each explicit algorithm ("direct", "im2col")."""
+    return request.param
 
 
 @pytest.fixture(params=ALGORITHMS + ["auto"])
 def algorithm_or_auto(request) -> str:
     """``ALGORITHMS`` plus "auto"."""
-    return require_algorithm(request.param)
+    return request.param
 
 
 # ----------------------------------------------------------------------------- ISA

@@ -104,13 +104,6 @@ def test_bad_options(call, options, error, pattern):
         call(X(), W(), GY(), **options)
 
 
-def test_im2col_error_says_not_available_while_unbuilt():
-    if functional._IM2COL_READY:
-        pytest.skip("im2col is built: asking for it is valid now")
-    with pytest.raises(ValueError, match="im2col.*not available"):
-        fastconv.conv2d(X(), W(), algorithm="im2col")
-
-
 # ----------------------------------------------------------------------------- shapes
 
 @pytest.mark.parametrize("shape", [(4, 6, 6), (1, 2, 4, 6, 6), (6,), ()])

@@ -20,7 +20,7 @@ __all__ = ["conv2d", "conv2d_backward", "conv2d_input_grad", "conv2d_weight_grad
 
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 ALGORITHMS = {"auto": 0, "direct": 1, "im2col": 2}
-_ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
+_ALGORITHM_NAMES = {**{v: k for k, v in ALGORITHMS.items()}, 3: "depthwise"}  # 3: only via "auto"
 _IN = "(N, C_in, H, W)"
 _WT = "(C_out, C_in/groups, kh, kw)"
 _OUT = "(N, C_out, H_out, W_out)"
@@ -29,12 +29,8 @@ _OUT = "(N, C_out, H_out, W_out)"
 def _algorithm_code(algorithm: str) -> int:
     if not isinstance(algorithm, str) or algorithm.lower() not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
-    if algorithm.lower() == "im2col" and not _IM2COL_READY:
-        raise ValueError("algorithm='im2col' is not available yet (it arrives with the GEMM); use 'auto' or 'direct'")
     return ALGORITHMS[algorithm.lower()]
 
-
-_IM2COL_READY = True
 
 
 class _WorkspaceCache(threading.local):
@@ -61,7 +57,7 @@ _workspace = _WorkspaceCache()
 
 
 def chosen_algorithm(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> str:
-    """The algorithm ("direct" or "im2col") a call with these arguments runs for ``pass_``."""
+    """The algorithm ("direct", "im2col" or "depthwise") a call with these arguments runs for ``pass_``."""
     code = _algorithm_code(algorithm)
     if code == 0:
         code = _core.choose(spec.desc(get_num_threads()), pass_)

@@ -1,0 +1,265 @@
+"""Depthwise convolution (groups == C_in, C_out = multiplier * C_in) through ``"auto"``.
+
+``"auto"`` hands every problem with one input channel per group to the specialised
+kernels of ``csrc/depthwise*.c``; these tests check that it does, and check those kernels
+for every pass against ``fastconv.reference`` (the bound of DESIGN.md,
+``|y - y_ref| <= c * eps * sum |x||w|``), with outputs poisoned with NaN and the
+workspace with 0xFF bytes, under every ISA, and bitwise equal for 1 and 2 threads.
+
+The cases cover the kernels' special paths: 3x3 / 5x5 / 7x7 at stride 1 and 2 (the
+register-tiled instances), other kernels, strides and dilations (the general instance),
+row widths around the vector widths (1, 3, 17, 33: partial and overlapping column
+vectors), padding wider than the kernel and asymmetric padding (negative padding in the
+rotated input gradient), multipliers above 16 (the input gradient summed in several
+passes), planes split into several bands, the weight gradient split into several batch
+chunks, and outputs large enough to be written with streaming stores.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _core
+from fastconv import functional as F
+from fastconv._spec import make_spec
+from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
+                     ref_forward, ref_input_grad, ref_weight_grad)
+
+FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
+PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
+AUTO = 0
+DTYPES = [np.float32, np.float64]
+dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+
+
+class DW(NamedTuple):
+    name: str
+    n: int
+    c: int
+    h: int
+    w: int
+    mult: int
+    k: Tuple[int, int]
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    bias: bool = True
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def w_shape(self):
+        return (self.c * self.mult, 1, *self.k)
+
+    @property
+    def args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.c)
+
+
+CASES = [
+    DW("k3_s1", 2, 3, 8, 8, 1, (3, 3), 1, 1),
+    DW("k3_s1_mobilenet", 1, 4, 14, 14, 1, (3, 3), 1, 1),
+    DW("k3_s2_mobilenet", 1, 4, 14, 14, 1, (3, 3), 2, 1),
+    DW("k3_s2_mult2_w33", 1, 2, 17, 33, 2, (3, 3), 2, 1),
+    DW("k3_w1", 2, 2, 7, 1, 1, (3, 1), 1, (1, 0)),
+    DW("k3_w3", 1, 3, 5, 3, 1, (3, 3), 1, 1, bias=False),
+    DW("k5_w17", 2, 2, 9, 17, 1, (5, 5), 1, 2),
+    DW("k5_s2_w3", 2, 2, 13, 3, 1, (5, 5), 2, 2),
+    DW("k7_w19_mult2", 1, 3, 20, 19, 2, (7, 7), 1, 3),
+    DW("k1", 1, 4, 6, 33, 1, (1, 1)),
+    DW("k2x4_asym_mult3", 1, 1, 6, 5, 3, (2, 4), (1, 2), ((0, 2), (1, 3)), (2, 1)),
+    DW("k3_s3", 1, 2, 11, 12, 1, (3, 3), 3, 1),
+    DW("k3_dil2", 1, 2, 15, 16, 1, (3, 3), 1, 2, 2),
+    DW("k3_pad_gt_kernel", 1, 2, 6, 7, 1, (3, 3), 1, 4),
+    DW("k3_same_s1", 1, 2, 9, 9, 1, (3, 3), 1, "same"),
+    DW("k4_same_s2", 1, 2, 9, 10, 1, (4, 4), 2, "same"),
+    DW("k3_same_s3", 1, 2, 10, 11, 1, (3, 3), 3, "same"),
+    DW("k3_valid_cin1_mult8", 3, 1, 28, 28, 8, (3, 3), 1, "valid"),
+    DW("k3_mult20", 1, 2, 9, 9, 20, (3, 3), 1, 1),
+    DW("k3_1x1_image", 1, 3, 1, 1, 1, (3, 3), 1, 1),
+    DW("k3_bands_chunks", 2, 2, 70, 300, 1, (3, 3), 1, 1),
+    DW("k5_s2_bands", 1, 2, 61, 250, 1, (5, 5), 2, 2),
+]
+IDS = [c.name for c in CASES]
+
+
+def make_data(rng, case: DW, dtype):
+    spec = make_spec(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation,
+                     case.c, np.dtype(dtype))
+    x = rng.standard_normal(case.x_shape).astype(dtype)
+    w = rng.standard_normal(case.w_shape).astype(dtype)
+    b = rng.standard_normal(case.c * case.mult).astype(dtype) if case.bias else None
+    gy = rng.standard_normal(spec.output_shape).astype(dtype)
+    return spec, x, w, b, gy
+
+
+def run_pass(pass_, spec, x, w, b, gy, with_bias: bool, poison: bool = True):
+    """One pass through "auto" into NaN-filled outputs (and a 0xFF-filled workspace)."""
+    if poison:
+        poison_workspace(F.workspace_bytes(spec, pass_))
+    if pass_ == FWD:
+        out = nan_filled(spec.output_shape, spec.dtype)
+        y = fastconv.conv2d(x, w, b, spec.stride, spec_padding(spec), spec.dilation, spec.groups,
+                            out=out)
+        assert y is out
+        return (y,)
+    if pass_ == BWD_DATA:
+        return (F._input_grad(spec, AUTO, gy, w, gx=nan_filled(spec.input_shape, spec.dtype)),)
+    gw = nan_filled(spec.weight_shape, spec.dtype)
+    gb = nan_filled((spec.c_out,), spec.dtype) if with_bias else None
+    return F._weight_grad(spec, AUTO, gy, x, with_bias, gw=gw, gb=gb)
+
+
+def spec_padding(spec):
+    top, bottom, left, right = spec.padding
+    return ((top, bottom), (left, right))
+
+
+def check_pass(pass_, res, case: DW, x, w, b, gy, dtype, what=""):
+    args = (case.stride, case.padding, case.dilation, case.c)
+    if pass_ == FWD:
+        exp, bound = ref_forward(x, w, b, *args)
+        assert_close_to_reference(res[0], exp, bound, dtype, what=f"{what}y")
+    elif pass_ == BWD_DATA:
+        exp, bound = ref_input_grad(gy, w, x.shape, *args)
+        assert_close_to_reference(res[0], exp, bound, dtype, what=f"{what}grad_x")
+    else:
+        exp, bound = ref_weight_grad(gy, x, w.shape, *args)
+        assert_close_to_reference(res[0], exp, bound, dtype, what=f"{what}grad_w")
+        if case.bias:
+            exp, bound = ref_bias_grad(gy)
+            assert_close_to_reference(res[1], exp, bound, dtype, what=f"{what}grad_b")
+        else:
+            assert res[1] is None
+
+
+# ============================================================================= choice
+
+@pytest.mark.parametrize("case", CASES[:4], ids=IDS[:4])
+def test_auto_chooses_depthwise(case):
+    spec = make_spec(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation,
+                     case.c, np.dtype(np.float32))
+    for pass_ in PASSES:
+        assert F.chosen_algorithm(spec, pass_) == "depthwise"
+
+
+def test_grouped_but_not_depthwise_is_not_depthwise():
+    spec = make_spec((1, 4, 8, 8), (4, 2, 3, 3), 1, 1, 1, 2, np.dtype(np.float32))
+    for pass_ in PASSES:
+        assert F.chosen_algorithm(spec, pass_) != "depthwise"
+
+
+def test_pathological_width_goes_to_the_general_algorithms(rng):
+    """A 6-million-pixel-wide output row of a 1-row image: a band buffer would break the
+    memory bound, so "auto" declines depthwise, and the result is still right."""
+    case = DW("wide_pad", 1, 2, 1, 1, 1, (1, 1), 1, ((0, 0), (3_000_000, 3_000_000)))
+    spec, x, w, b, gy = make_data(rng, case, np.float32)
+    for pass_ in (FWD, BWD_WEIGHTS):  # (bwd_data's band rows are 1 pixel wide: accepted)
+        assert F.chosen_algorithm(spec, pass_) != "depthwise"
+    for pass_ in PASSES:
+        check_pass(pass_, run_pass(pass_, spec, x, w, b, gy, True, poison=False), case, x, w, b,
+                   gy, np.float32)
+
+
+# ============================================================================= correctness
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@dtypes
+def test_every_pass_against_reference(case, dtype, rng):
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    for pass_ in PASSES:
+        res = run_pass(pass_, spec, x, w, b, gy, case.bias)
+        check_pass(pass_, res, case, x, w, b, gy, dtype)
+
+
+def test_public_backward_matches_reference(rng):
+    case = CASES[3]
+    spec, x, w, b, gy = make_data(rng, case, np.float32)
+    gx, gw, gb = fastconv.conv2d_backward(gy, x, w, **case.args, bias=True)
+    check_pass(BWD_DATA, (gx,), case, x, w, b, gy, np.float32)
+    check_pass(BWD_WEIGHTS, (gw, gb), case, x, w, b, gy, np.float32)
+
+
+ISA_CASES = [c for c in CASES if c.name in (
+    "k3_s1", "k3_s2_mult2_w33", "k3_w1", "k5_w17", "k5_s2_w3", "k7_w19_mult2",
+    "k2x4_asym_mult3", "k3_dil2", "k3_mult20", "k3_pad_gt_kernel")]
+
+
+@pytest.mark.parametrize("case", ISA_CASES, ids=[c.name for c in ISA_CASES])
+@dtypes
+def test_every_pass_under_each_isa(isa, case, dtype, rng):
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    for pass_ in PASSES:
+        res = run_pass(pass_, spec, x, w, b, gy, case.bias)
+        check_pass(pass_, res, case, x, w, b, gy, dtype, what=f"{isa}: ")
+
+
+# ============================================================================= determinism
+
+THREAD_CASES = [
+    DW("k3_s1_big", 2, 8, 40, 40, 1, (3, 3), 1, 1),
+    DW("k3_s2_mult2", 2, 4, 33, 35, 2, (3, 3), 2, 1),
+    DW("k5_cin1_mult3_chunks", 4, 1, 60, 37, 3, (5, 5), 1, 2),
+    DW("k3_dil2_bands", 1, 3, 64, 260, 1, (3, 3), 1, 2, 2),
+]
+
+
+@pytest.mark.parametrize("case", THREAD_CASES, ids=[c.name for c in THREAD_CASES])
+@dtypes
+def test_bitwise_equal_for_one_and_two_threads(case, dtype, rng):
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    results = {}
+    for n in (1, 2):
+        with fastconv.threads(n):
+            results[n] = [run_pass(p, spec, x, w, b, gy, case.bias) for p in PASSES]
+    for p in PASSES:
+        for a1, a2 in zip(results[1][p], results[2][p]):
+            assert a1.tobytes() == a2.tobytes(), f"pass {p} differs between 1 and 2 threads"
+    for p in PASSES:  # and the result is right
+        check_pass(p, results[2][p], case, x, w, b, gy, dtype)
+
+
+def test_repeated_calls_are_bitwise_equal(rng):
+    case = THREAD_CASES[0]
+    spec, x, w, b, gy = make_data(rng, case, np.float32)
+    for p in PASSES:
+        first = run_pass(p, spec, x, w, b, gy, True)
+        again = run_pass(p, spec, x, w, b, gy, True, poison=False)
+        for a1, a2 in zip(first, again):
+            assert a1.tobytes() == a2.tobytes()
+
+
+# ============================================================================= large
+
+def test_streaming_store_path(rng):
+    """Outputs of >= 4 MiB are built in scratch and written with streaming stores."""
+    case = DW("k3_stream", 4, 16, 128, 128, 1, (3, 3), 1, 1)
+    spec, x, w, b, gy = make_data(rng, case, np.float32)
+    for p in (FWD, BWD_DATA):
+        res = run_pass(p, spec, x, w, b, gy, True)
+        check_pass(p, res, case, x, w, b, gy, np.float32)
+
+
+# ============================================================================= memory
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[8], CASES[18], THREAD_CASES[3]],
+                         ids=["k3", "k7_mult2", "mult20", "bands"])
+@dtypes
+def test_workspace_does_not_grow_with_the_batch(case, dtype):
+    shapes = [((n, *case.x_shape[1:]), case.w_shape) for n in (1, 1 << 16, 1 << 22)]
+    for pass_ in PASSES:
+        sizes = []
+        for xs, ws in shapes:
+            spec = make_spec(xs, ws, case.stride, case.padding, case.dilation, case.c, np.dtype(dtype))
+            sizes.append(F.workspace_bytes(spec, pass_))
+        # (a tiny batch may run on one thread, and a small output needs no streaming scratch)
+        assert sizes[0] <= sizes[1] == sizes[2], (pass_, sizes)
+        spec = make_spec(shapes[0][0], shapes[0][1], case.stride, case.padding, case.dilation,
+                         case.c, np.dtype(dtype))
+        io = (np.prod(spec.input_shape) + np.prod(spec.output_shape)) * np.dtype(dtype).itemsize
+        assert sizes[2] <= max(16 << 20, io // 10), (pass_, sizes[2])
