@@ -207,3 +207,17 @@ def layout(a: np.ndarray, name: str) -> np.ndarray:
     assert (name == "channels_last" and a.ndim < 3) or (name in ("misaligned", "byteswapped")
                                                         and a.dtype.itemsize == 1)
     return a
+
+
+def child_env(drop=("OMP_NUM_THREADS", "FASTCONV_ISA"), **update) -> dict:
+    """Environment for a child Python that imports the same fastconv as this process
+    (the installed package in CI, the in-place build during development)."""
+    import os
+
+    import fastconv
+
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(update)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import fastconv
+import helpers as H
 from fastconv import _core
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -100,9 +101,7 @@ def test_set_isa_clamps_to_the_cpu():
 
 
 def _python(code: str, **env_update) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("FASTCONV_ISA", "OMP_NUM_THREADS")}
-    env.update(env_update)
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env = H.child_env(**env_update)
     return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
                           env=env, timeout=120)
 

@@ -166,9 +166,7 @@ print("ok")
 @pytest.mark.parametrize("probe", _CRASH_PROBES, ids=[f"{p[0]}-{p[1]}-{p[2]}" for p in _CRASH_PROBES])
 def test_left_padding_wider_than_output_does_not_crash(probe, algorithm_or_auto):
     x_shape, w_shape, padding = probe
-    env = dict(os.environ)
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env = H.child_env(drop=())
     proc = subprocess.run([sys.executable, "-c", _PROBE_SCRIPT, algorithm_or_auto, repr(x_shape),
                            repr(w_shape), repr(padding), "fwd,bwd_data,bwd_weights"],
                           capture_output=True, text=True, env=env, timeout=120)

@@ -14,18 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-try:
-    from fastconv import reference as ref
-except ImportError:
-    # fastconv/__init__.py imports the C extension; when it is not built (during
-    # development), load reference.py, which imports only NumPy, by path instead.
-    import importlib.util
-    import pathlib
-
-    _p = pathlib.Path(__file__).resolve().parents[1] / "src" / "fastconv" / "reference.py"
-    _spec = importlib.util.spec_from_file_location("fastconv_reference", _p)
-    ref = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(ref)
+from fastconv import reference as ref
 
 
 # --------------------------------------------------------------------------- independent helpers

@@ -182,10 +182,7 @@ def test_set_num_threads_rejects_non_ints(bad):
 
 
 def _run_python(code: str, env_update: dict) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FASTCONV_ISA")}
-    env.update(env_update)
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env = H.child_env(**env_update)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
