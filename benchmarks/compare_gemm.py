@@ -5,12 +5,17 @@ Run as (OpenBLAS must pick its own kernel and cache sizes for this CPU):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_gemm.py
 
 For every dtype, size n (square n x n x n products) and thread count, both libraries get
-a warm-up call, then ``--repeats`` timed calls each, interleaved (ours, NumPy, ours, ...)
-so that a noisy neighbour hurts both alike; the table shows the median GFLOP/s
-(2 n^3 / time) and the ratio ours / NumPy. With more than one thread, each timed call is
-preceded by a short pause (--gap): after a call, OpenBLAS's worker threads and OpenMP's
-keep spinning for a while, and on a machine with as many cores as threads they would steal
-the next call's cores (whichever library comes next would pay for the other). NumPy's BLAS thread count is set with
+a warm-up call, then ``--rounds`` alternations of a block of back-to-back calls of ours and
+a block of NumPy's (``--seconds`` each), so that a noisy neighbour hurts both alike; the
+table shows the median GFLOP/s (2 n^3 / time) over the timed calls and the ratio
+ours / NumPy, then the same from each library's fastest call ("best"): on a machine shared
+with other jobs the median of a 2-thread run mostly measures how often a competing process
+held one of the cores, while the fastest call shows what each library does when it has
+the cores it asked for. The calls in the first ``--settle`` seconds of each block are not counted:
+after its last call, OpenBLAS's worker threads (and OpenMP's) keep spinning for tens of
+milliseconds, and on a machine with as many cores as threads they would take the cores of
+the other library's first calls. (Pausing between calls instead does not work on a VM:
+an idle virtual CPU takes milliseconds to wake.) NumPy's BLAS thread count is set with
 threadpoolctl (when installed; otherwise the table says "unset"), ours with nthreads.
 Outputs are preallocated for both, so allocation is not timed.
 """
@@ -61,7 +66,22 @@ def blas_name():
     return ", ".join(libs) or "no BLAS found by threadpoolctl"
 
 
-def measure(dtype, n, nthreads, repeats, gap):
+def _block(fn, seconds, settle):
+    """Call fn repeatedly for about ``seconds`` (at least 3 timed calls); return the times of
+    the calls that started after the first ``settle`` seconds of the block."""
+    times = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        if t0 - start >= settle:
+            times.append(t1 - t0)
+        if t1 - start >= seconds and len(times) >= 3:
+            return times
+
+
+def measure(dtype, n, nthreads, rounds, seconds, settle):
     rng = np.random.default_rng(n)
     a = rng.uniform(-1, 1, size=(n, n)).astype(dtype)
     b = rng.uniform(-1, 1, size=(n, n)).astype(dtype)
@@ -72,22 +92,15 @@ def measure(dtype, n, nthreads, repeats, gap):
     with blas_limit(nthreads):
         _core.gemm(a, b, c_ours, nthreads=nthreads)  # warm-up: pages, caches, thread pools
         np.matmul(a, b, out=c_np)
-        for _ in range(repeats):
-            time.sleep(gap)
-            t = time.perf_counter()
-            _core.gemm(a, b, c_ours, nthreads=nthreads)
-            ours.append(time.perf_counter() - t)
-            time.sleep(gap)
-            t = time.perf_counter()
-            np.matmul(a, b, out=c_np)
-            theirs.append(time.perf_counter() - t)
+        for _ in range(rounds):
+            ours += _block(lambda: _core.gemm(a, b, c_ours, nthreads=nthreads), seconds, settle)
+            theirs += _block(lambda: np.matmul(a, b, out=c_np), seconds, settle)
     err = float(np.max(np.abs(c_ours.astype(np.float64) - c_np)))
     scale = float(np.max(np.abs(a).astype(np.float64) @ np.abs(b[:, :1]).astype(np.float64)))
     if not err <= 1e-3 * scale:
         raise AssertionError(f"results differ: max |ours - numpy| = {err} (scale {scale})")
-    g_ours = flop / statistics.median(ours) / 1e9
-    g_np = flop / statistics.median(theirs) / 1e9
-    return g_ours, g_np
+    return (flop / statistics.median(ours) / 1e9, flop / statistics.median(theirs) / 1e9,
+            flop / min(ours) / 1e9, flop / min(theirs) / 1e9)
 
 
 def main(argv=None):
@@ -97,10 +110,12 @@ def main(argv=None):
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--isa", default="active",
                    help="active (default), all, or one of generic/avx2/avx512")
-    p.add_argument("--repeats", type=int, default=0,
-                   help="timed calls per library and row (default: about 1.5 s per row, 5..31)")
-    p.add_argument("--gap", type=float, default=0.2,
-                   help="seconds of pause before each timed call with > 1 thread (default 0.2)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternations ours/NumPy per row (default 3)")
+    p.add_argument("--seconds", type=float, default=0.5,
+                   help="length of each library's block of calls per round (default 0.5 s)")
+    p.add_argument("--settle", type=float, default=0.1,
+                   help="calls in the first SETTLE seconds of a block are not counted (default 0.1)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = p.parse_args(argv)
 
@@ -121,14 +136,17 @@ def main(argv=None):
                   "for a fair NumPy baseline", file=sys.stderr)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"NumPy {np.__version__} with {blas_name()}")
-    print(f"# median of interleaved timed calls after a warm-up; GFLOP/s = 2 n^3 / time; "
+    print(f"# median of timed calls in {args.rounds} interleaved rounds of {args.seconds} s blocks "
+          f"(first {args.settle} s of each block not counted); GFLOP/s = 2 n^3 / time; "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    cols = ["dtype", "n", "threads", "ISA", "ours GFLOP/s", "NumPy GFLOP/s", "ratio"]
+    cols = ["dtype", "n", "threads", "ISA", "ours GFLOP/s", "NumPy GFLOP/s", "ratio",
+            "ours best", "NumPy best", "best ratio"]
     if args.markdown:
         print("| " + " | ".join(cols) + " |")
         print("|" + "|".join(["---"] * len(cols)) + "|")
     else:
-        print(f"{cols[0]:<8} {cols[1]:>5} {cols[2]:>7} {cols[3]:>8} {cols[4]:>13} {cols[5]:>14} {cols[6]:>6}")
+        print(f"{cols[0]:<8} {cols[1]:>5} {cols[2]:>7} {cols[3]:>8} {cols[4]:>13} {cols[5]:>14} {cols[6]:>6}"
+              f" {cols[7]:>10} {cols[8]:>11} {cols[9]:>11}")
     try:
         for isa in isas:
             _core.set_isa(isa)
@@ -136,18 +154,17 @@ def main(argv=None):
                 dtype = np.dtype(dt).type
                 for n in args.sizes:
                     for nt in args.threads:
-                        reps = args.repeats
-                        if reps <= 0:  # ~1.5 s per row at ~50/100 GFLOP/s per thread
-                            per_call = 2.0 * n**3 / ((50e9 if dtype is np.float64 else 100e9) * nt)
-                            reps = int(min(31, max(5, 0.75 / per_call)))
-                        g_ours, g_np = measure(dtype, n, nt, reps, args.gap if nt > 1 else 0.0)
+                        g_ours, g_np, b_ours, b_np = measure(dtype, n, nt, args.rounds, args.seconds,
+                                                             args.settle)
                         row = [np.dtype(dtype).name, str(n), str(nt), ISA_NAMES[isa],
-                               f"{g_ours:.1f}", f"{g_np:.1f}", f"{g_ours / g_np:.2f}"]
+                               f"{g_ours:.1f}", f"{g_np:.1f}", f"{g_ours / g_np:.2f}",
+                               f"{b_ours:.1f}", f"{b_np:.1f}", f"{b_ours / b_np:.2f}"]
                         if args.markdown:
                             print("| " + " | ".join(row) + " |", flush=True)
                         else:
                             print(f"{row[0]:<8} {row[1]:>5} {row[2]:>7} {row[3]:>8} {row[4]:>13} "
-                                  f"{row[5]:>14} {row[6]:>6}", flush=True)
+                                  f"{row[5]:>14} {row[6]:>6} {row[7]:>10} {row[8]:>11} {row[9]:>11}",
+                                  flush=True)
     finally:
         _core.set_isa(old)
     print(f"# load average after: {os.getloadavg()[0]:.2f} (other processes on this machine "

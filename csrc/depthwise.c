@@ -7,18 +7,27 @@
  *   fwd             (image n, input channel c, band of output rows[, block of the
  *                    multiplier's channels]): writes y[n, c*mult + q, band rows].
  *   bwd_data        (image n, input channel c, band of rows): writes gx[n, c, band rows],
- *                    summing the mult grad_y planes in registers (<= FC_DW_MAX_SRC at a time).
+ *                    summing the mult grad_y planes in registers (<= FC_DW_MAX_SRC at a
+ *                    time, then adding to the band); kernels holding NaN/inf take an exact
+ *                    scalar scatter instead (see scatter_f32).
  *   bwd_weights     (output channel k, chunk p of the batch's grad_y rows): partial sums
  *                    of gw[k] and gb[k]; then (output channel k): sum of its chunks in
  *                    order p = 0, 1, ... The chunking depends on the problem only.
  *   Every element is computed by one item in a fixed order, so results are bitwise the
- *   same for every thread count and schedule.
+ *   same for every thread count and schedule. Items are handed out in dynamic runs of
+ *   consecutive items, so a thread streams through memory and can prefetch (into L2,
+ *   spread over the current band's copy) the band it works on next.
+ *
+ * Memory traffic: each source plane is read once (into the band buffer); outputs of
+ * >= DW_STREAM_BYTES are built band by band in per-thread scratch and written with
+ * streaming stores (no read-for-ownership of lines that are overwritten whole).
  *
  * Workspace (all scratch; content on entry irrelevant)
  *   [cofs: kw int64][rotated kernels: c_out*kh*kw][chunk partials:
- *   c_out*chunks*(kh*kw+1)][per thread: band buffer(s) + accumulators] -- independent of
- *   the batch size: a band buffer holds <= ~24 KiB of rows per source (at least 8 output
- *   rows), chunks <= 32.
+ *   c_out*chunks*(kh*kw+1)][per thread: band buffer(s), accumulators, output stage] --
+ *   independent of the batch size: a band buffer holds <= ~24 KiB of rows per source (at
+ *   least 8 output rows), chunks <= 32. fc_depthwise_accepts() declines shapes whose
+ *   scratch would exceed max(16 MiB, 10% of input + output).
  */
 #include <string.h>
 
@@ -322,12 +331,56 @@ void fc_depthwise_fwd(const fc_conv_desc *d, const void *x, const void *w, const
 
 /* ---- input gradient ------------------------------------------------------------------- */
 
+/* The exact-terms input gradient for kernels holding NaN or inf: gx[n, c] is the sum of
+   w * gy over the (output, tap) pairs that read each input pixel, and nothing else, as
+   in the reference (and PyTorch). The fast path below convolves a zero-padded,
+   zero-upsampled grad_y, which adds w * 0 terms: 0 for finite w, NaN for w = inf. Plain
+   scalar code: a network with non-finite weights has bigger problems than speed. */
+#define DW_SCATTER(NAME, REAL)                                                                 \
+    static void NAME(const fc_conv_desc *d, const REAL *gy, const REAL *w, int64_t mult,      \
+                     REAL *gx)                                                                 \
+    {                                                                                          \
+        const int64_t H = d->h, W = d->w, OH = d->oh, OW = d->ow, KH = d->kh, KW = d->kw;     \
+        for (int64_t t = 0; t < H * W; t++)                                                    \
+            gx[t] = 0;                                                                         \
+        for (int64_t q = 0; q < mult; q++)                                                     \
+            for (int64_t i = 0; i < OH; i++)                                                   \
+                for (int64_t l = 0; l < KH; l++) {                                             \
+                    const int64_t ih = i * d->stride_h + l * d->dil_h - d->pad_top;           \
+                    if (ih < 0 || ih >= H)                                                     \
+                        continue;                                                              \
+                    for (int64_t m = 0; m < KW; m++) {                                         \
+                        const REAL wv = w[(q * KH + l) * KW + m];                              \
+                        for (int64_t j = 0; j < OW; j++) {                                     \
+                            const int64_t iw = j * d->stride_w + m * d->dil_w - d->pad_left;  \
+                            if (iw >= 0 && iw < W)                                             \
+                                gx[ih * W + iw] += wv * gy[(q * OH + i) * OW + j];             \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+    }
+DW_SCATTER(scatter_f32, float)
+DW_SCATTER(scatter_f64, double)
+#undef DW_SCATTER
+
+static int all_finite(const void *a, int64_t n, int dtype)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const double v = dtype == FC_F64 ? ((const double *)a)[i] : (double)((const float *)a)[i];
+        if (!(v - v == 0)) /* NaN or inf, without <math.h> */
+            return 0;
+    }
+    return 1;
+}
+
+
 typedef struct dw_bwd_ctx {
     const fc_conv_desc *d;
     const dw_plan *p;
     const fc_dw_ops *ops;
     const char *gy, *w;
     char *gx, *ws;
+    int exact; /* the kernel holds NaN or inf: exact-terms scatter */
 } dw_bwd_ctx;
 
 static void bwd_body(const dw_bwd_ctx *c)
@@ -338,6 +391,21 @@ static void bwd_body(const dw_bwd_ctx *c)
     const size_t es = fc_elem_size(d->dtype);
     const int t = d->dtype;
     const int64_t kk = d->kh * d->kw, mult = p->mult, plane_out = d->oh * d->ow;
+    if (c->exact) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t nc = 0; nc < d->n * d->c_in; nc++) {
+            const int64_t n = nc / d->c_in, k0 = (nc % d->c_in) * mult;
+            const size_t og = (size_t)((n * d->c_out + k0) * plane_out), ow = (size_t)(k0 * kk);
+            const size_t ox = (size_t)(nc * d->h * d->w);
+            if (d->dtype == FC_F64)
+                scatter_f64(d, (const double *)c->gy + og, (const double *)c->w + ow, mult,
+                            (double *)c->gx + ox);
+            else
+                scatter_f32(d, (const float *)c->gy + og, (const float *)c->w + ow, mult,
+                            (float *)c->gx + ox);
+        }
+        return;
+    }
     const char *krot = c->ws + p->off_krot;
     char *tb = c->ws + p->off_thr + (size_t)thread_id() * p->thr_bytes;
     char *buf = tb + (size_t)g->org * es; /* logical origin of the band buffer */
@@ -399,7 +467,8 @@ void fc_depthwise_bwd_data(const fc_conv_desc *d, const void *gy, const void *w,
             for (int64_t t = 0; t < kk; t++)
                 memcpy(krot + (size_t)(k * kk + t) * es, wb + (size_t)(k * kk + kk - 1 - t) * es, es);
     }
-    dw_bwd_ctx c = {d, &p, dw_ops(), (const char *)gy, (const char *)w, (char *)gx, (char *)ws};
+    dw_bwd_ctx c = {d, &p, dw_ops(), (const char *)gy, (const char *)w, (char *)gx, (char *)ws,
+                    !all_finite(w, d->c_out * kk, d->dtype)};
     if (p.team > 1) {
 #pragma omp parallel num_threads(p.team)
         bwd_body(&c);
@@ -430,6 +499,37 @@ static int64_t bww_band_rows(const fc_conv_desc *d, const fc_dw_geom *g, int64_t
     if (m > r1 - r)
         m = r1 - r;
     return m < g->band ? m : g->band;
+}
+
+/* gw[k] (and gb[k]) = the sum of channel k's P chunk partials, in chunk order. */
+static void finish_channel(const dw_bww_ctx *c, const char *part, int64_t k, int64_t P)
+{
+    const int64_t kk = c->d->kh * c->d->kw;
+    if (c->d->dtype == FC_F64) {
+        const double *pp = (const double *)part + k * P * (kk + 1);
+        double *gw = (double *)c->gw + k * kk;
+        for (int64_t tap = 0; tap <= kk; tap++) {
+            double s = pp[tap];
+            for (int64_t q = 1; q < P; q++)
+                s += pp[q * (kk + 1) + tap];
+            if (tap < kk)
+                gw[tap] = s;
+            else if (c->gb)
+                ((double *)c->gb)[k] = s;
+        }
+    } else {
+        const float *pp = (const float *)part + k * P * (kk + 1);
+        float *gw = (float *)c->gw + k * kk;
+        for (int64_t tap = 0; tap <= kk; tap++) {
+            float s = pp[tap];
+            for (int64_t q = 1; q < P; q++)
+                s += pp[q * (kk + 1) + tap];
+            if (tap < kk)
+                gw[tap] = s;
+            else if (c->gb)
+                ((float *)c->gb)[k] = s;
+        }
+    }
 }
 
 static void bww_body(const dw_bww_ctx *c)
@@ -477,36 +577,15 @@ static void bww_body(const dw_bww_ctx *c)
             r += nrows;
         }
         c->ops->reduce[t](g, acc, part + (size_t)(it * (kk + 1)) * es);
+        if (P == 1) /* the item is the whole channel: its sums are the result */
+            finish_channel(c, part, k, 1);
     }
+    if (P == 1)
+        return;
     /* implicit barrier: all chunk partials are written */
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < d->c_out; k++) {
-        if (d->dtype == FC_F64) {
-            const double *pp = (const double *)part + k * P * (kk + 1);
-            double *gw = (double *)c->gw + k * kk;
-            for (int64_t tap = 0; tap <= kk; tap++) {
-                double s = pp[tap];
-                for (int64_t q = 1; q < P; q++)
-                    s += pp[q * (kk + 1) + tap];
-                if (tap < kk)
-                    gw[tap] = s;
-                else if (c->gb)
-                    ((double *)c->gb)[k] = s;
-            }
-        } else {
-            const float *pp = (const float *)part + k * P * (kk + 1);
-            float *gw = (float *)c->gw + k * kk;
-            for (int64_t tap = 0; tap <= kk; tap++) {
-                float s = pp[tap];
-                for (int64_t q = 1; q < P; q++)
-                    s += pp[q * (kk + 1) + tap];
-                if (tap < kk)
-                    gw[tap] = s;
-                else if (c->gb)
-                    ((float *)c->gb)[k] = s;
-            }
-        }
-    }
+    for (int64_t k = 0; k < d->c_out; k++)
+        finish_channel(c, part, k, P);
 }
 
 void fc_depthwise_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw,

@@ -199,6 +199,63 @@ def test_every_pass_under_each_isa(isa, case, dtype, rng):
         check_pass(pass_, res, case, x, w, b, gy, dtype, what=f"{isa}: ")
 
 
+# ============================================================================= NaN / inf
+
+SPECIAL_CASES = [c for c in CASES if c.name in (
+    "k3_s1", "k3_s2_mult2_w33", "k3_w3", "k5_s2_w3", "k7_w19_mult2", "k2x4_asym_mult3",
+    "k3_valid_cin1_mult8")]
+
+
+def with_specials(rng, a, count=3):
+    a = a.copy()
+    flat = a.reshape(-1)
+    idx = rng.integers(0, flat.size, size=count)
+    flat[idx] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=a.dtype), size=count)
+    return a
+
+
+def assert_same_nonfinite(actual, expected, bound, dtype, what):
+    """NaN and +-inf exactly where the reference has them; finite elements within the bound."""
+    a = np.asarray(actual, np.float64)
+    bad = ((np.isnan(a) != np.isnan(expected)) | (np.isinf(a) != np.isinf(expected))
+           | (np.isinf(a) & np.isinf(expected) & (np.sign(a) != np.sign(expected))))
+    assert not bad.any(), (f"{what}: NaN/inf differ from the reference at {int(bad.sum())} places, "
+                           f"first {tuple(np.argwhere(bad)[0])}")
+    fin = np.isfinite(expected)
+    err = np.abs(np.where(fin, a, 0) - np.where(fin, expected, 0))
+    assert (err <= 16 * np.finfo(dtype).eps * np.where(fin, bound, 0)).all(), what
+
+
+@pytest.mark.parametrize("case", SPECIAL_CASES, ids=[c.name for c in SPECIAL_CASES])
+@pytest.mark.parametrize("where", ["x", "w", "gy"])
+@dtypes
+def test_nan_and_inf_land_where_the_reference_puts_them(case, where, dtype, rng):
+    """Padding zeros multiply like the reference's (0 * inf = NaN in the forward pass and
+    the weight gradient, where the reference pads x), and no kernel adds a product the
+    reference does not have (a masked lane, an upsampling zero times an infinite weight)."""
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    if where == "x":
+        x = with_specials(rng, x)
+    elif where == "w":
+        w = with_specials(rng, w)
+    else:
+        gy = with_specials(rng, gy)
+    args = (case.stride, case.padding, case.dilation, case.c)
+    with np.errstate(invalid="ignore", over="ignore"):
+        (y,) = run_pass(FWD, spec, x, w, b, gy, case.bias)
+        exp, bound = ref_forward(x, w, b, *args)
+        assert_same_nonfinite(y, exp, bound, dtype, "y")
+        (gx,) = run_pass(BWD_DATA, spec, x, w, b, gy, case.bias)
+        exp, bound = ref_input_grad(gy, w, x.shape, *args)
+        assert_same_nonfinite(gx, exp, bound, dtype, "grad_x")
+        gw, gb = run_pass(BWD_WEIGHTS, spec, x, w, b, gy, case.bias)
+        exp, bound = ref_weight_grad(gy, x, w.shape, *args)
+        assert_same_nonfinite(gw, exp, bound, dtype, "grad_w")
+        if case.bias:
+            exp, bound = ref_bias_grad(gy)
+            assert_same_nonfinite(gb, exp, bound, dtype, "grad_b")
+
+
 # ============================================================================= determinism
 
 THREAD_CASES = [

@@ -104,7 +104,7 @@ def _edge_shapes(dtype):
     bl = _core.gemm_blocking(dtype)
     mr, nr, mc, kc, nc = bl["mr"], bl["nr"], bl["mc"], bl["kc"], bl["nc"]
     ms = [1, mr - 1, mr, mr + 1, 2 * mr + 3, mc - 1, mc, mc + 1]
-    ns = [1, nr - 1, nr, nr + 1, 3 * nr + 2, nc - 1, nc, nc + 1]
+    ns = [1, nr - 1, nr, nr + 1, nr + nr // 2, 3 * nr + 2, nc - 1, nc, nc + 1]
     ks = [0, 1, 2, kc - 1, kc, kc + 1, 2 * kc + 1]
     shapes = [(m, nr + 3, 7) for m in ms if m > 0]
     shapes += [(mr + 2, n, 9) for n in ns if n > 0]
@@ -189,6 +189,27 @@ def test_threads_bitwise_identical(isa, dtype):
         if m * n * k < 2e7:  # odd team sizes too (other row/panel splits), on the small ones
             c3 = _check(m, n, k, dtype, nthreads=3, **kw)
             assert np.array_equal(c1, c3), f"3 threads changed the result for {(m, n, k)}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_edge_tiles_bitwise_match_interior(isa, dtype):
+    """A partial tile (bottom or right edge of C, done through a temporary tile and, for the
+    last columns, a narrower kernel variant) rounds exactly like the same elements inside
+    full tiles of a larger product."""
+    bl = _core.gemm_blocking(dtype)
+    mr, nr = bl["mr"], bl["nr"]
+    rng = _rng("edge-bitwise", np.dtype(dtype).name)
+    k = 2 * bl["kc"] + 5  # several K blocks: beta and bias switch between them
+    a = rng.uniform(-1, 1, size=(4 * mr, k)).astype(dtype)
+    b = rng.uniform(-1, 1, size=(k, 4 * nr)).astype(dtype)
+    bias = rng.uniform(-1, 1, size=4 * mr).astype(dtype)
+    c0 = rng.uniform(-1, 1, size=(4 * mr, 4 * nr)).astype(dtype)
+    full = _core.gemm(a, b, c0.copy(), alpha=0.75, beta=1, bias=bias)
+    for m in (1, mr - 1, mr + 1, 2 * mr + 3):
+        for n in (1, 3, nr // 2, nr // 2 + 3, nr - 1, nr + 1, nr + nr // 2, 2 * nr + 5):
+            part = _core.gemm(a[:m], b[:, :n], c0[:m, :n].copy(), alpha=0.75, beta=1,
+                              bias=bias[:m])
+            assert np.array_equal(part, full[:m, :n]), f"edge tile differs at m={m} n={n}"
 
 
 def test_isa_kernels_agree_to_rounding():

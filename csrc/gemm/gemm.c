@@ -27,9 +27,9 @@
  * Threads: a team of nt threads is laid out as ic_ways x jr_ways (ic_ways * jr_ways = nt).
  * The ic_ways groups split the rows of C (in whole MR tiles, each thread then walks its rows
  * in MC blocks with its own packed A block); the jr_ways threads of a group split the NR
- * micro-panels of every NC panel. The layout minimising the largest per-thread tile count is
- * chosen per panel, so one large GEMM and skinny ones (m = 64, n = 676 or 43264) both keep
- * every thread busy. With ic_ways = 1 each thread packs only the B micro-panels it uses and
+ * micro-panels of every NC panel. The layout minimising the largest per-thread tile count
+ * (row splits weighted 5% heavier, see choose_ic_ways) is chosen per panel, so one large GEMM
+ * and skinny ones (m = 64, n = 676 or 43264; m = 700, n = 20) all keep every thread busy. With ic_ways = 1 each thread packs only the B micro-panels it uses and
  * no barrier is needed inside the loops; otherwise the team packs the B panel together
  * (barrier), computes, and waits (barrier) before the panel is overwritten. K is never split
  * across threads and tile boundaries do not depend on the team size, so the result is
@@ -52,6 +52,8 @@ typedef struct gemm_cfg {
     int mr, nr;
     int64_t mc, kc, nc;
     fc_gemm_ukernel_fn ukr;
+    int vl;                          /* columns per vector of the kernel (nr: no variants) */
+    fc_gemm_ukernel_fn ukr_part[4];  /* [v]: first v vectors only, for a last partial panel */
 } gemm_cfg;
 
 /*
@@ -80,25 +82,29 @@ static const gemm_cfg cfg_table[3][2] = {
     /* generic (SSE2 baseline when compiled for x86-64; the kernel, not memory, is the limit) */
     {
         /* f32 4x8: A micro-panel 4*384*4 = 6 KiB; B panel 384*2048*4 = 3 MiB; A block 384 KiB */
-        {4, 8, 256, 384, 2048, fc_f32_gemm_ukernel_4x8__generic},
+        {4, 8, 256, 384, 2048, fc_f32_gemm_ukernel_4x8__generic, 8, {NULL}},
         /* f64 4x4: A micro-panel 4*384*8 = 12 KiB; B panel 384*2048*8 = 6 MiB; A block 768 KiB */
-        {4, 4, 256, 384, 2048, fc_f64_gemm_ukernel_4x4__generic},
+        {4, 4, 256, 384, 2048, fc_f64_gemm_ukernel_4x4__generic, 4, {NULL}},
     },
 #ifdef FC_GEMM_HAVE_X86_KERNELS
     /* AVX2 + FMA */
     {
         /* f32 6x16: A micro-panel 6*384*4 = 9 KiB; B panel 384*2048*4 = 3 MiB; A block 360 KiB */
-        {6, 16, 240, 384, 2048, fc_f32_gemm_ukernel_6x16__avx2},
+        {6, 16, 240, 384, 2048, fc_f32_gemm_ukernel_6x16__avx2, 8,
+         {NULL, fc_f32_gemm_ukernel_6x16_n8__avx2}},
         /* f64 6x8: A micro-panel 6*256*8 = 12 KiB; B panel 256*2048*8 = 4 MiB; A block 240 KiB
            (KC = 384 and 512 measured 2% and 8% slower) */
-        {6, 8, 120, 256, 2048, fc_f64_gemm_ukernel_6x8__avx2},
+        {6, 8, 120, 256, 2048, fc_f64_gemm_ukernel_6x8__avx2, 4,
+         {NULL, fc_f64_gemm_ukernel_6x8_n4__avx2}},
     },
     /* AVX-512F */
     {
         /* f32 8x32: A micro-panel 8*512*4 = 16 KiB; B panel 512*2048*4 = 4 MiB; A block 512 KiB */
-        {8, 32, 256, 512, 2048, fc_f32_gemm_ukernel_8x32__avx512},
+        {8, 32, 256, 512, 2048, fc_f32_gemm_ukernel_8x32__avx512, 16,
+         {NULL, fc_f32_gemm_ukernel_8x32_n16__avx512}},
         /* f64 8x24: A micro-panel 8*384*8 = 24 KiB; B panel 384*2016*8 = 6 MiB; A block 768 KiB */
-        {8, 24, 256, 384, 2016, fc_f64_gemm_ukernel_8x24__avx512},
+        {8, 24, 256, 384, 2016, fc_f64_gemm_ukernel_8x24__avx512, 8,
+         {NULL, fc_f64_gemm_ukernel_8x24_n8__avx512, fc_f64_gemm_ukernel_8x24_n16__avx512}},
     },
 #endif
 };
@@ -211,16 +217,18 @@ static void scale_rows(const fc_gemm_args *g, int64_t i0, int64_t i1)
     }
 }
 
-/* Largest number of micro-tiles any thread gets with ic_ways row groups; pick the layout
-   minimising it (ties: fewer row groups, which need no barriers and share A). */
+/* Cost of a layout: the largest number of micro-tiles any thread gets with ic_ways row
+   groups, 5% more when the rows are split at all (ic_ways > 1 needs two barriers per K block,
+   which stall the team whenever one thread is descheduled, and every thread streams the
+   whole B panel instead of its share). The cheapest layout wins, ties to fewer row groups. */
 static int choose_ic_ways(int nt, int64_t mt, int64_t njr)
 {
     int best_d = 1;
-    int64_t best = -1;
+    double best = -1;
     for (int d = 1; d <= nt; d++) {
         if (nt % d)
             continue;
-        const int64_t cost = ceil_div(mt, d) * ceil_div(njr, nt / d);
+        const double cost = (double)(ceil_div(mt, d) * ceil_div(njr, nt / d)) * (d > 1 ? 1.05 : 1.0);
         if (best < 0 || cost < best) {
             best = cost;
             best_d = d;
@@ -243,7 +251,12 @@ static void edge_tile(const gemm_cfg *cf, size_t es, int64_t kc, const char *ap,
         memset(bias_tmp, 0, (size_t)mr * es);
         memcpy(bias_tmp, bias, (size_t)mv * es);
     }
-    cf->ukr(kc, ap, bp, tmp, nr, alpha, beta, bias ? bias_tmp : NULL);
+    /* A partial last micro-panel needs only ceil(nv / vl) of the kernel's vectors. */
+    fc_gemm_ukernel_fn ukr = cf->ukr;
+    const int64_t nvec = (nv + cf->vl - 1) / cf->vl;
+    if (nvec < nr / cf->vl && cf->ukr_part[nvec])
+        ukr = cf->ukr_part[nvec];
+    ukr(kc, ap, bp, tmp, nr, alpha, beta, bias ? bias_tmp : NULL);
     for (int64_t i = 0; i < mv; i++)
         memcpy(c + (size_t)(i * rsc) * es, tmp + (size_t)i * nr * es, (size_t)nv * es);
 }

@@ -62,18 +62,31 @@ void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int
  * micro-panel (b[p*NR + j], 64-byte aligned). kc >= 1. The kernel only ever touches the full
  * MR x NR tile: partial tiles are handled by the caller through a temporary tile. alpha points
  * to one element of the dtype; bias (nullable) to MR elements. The epilogue is
- * (alpha * acc) + C + bias, in that order (alpha * acc skipped when alpha == 1). */
+ * (alpha * acc) + C + bias, in that order (alpha * acc skipped when alpha == 1).
+ * A variant named ..._nW_... touches only the first W columns of the tile (B still has row
+ * stride NR) and computes them with exactly the full kernel's operations. */
 typedef void (*fc_gemm_ukernel_fn)(int64_t kc, const void *a, const void *b, void *c, int64_t rsc,
                                    const void *alpha, int beta, const void *bias);
 
 void fc_f32_gemm_ukernel_4x8__generic(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
 void fc_f64_gemm_ukernel_4x4__generic(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+/* The x86-64 SIMD kernels select their ISA per file with #pragma GCC target; building with
+   -DFC_GEMM_NO_X86_KERNELS keeps only the portable ones, as on other architectures. */
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(FC_GEMM_NO_X86_KERNELS)
 #define FC_GEMM_HAVE_X86_KERNELS 1
-void fc_f32_gemm_ukernel_6x16__avx2(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
-void fc_f64_gemm_ukernel_6x8__avx2(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
-void fc_f32_gemm_ukernel_8x32__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
-void fc_f64_gemm_ukernel_8x24__avx512(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+#define FC_UKERNEL(name) \
+    void name(int64_t, const void *, const void *, void *, int64_t, const void *, int, const void *);
+/* full tiles, then the narrower variants for a last partial micro-panel (_nW: first W columns) */
+FC_UKERNEL(fc_f32_gemm_ukernel_6x16__avx2)
+FC_UKERNEL(fc_f32_gemm_ukernel_6x16_n8__avx2)
+FC_UKERNEL(fc_f64_gemm_ukernel_6x8__avx2)
+FC_UKERNEL(fc_f64_gemm_ukernel_6x8_n4__avx2)
+FC_UKERNEL(fc_f32_gemm_ukernel_8x32__avx512)
+FC_UKERNEL(fc_f32_gemm_ukernel_8x32_n16__avx512)
+FC_UKERNEL(fc_f64_gemm_ukernel_8x24__avx512)
+FC_UKERNEL(fc_f64_gemm_ukernel_8x24_n16__avx512)
+FC_UKERNEL(fc_f64_gemm_ukernel_8x24_n8__avx512)
+#undef FC_UKERNEL
 #endif
 
 /* ---- Internal: packing (pack.c) ------------------------------------------------------------
