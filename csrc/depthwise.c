@@ -253,6 +253,21 @@ static void pf_range(const fc_dw_geom *g, const char *src, int64_t t0, int64_t r
     *bytes = b > a ? (b - a) * g->wsrc * (int64_t)es : 0;
 }
 
+/* Part i of n of pf (each range cut at whole lines), for work split into n calls. */
+static fc_dw_pf pf_slice(const fc_dw_pf *pf, int64_t i, int64_t n)
+{
+    fc_dw_pf s = {{NULL, NULL}, {0, 0}};
+    for (int r = 0; r < 2; r++) {
+        const int64_t lines = (pf->bytes[r] + 63) / 64, a = i * lines / n, b = (i + 1) * lines / n;
+        s.p[r] = pf->p[r] + a * 64;
+        s.bytes[r] = (b - a) * 64;
+    }
+    return s;
+}
+
+/* Passed to the copy when the kernel prefetches: no prefetching of its own. */
+static const fc_dw_pf pf_none = {{NULL, NULL}, {0, 0}};
+
 /* ---- forward -------------------------------------------------------------------------- */
 
 typedef struct dw_fwd_ctx {
@@ -293,14 +308,15 @@ static void fwd_body(const dw_fwd_ctx *c)
                      (r2 - 1) * g->sh + (g->kh - 1) * g->dh + 1, es, &pf.p[0], &pf.bytes[0]);
         }
         c->ops->copy[t](g, c->x + (size_t)(nc * d->h * d->w) * es, buf, i0 * g->sh, tin,
-                        tag_data_only(&tag, i0 * g->sh, tin, 0), pf.bytes[0] ? &pf : NULL);
+                        tag_data_only(&tag, i0 * g->sh, tin, 0), pf.bytes[0] ? &pf_none : NULL);
         const int64_t q0 = qi * qb, q1 = (q0 + qb) < mult ? q0 + qb : mult;
         for (int64_t q = q0; q < q1; q++) {
             const int64_t k = cin * mult + q, n = nc / d->c_in;
             char *yb = c->y + (size_t)(((n * d->c_out + k) * d->oh + i0) * d->ow) * es;
+            const fc_dw_pf pq = pf_slice(&pf, q - q0, q1 - q0); /* spread over the channels */
             c->ops->fwd[t](g, buf, 1, c->w + (size_t)(k * kk) * es,
                            c->b ? c->b + (size_t)k * es : NULL, p->stream ? stage : yb, d->ow,
-                           nrows, 0);
+                           nrows, 0, pf.bytes[0] ? &pq : NULL);
             if (p->stream)
                 c->ops->stream[t](yb, stage, nrows * d->ow);
         }
@@ -429,10 +445,11 @@ static void bwd_body(const dw_bwd_ctx *c)
         const int64_t r2 = (d->h - b2 * g->band) < g->band ? d->h - b2 * g->band : g->band;
         for (int64_t q0 = 0; q0 < mult; q0 += p->nsrc) {
             const int64_t ns = (mult - q0) < p->nsrc ? mult - q0 : p->nsrc;
+            fc_dw_pf kpf = {{NULL, NULL}, {0, 0}};
             for (int64_t s = 0; s < ns; s++) {
                 const int64_t k = cin * mult + q0 + s;
                 fc_dw_pf pf = {{NULL, NULL}, {0, 0}};
-                const int64_t qa = q0 + s + DW_PF_SOURCES; /* the source to prefetch */
+                const int64_t qa = q0 + s + (mult > 1 ? DW_PF_SOURCES : 1); /* prefetched */
                 if (qa < mult)
                     pf_range(g, c->gy + (size_t)((n * d->c_out + cin * mult + qa) * plane_out) * es,
                              i0, tin, es, &pf.p[0], &pf.bytes[0]);
@@ -440,12 +457,18 @@ static void bwd_body(const dw_bwd_ctx *c)
                     pf_range(g, c->gy + (size_t)((n2 * d->c_out + k2 + qa - mult) * plane_out) * es,
                              b2 * g->band, (r2 - 1) + (g->kh - 1) * g->dh + 1, es, &pf.p[0],
                              &pf.bytes[0]);
+                /* one source: the kernel prefetches (overlapping its arithmetic); several:
+                   the copies do, DW_PF_SOURCES planes ahead */
+                if (mult == 1)
+                    kpf = pf;
                 c->ops->copy[t](g, c->gy + (size_t)((n * d->c_out + k) * plane_out) * es,
                                 buf + (size_t)(s * g->src_stride) * es, i0, tin,
-                                tag_data_only(&tag, i0, tin, s), pf.bytes[0] ? &pf : NULL);
+                                tag_data_only(&tag, i0, tin, s),
+                                pf.bytes[0] ? (mult == 1 ? &pf_none : &pf) : NULL);
             }
             c->ops->fwd[t](g, buf, ns, krot + (size_t)((cin * mult + q0) * kk) * es, NULL,
-                           p->stream ? stage : gxb, d->w, nrows, q0 > 0);
+                           p->stream ? stage : gxb, d->w, nrows, q0 > 0,
+                           kpf.bytes[0] ? &kpf : NULL);
         }
         if (p->stream)
             c->ops->stream[t](gxb, stage, nrows * d->w);
@@ -569,11 +592,12 @@ static void bww_body(const dw_bww_ctx *c)
                 pf.p[1] = c->gy + (size_t)((n2 * d->c_out + k2) * plane_out + j0 * d->ow) * es;
                 pf.bytes[1] = m2 * d->ow * (int64_t)es;
             }
+            const int has_pf = pf.bytes[0] || pf.bytes[1];
             c->ops->copy[t](g, c->x + (size_t)((n * d->c_in + cin) * d->h * d->w) * es, buf,
                             i0 * g->sh, tin, tag_data_only(&tag, i0 * g->sh, tin, 0),
-                            pf.bytes[0] || pf.bytes[1] ? &pf : NULL);
+                            has_pf ? &pf_none : NULL);
             c->ops->bww[t](g, buf, c->gy + (size_t)((n * d->c_out + k) * plane_out + i0 * d->ow) * es,
-                           nrows, acc);
+                           nrows, acc, has_pf ? &pf : NULL);
             r += nrows;
         }
         c->ops->reduce[t](g, acc, part + (size_t)(it * (kk + 1)) * es);

@@ -62,8 +62,9 @@ typedef struct fc_dw_geom {
 } fc_dw_geom;
 
 /* Memory the next band will read (up to two byte ranges), fetched into L2 a little at a
-   time while the current band is copied: planes are short streams that the hardware
-   prefetchers pick up late. */
+   time while the current band is computed (or copied): planes are short streams that the
+   hardware prefetchers pick up late, and bunching the requests in the copy would leave
+   them waiting for each other rather than overlapping the arithmetic. */
 typedef struct fc_dw_pf {
     const char *p[2];
     int64_t bytes[2];
@@ -72,7 +73,8 @@ typedef struct fc_dw_pf {
 /* Copy padded rows [t0, t0 + nrows) of a source plane into a band buffer. Band buffers
    are passed as their logical origin: the 64-byte aligned block plus org elements.
    data_only: the buffer already holds rows t0.. of a plane of this geometry, so its
-   zero padding is in place and only the source elements are copied. pf: nullable. */
+   zero padding is in place and only the source elements are copied. pf: nullable; when
+   NULL the copy prefetches its own rows a little ahead. */
 typedef void (*fc_dw_copy_fn)(const fc_dw_geom *g, const void *src, void *buf, int64_t t0,
                               int64_t nrows, int data_only, const fc_dw_pf *pf);
 /* Output rows [0, nrows) of a band (band row 0 = output row i0, out points at it, row
@@ -80,11 +82,13 @@ typedef void (*fc_dw_copy_fn)(const fc_dw_geom *g, const void *src, void *buf, i
    accum: add to out instead of storing (bias ignored). */
 typedef void (*fc_dw_fwd_fn)(const fc_dw_geom *g, const void *buf, int64_t nsrc, const void *k,
                              const void *bias /* nullable: one scalar */, void *out,
-                             int64_t ldo, int64_t nrows, int accum);
+                             int64_t ldo, int64_t nrows, int accum, const fc_dw_pf *pf);
 /* Weight-gradient partial sums of one band: acc (kh*kw + 1 vectors of 64 bytes, the last
    the bias sum) += per-lane sums of gy[i][j] * band(i, j, tap), gy rows [0, nrows). */
 typedef void (*fc_dw_bww_fn)(const fc_dw_geom *g, const void *buf, const void *gy,
-                             int64_t nrows, void *acc);
+                             int64_t nrows, void *acc, const fc_dw_pf *pf);
+/* (The kernels take pf, nullable: memory to prefetch into L2, spread over their row
+   tiles, so that fetching the next band overlaps this band's arithmetic.) */
 /* Reduce acc (as above) lanes in fixed order into out[kh*kw + 1]. */
 typedef void (*fc_dw_reduce_fn)(const fc_dw_geom *g, const void *acc, void *out);
 /* dst[0..n) = src[0..n) with streaming stores where the ISA has them (then a fence). */
