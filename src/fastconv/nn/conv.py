@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import initializers
+from .._spec import resolve_padding  # the one place padding forms are understood
 from .base import Layer, Shape
 
 __all__ = ["Conv2D", "resolve_kernels"]
@@ -32,20 +33,6 @@ def _norm_padding(padding):
             raise ValueError(f"padding must be 'valid', 'same' or explicit ints, got {padding!r}")
         return p
     return padding
-
-
-def _pads(padding, n: int, k: int, s: int, d: int, axis: int) -> Tuple[int, int]:
-    """(before, after) padding of one spatial axis, TensorFlow's rule for "same"."""
-    if padding == "valid":
-        return 0, 0
-    if padding == "same":
-        out = -(-n // s)
-        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-        return total // 2, total - total // 2
-    if isinstance(padding, (int, np.integer)):
-        return int(padding), int(padding)
-    p = padding[axis]
-    return (int(p), int(p)) if isinstance(p, (int, np.integer)) else (int(p[0]), int(p[1]))
 
 
 def resolve_kernels(kernels) -> Tuple[ModuleType, bool]:
@@ -242,10 +229,11 @@ class Conv2D(Layer):
             n, _, h, w = input_shape
         else:
             n, h, w, _ = input_shape
+        pads = resolve_padding(self.padding, (h, w), self.kernel_size, self.strides, self.dilation_rate)
         out = []
         for axis, size in enumerate((h, w)):
             k, s, d = self.kernel_size[axis], self.strides[axis], self.dilation_rate[axis]
-            lo, hi = _pads(self.padding, size, k, s, d, axis)
+            lo, hi = pads[2 * axis], pads[2 * axis + 1]
             o = (size + lo + hi - d * (k - 1) - 1) // s + 1
             if o < 1:
                 raise ValueError(f"{self.name}: input {tuple(input_shape)} is smaller than the "
