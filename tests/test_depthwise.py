@@ -148,6 +148,13 @@ def test_auto_chooses_depthwise(case):
         assert F.chosen_algorithm(spec, pass_) == "depthwise"
 
 
+def test_one_input_channel_to_many_outputs_is_a_gemm_forward():
+    spec = make_spec((64, 1, 28, 28), (32, 1, 3, 3), 1, 0, 1, 1, np.dtype(np.float32))
+    assert F.chosen_algorithm(spec, FWD) != "depthwise"
+    assert F.chosen_algorithm(spec, BWD_DATA) == "depthwise"
+    assert F.chosen_algorithm(spec, BWD_WEIGHTS) == "depthwise"
+
+
 def test_grouped_but_not_depthwise_is_not_depthwise():
     spec = make_spec((1, 4, 8, 8), (4, 2, 3, 3), 1, 1, 1, 2, np.dtype(np.float32))
     for pass_ in PASSES:
@@ -241,14 +248,22 @@ def test_nan_and_inf_land_where_the_reference_puts_them(case, where, dtype, rng)
     else:
         gy = with_specials(rng, gy)
     args = (case.stride, case.padding, case.dilation, case.c)
+    # Straight into the C driver ("auto" = depthwise here), past functional.py's own NaN/inf
+    # rerouting, so that it is the depthwise kernels that are checked.
+    for pass_ in PASSES:
+        assert F.chosen_algorithm(spec, pass_) == "depthwise"
+    y = nan_filled(spec.output_shape, dtype)
+    gx = nan_filled(spec.input_shape, dtype)
+    gw = nan_filled(spec.weight_shape, dtype)
+    gb = nan_filled((spec.c_out,), dtype) if case.bias else None
     with np.errstate(invalid="ignore", over="ignore"):
-        (y,) = run_pass(FWD, spec, x, w, b, gy, case.bias)
+        F._run(FWD, spec, AUTO, x, w, b, y)
         exp, bound = ref_forward(x, w, b, *args)
         assert_same_nonfinite(y, exp, bound, dtype, "y")
-        (gx,) = run_pass(BWD_DATA, spec, x, w, b, gy, case.bias)
+        F._run(BWD_DATA, spec, AUTO, gy, w, gx)
         exp, bound = ref_input_grad(gy, w, x.shape, *args)
         assert_same_nonfinite(gx, exp, bound, dtype, "grad_x")
-        gw, gb = run_pass(BWD_WEIGHTS, spec, x, w, b, gy, case.bias)
+        F._run(BWD_WEIGHTS, spec, AUTO, gy, x, gw, gb)
         exp, bound = ref_weight_grad(gy, x, w.shape, *args)
         assert_same_nonfinite(gw, exp, bound, dtype, "grad_w")
         if case.bias:

@@ -17,23 +17,27 @@
  * transposes for the row-major A and the transposed B on AVX2/AVX-512 machines.
  *
  * Partial tiles (at the bottom and right edges of C) are computed by the same micro-kernel
- * into a temporary MR x NR tile (C copied in first when beta = 1, padded bias), then the valid
- * part is copied out: the kernel never reads or writes outside C, and edge elements round
- * exactly like interior ones. The packed panels are zero-padded to full MR / NR.
+ * (or its narrower variant for the last columns) into a temporary MR x NR tile (C copied in
+ * first when beta = 1, padded bias), then the valid part is copied out: the kernel never
+ * reads or writes outside C, and edge elements round exactly like interior ones. The packed
+ * panels are zero-padded to full MR rows and whole vectors of columns.
  *
  * alpha, beta and bias are applied by the micro-kernel when it stores its tile: the first
  * KC block stores alpha*AB + beta*C + bias, the later ones alpha*AB + C.
  *
  * Threads: a team of nt threads is laid out as ic_ways x jr_ways (ic_ways * jr_ways = nt).
  * The ic_ways groups split the rows of C (in whole MR tiles, each thread then walks its rows
- * in MC blocks with its own packed A block); the jr_ways threads of a group split the NR
- * micro-panels of every NC panel. The layout minimising the largest per-thread tile count
- * (row splits weighted 5% heavier, see choose_ic_ways) is chosen per panel, so one large GEMM
- * and skinny ones (m = 64, n = 676 or 43264; m = 700, n = 20) all keep every thread busy. With ic_ways = 1 each thread packs only the B micro-panels it uses and
- * no barrier is needed inside the loops; otherwise the team packs the B panel together
+ * in MC blocks with its own packed A block); the jr_ways threads of a group split the columns
+ * of every NC panel in whole vectors of the kernel (a share may end inside a micro-panel: the
+ * narrower kernel variants compute just its vectors). The layout minimising the largest
+ * per-thread share (row splits weighted 5% heavier, see choose_ic_ways) is chosen per panel,
+ * so one large GEMM and skinny ones (m = 64, n = 676 or 43264; m = 700, n = 20) all keep
+ * every thread busy. With ic_ways = 1 each thread packs only the B columns it uses and no
+ * barrier is needed inside the loops; otherwise the team packs the B panel together
  * (barrier), computes, and waits (barrier) before the panel is overwritten. K is never split
- * across threads and tile boundaries do not depend on the team size, so the result is
- * bitwise the same for every team size.
+ * across threads, and every element of C gets the same operations in the same order whichever
+ * tile, kernel variant or thread computes it, so the result is bitwise the same for every
+ * team size.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -217,18 +221,18 @@ static void scale_rows(const fc_gemm_args *g, int64_t i0, int64_t i1)
     }
 }
 
-/* Cost of a layout: the largest number of micro-tiles any thread gets with ic_ways row
-   groups, 5% more when the rows are split at all (ic_ways > 1 needs two barriers per K block,
+/* Cost of a layout: the largest share of work (MR-row tiles x vectors of columns) any thread
+   gets with ic_ways row groups, 5% more when the rows are split at all (ic_ways > 1 needs two barriers per K block,
    which stall the team whenever one thread is descheduled, and every thread streams the
    whole B panel instead of its share). The cheapest layout wins, ties to fewer row groups. */
-static int choose_ic_ways(int nt, int64_t mt, int64_t njr)
+static int choose_ic_ways(int nt, int64_t mt, int64_t nu)
 {
     int best_d = 1;
     double best = -1;
     for (int d = 1; d <= nt; d++) {
         if (nt % d)
             continue;
-        const double cost = (double)(ceil_div(mt, d) * ceil_div(njr, nt / d)) * (d > 1 ? 1.05 : 1.0);
+        const double cost = (double)(ceil_div(mt, d) * ceil_div(nu, nt / d)) * (d > 1 ? 1.05 : 1.0);
         if (best < 0 || cost < best) {
             best = cost;
             best_d = d;
@@ -237,12 +241,12 @@ static int choose_ic_ways(int nt, int64_t mt, int64_t njr)
     return best_d;
 }
 
-/* One partial tile: through a temporary MR x NR tile, same kernel, same arithmetic. */
-static void edge_tile(const gemm_cfg *cf, size_t es, int64_t kc, const char *ap, const char *bp,
-                      char *c, int64_t rsc, int64_t mv, int64_t nv, const void *alpha, int beta,
-                      const char *bias, char *tmp)
+/* One partial tile: through a temporary MR x NR tile, same kernel, same arithmetic. The
+   kernel ukr computes the tile's first w >= nv columns (w = NR for the full kernel). */
+static void edge_tile(fc_gemm_ukernel_fn ukr, int mr, int nr, size_t es, int64_t kc, const char *ap,
+                      const char *bp, char *c, int64_t rsc, int64_t mv, int64_t nv,
+                      const void *alpha, int beta, const char *bias, char *tmp)
 {
-    const int mr = cf->mr, nr = cf->nr;
     _Alignas(FC_ALIGN) char bias_tmp[64 * sizeof(double)];
     if (beta)
         for (int64_t i = 0; i < mv; i++)
@@ -251,11 +255,6 @@ static void edge_tile(const gemm_cfg *cf, size_t es, int64_t kc, const char *ap,
         memset(bias_tmp, 0, (size_t)mr * es);
         memcpy(bias_tmp, bias, (size_t)mv * es);
     }
-    /* A partial last micro-panel needs only ceil(nv / vl) of the kernel's vectors. */
-    fc_gemm_ukernel_fn ukr = cf->ukr;
-    const int64_t nvec = (nv + cf->vl - 1) / cf->vl;
-    if (nvec < nr / cf->vl && cf->ukr_part[nvec])
-        ukr = cf->ukr_part[nvec];
     ukr(kc, ap, bp, tmp, nr, alpha, beta, bias ? bias_tmp : NULL);
     for (int64_t i = 0; i < mv; i++)
         memcpy(c + (size_t)(i * rsc) * es, tmp + (size_t)i * nr * es, (size_t)nv * es);
@@ -306,23 +305,29 @@ static void gemm_driver(const fc_gemm_args *g, void *workspace, int tid, int nt)
     const char *bias = (const char *)g->bias;
     const int64_t rsa = g->rsa, csa = g->csa, rsb = g->rsb, csb = g->csb, rsc = g->rsc;
 
+    /* Columns are dealt to threads in whole vectors of the kernel (vl columns; vl = NR for the
+       portable kernels): a thread's share may start or end inside a micro-panel, and the
+       narrower kernel variants compute just its vectors, so two threads split n = 512 into
+       256 + 256 even with NR = 24. Shares are disjoint, so is what each thread packs. */
+    const int vl = cf->vl, nvec = nr / vl;
     int prev_ic_ways = 0;
-    int64_t prev_njr = 0;
+    int64_t prev_nu = 0;
     for (int64_t jc = 0; jc < n; jc += NC) {
         const int64_t nc = min64(NC, n - jc);
-        const int64_t njr = ceil_div(nc, nr);
-        const int ic_ways = choose_ic_ways(nt, mt, njr);
-        /* A different layout (only the last, narrower panel can have one) moves micro-panels
+        const int64_t nu = ceil_div(nc, vl); /* vectors of columns in this panel */
+        const int ic_ways = choose_ic_ways(nt, mt, nu);
+        /* A different layout (only the last, narrower panel can have one) moves columns
            between threads: wait until everyone is done with the previous panel. */
-        if (jc > 0 && (ic_ways != prev_ic_ways || njr != prev_njr))
+        if (jc > 0 && (ic_ways != prev_ic_ways || nu != prev_nu))
             team_barrier(nt);
         prev_ic_ways = ic_ways;
-        prev_njr = njr;
+        prev_nu = nu;
         const int jr_ways = nt / ic_ways;
         const int ti = tid / jr_ways, tj = tid % jr_ways;
-        int64_t jr0, jr1, t0, t1;
-        split_range(njr, jr_ways, tj, &jr0, &jr1);
+        int64_t u0, u1, t0, t1;
+        split_range(nu, jr_ways, tj, &u0, &u1);
         split_range(mt, ic_ways, ti, &t0, &t1);
+        const int64_t j0 = u0 * vl, j1 = u1 * vl; /* this thread's columns (zeros past nc) */
         const int64_t row0 = t0 * mr, row1 = min64(t1 * mr, m);
 
         for (int64_t pc = 0; pc < k; pc += KC) {
@@ -333,12 +338,12 @@ static void gemm_driver(const fc_gemm_args *g, void *workspace, int tid, int nt)
             const char *bsrc = b + (size_t)(pc * rsb + jc * csb) * es;
 
             if (ic_ways == 1) {
-                /* Each thread packs exactly the micro-panels it will use: no barrier. */
-                fc_gemm_pack_b(dtype, isa, jr0, jr1, nc, kc, kcap, bsrc, rsb, csb, bpack, nr);
+                /* Each thread packs exactly the columns it will use: no barrier. */
+                fc_gemm_pack_b(dtype, isa, j0, j1, nc, kc, kcap, bsrc, rsb, csb, bpack, nr);
             } else {
                 int64_t p0, p1;
-                split_range(njr, nt, tid, &p0, &p1);
-                fc_gemm_pack_b(dtype, isa, p0, p1, nc, kc, kcap, bsrc, rsb, csb, bpack, nr);
+                split_range(nu, nt, tid, &p0, &p1);
+                fc_gemm_pack_b(dtype, isa, p0 * vl, p1 * vl, nc, kc, kcap, bsrc, rsb, csb, bpack, nr);
                 team_barrier(nt);
             }
 
@@ -353,16 +358,21 @@ static void gemm_driver(const fc_gemm_args *g, void *workspace, int tid, int nt)
                 for (int64_t ir = 0; ir < mc; ir += mr) {
                     const int64_t mv = min64(mr, mc - ir);
                     const char *ap = apack + (size_t)(ir * kc) * es;
-                    for (int64_t jr = jr0; jr < jr1; jr++) {
-                        const int64_t j = jr * nr;
-                        const int64_t nv = min64(nr, nc - j);
-                        const char *bp = bpack + (size_t)(jr * nr * kcap) * es;
-                        char *ct = c + (size_t)((ic + ir) * rsc + jc + j) * es;
-                        const char *bt = bias_pc ? bias_pc + (size_t)(ic + ir) * es : NULL;
-                        if (mv == mr && nv == nr)
-                            cf->ukr(kc, ap, bp, ct, rsc, alpha, beta, bt);
+                    const char *bt = bias_pc ? bias_pc + (size_t)(ic + ir) * es : NULL;
+                    for (int64_t jr = j0 / nr; j0 < j1 && jr * nr < j1; jr++) {
+                        /* columns [cs, ce) of micro-panel jr are ours, [cs, cs + nv) inside C */
+                        const int64_t base = jr * nr;
+                        const int64_t cs = (j0 > base ? j0 : base) - base;
+                        const int64_t ce = min64(j1, base + nr) - base;
+                        const int64_t nv = min64(ce, nc - base) - cs;
+                        const int64_t cnt = (ce - cs) / vl;
+                        const fc_gemm_ukernel_fn ukr = cnt == nvec ? cf->ukr : cf->ukr_part[cnt];
+                        const char *bp = bpack + (size_t)(base * kcap + cs) * es;
+                        char *ct = c + (size_t)((ic + ir) * rsc + jc + base + cs) * es;
+                        if (mv == mr && nv == ce - cs)
+                            ukr(kc, ap, bp, ct, rsc, alpha, beta, bt);
                         else
-                            edge_tile(cf, es, kc, ap, bp, ct, rsc, mv, nv, alpha, beta, bt, tmp);
+                            edge_tile(ukr, mr, nr, es, kc, ap, bp, ct, rsc, mv, nv, alpha, beta, bt, tmp);
                     }
                 }
             }

@@ -91,11 +91,12 @@ FC_UKERNEL(fc_f64_gemm_ukernel_8x24_n8__avx512)
 
 /* ---- Internal: packing (pack.c) ------------------------------------------------------------
  * A block rows [0, mc) x [0, kc) (a points at A(0,0) of the block) -> micro-panels of height mr.
- * B panel micro-panels [jr0, jr1) of an nc-column panel (b at B(0,0) of the panel) -> micro-panel
- * jr at dst + jr*nr*kcap elements. isa selects the SIMD packing paths (enum fc_isa). */
+ * B panel columns [j0, j1) of an nc-column panel (b at B(0,0) of the panel; columns past nc are
+ * zeros) -> column j in micro-panel j / nr, which starts at dst + (j / nr) * nr * kcap elements.
+ * Threads packing disjoint column ranges write disjoint bytes. isa selects the SIMD paths. */
 void fc_gemm_pack_a(int dtype, int isa, int64_t mc, int64_t kc, const char *a, int64_t rsa, int64_t csa,
                     void *dst, int mr);
-void fc_gemm_pack_b(int dtype, int isa, int64_t jr0, int64_t jr1, int64_t nc, int64_t kc, int64_t kcap,
+void fc_gemm_pack_b(int dtype, int isa, int64_t j0, int64_t j1, int64_t nc, int64_t kc, int64_t kcap,
                     const char *b, int64_t rsb, int64_t csb, void *dst, int nr);
 
 #ifdef __cplusplus

@@ -73,32 +73,27 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    FC_ALWAYS_INLINE void pack_b_panel_##SFX(int64_t kc, int64_t nv, const T *restrict b,         \
-                                             int64_t rsb, int64_t csb, T *restrict dst,            \
-                                             const int nr)                                         \
+    /* Columns [cs, ce) of one micro-panel (src at its column 0), valid up to cv, zeros after. */ \
+    FC_ALWAYS_INLINE void pack_b_panel_##SFX(int64_t kc, int64_t cs, int64_t cv, int64_t ce,      \
+                                             const T *restrict b, int64_t rsb, int64_t csb,        \
+                                             T *restrict dst, const int nr)                        \
     {                                                                                              \
-        if (nv == nr && csb == 1) { /* rows contiguous (B row-major): straight copies */          \
-            for (int64_t p = 0; p < kc; p++)                                                       \
-                for (int j = 0; j < nr; j++)                                                       \
-                    dst[p * nr + j] = b[p * rsb + j];                                              \
-            return;                                                                                \
-        }                                                                                          \
-        if (nv == nr && rsb == 1) { /* columns contiguous (B transposed): blocks of 8 k-steps */  \
+        if (cv == ce && rsb == 1) { /* columns contiguous (B transposed): blocks of 8 k-steps */  \
             int64_t p0 = 0;                                                                        \
             for (; p0 + 8 <= kc; p0 += 8)                                                          \
-                for (int j = 0; j < nr; j++)                                                       \
+                for (int64_t j = cs; j < ce; j++)                                                  \
                     for (int pp = 0; pp < 8; pp++)                                                 \
                         dst[(p0 + pp) * nr + j] = b[j * csb + p0 + pp];                            \
             for (int64_t p = p0; p < kc; p++)                                                      \
-                for (int j = 0; j < nr; j++)                                                       \
+                for (int64_t j = cs; j < ce; j++)                                                  \
                     dst[p * nr + j] = b[j * csb + p];                                              \
             return;                                                                                \
         }                                                                                          \
         for (int64_t p = 0; p < kc; p++) {                                                         \
-            int j = 0;                                                                             \
-            for (; j < nv; j++)                                                                    \
+            int64_t j = cs;                                                                        \
+            for (; j < cv; j++)                                                                    \
                 dst[p * nr + j] = b[p * rsb + j * csb];                                            \
-            for (; j < nr; j++)                                                                    \
+            for (; j < ce; j++)                                                                    \
                 dst[p * nr + j] = 0;                                                               \
         }                                                                                          \
     }                                                                                              \
@@ -119,22 +114,25 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    /* Pack micro-panels [jr0, jr1) of the B panel (columns jr*nr.., nc columns in all);        \
-       micro-panel jr starts at dst + jr*nr*kcap, kcap (>= kc) the same for every K block. */     \
-    static void pack_b_##SFX(int64_t jr0, int64_t jr1, int64_t nc, int64_t kc, int64_t kcap,     \
+    /* Columns [j0, j1) of the B panel (nc valid columns, zeros after) into their micro-panels: \
+       column j lands at dst + (j / nr) * nr * kcap + p * nr + j % nr. */                         \
+    static void pack_b_##SFX(int64_t j0, int64_t j1, int64_t nc, int64_t kc, int64_t kcap,       \
                              const T *b, int64_t rsb, int64_t csb, T *restrict dst, int nr)        \
     {                                                                                              \
-        for (int64_t jr = jr0; jr < jr1; jr++) {                                                   \
-            const int64_t nv = min64(nr, nc - jr * nr);                                            \
-            const T *src = b + jr * nr * csb;                                                      \
-            T *d = dst + jr * nr * kcap;                                                           \
+        for (int64_t jr = j0 / nr; jr * nr < j1; jr++) {                                           \
+            const int64_t base = jr * nr;                                                          \
+            const int64_t cs = (j0 > base ? j0 : base) - base;                                     \
+            const int64_t ce = min64(j1, base + nr) - base;                                        \
+            const int64_t cv = nc - base < cs ? cs : min64(nc - base, ce);                         \
+            const T *src = b + base * csb;                                                         \
+            T *d = dst + base * kcap;                                                              \
             switch (nr) {                                                                          \
-            case 4: pack_b_panel_##SFX(kc, nv, src, rsb, csb, d, 4); break;                        \
-            case 8: pack_b_panel_##SFX(kc, nv, src, rsb, csb, d, 8); break;                        \
-            case 16: pack_b_panel_##SFX(kc, nv, src, rsb, csb, d, 16); break;                      \
-            case 24: pack_b_panel_##SFX(kc, nv, src, rsb, csb, d, 24); break;                      \
-            case 32: pack_b_panel_##SFX(kc, nv, src, rsb, csb, d, 32); break;                      \
-            default: pack_b_panel_##SFX(kc, nv, src, rsb, csb, d, nr); break;                      \
+            case 4: pack_b_panel_##SFX(kc, cs, cv, ce, src, rsb, csb, d, 4); break;                \
+            case 8: pack_b_panel_##SFX(kc, cs, cv, ce, src, rsb, csb, d, 8); break;                \
+            case 16: pack_b_panel_##SFX(kc, cs, cv, ce, src, rsb, csb, d, 16); break;              \
+            case 24: pack_b_panel_##SFX(kc, cs, cv, ce, src, rsb, csb, d, 24); break;              \
+            case 32: pack_b_panel_##SFX(kc, cs, cv, ce, src, rsb, csb, d, 32); break;              \
+            default: pack_b_panel_##SFX(kc, cs, cv, ce, src, rsb, csb, d, nr); break;              \
             }                                                                                      \
         }                                                                                          \
     }
@@ -235,22 +233,23 @@ __attribute__((target("avx2"))) static void pack_a_rm_f64_avx2(int64_t mc, int64
     }
 }
 
-/* Transposed B (rsb == 1: each column of the micro-panel is contiguous in k), full
-   micro-panels of nr % 8 == 0 (f32) / nr % 4 == 0 (f64) columns: 8x8 / 4x4 register
-   transposes instead of one scalar load and store per element. Used with the AVX2 and
-   AVX-512 kernels; this is the B of dY x cols^T, where packing B costs as much as m/16 FMAs
-   per element. */
-__attribute__((target("avx2"))) static void pack_bt_f32_avx2(int64_t jr0, int64_t jr1, int64_t kc,
+/* Transposed B (rsb == 1: each column of a micro-panel is contiguous in k), columns [j0, j1)
+   all valid, j0 and j1 multiples of 8 (f32) / 4 (f64): 8x8 / 4x4 register transposes instead of
+   one scalar load and store per element. This is the B of dY x cols^T, where packing B costs
+   as much per element as m/16 FMAs. */
+__attribute__((target("avx2"))) static void pack_bt_f32_avx2(int64_t j0, int64_t j1, int64_t kc,
                                                              int64_t kcap, const float *b, int64_t csb,
                                                              float *dst, int nr)
 {
-    for (int64_t jr = jr0; jr < jr1; jr++) {
-        const float *src = b + jr * nr * csb;
-        float *d = dst + jr * nr * kcap;
+    for (int64_t jr = j0 / nr; jr * nr < j1; jr++) {
+        const int64_t base = jr * nr;
+        const int64_t cs = (j0 > base ? j0 : base) - base, ce = min64(j1, base + nr) - base;
+        const float *src = b + base * csb;
+        float *d = dst + base * kcap;
         int64_t p0 = 0;
         for (; p0 + 8 <= kc; p0 += 8) {
-            for (int j0 = 0; j0 < nr; j0 += 8) {
-                const float *s = src + j0 * csb + p0;
+            for (int64_t jb = cs; jb < ce; jb += 8) {
+                const float *s = src + jb * csb + p0;
                 const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + csb);
                 const __m256 r2 = _mm256_loadu_ps(s + 2 * csb), r3 = _mm256_loadu_ps(s + 3 * csb);
                 const __m256 r4 = _mm256_loadu_ps(s + 4 * csb), r5 = _mm256_loadu_ps(s + 5 * csb);
@@ -263,7 +262,7 @@ __attribute__((target("avx2"))) static void pack_bt_f32_avx2(int64_t jr0, int64_
                 const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
                 const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
                 const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                float *o = d + p0 * nr + j0;
+                float *o = d + p0 * nr + jb;
                 _mm256_storeu_ps(o + 0 * nr, _mm256_permute2f128_ps(u0, u4, 0x20));
                 _mm256_storeu_ps(o + 1 * nr, _mm256_permute2f128_ps(u1, u5, 0x20));
                 _mm256_storeu_ps(o + 2 * nr, _mm256_permute2f128_ps(u2, u6, 0x20));
@@ -275,27 +274,29 @@ __attribute__((target("avx2"))) static void pack_bt_f32_avx2(int64_t jr0, int64_
             }
         }
         for (int64_t p = p0; p < kc; p++)
-            for (int j = 0; j < nr; j++)
+            for (int64_t j = cs; j < ce; j++)
                 d[p * nr + j] = src[j * csb + p];
     }
 }
 
-__attribute__((target("avx2"))) static void pack_bt_f64_avx2(int64_t jr0, int64_t jr1, int64_t kc,
+__attribute__((target("avx2"))) static void pack_bt_f64_avx2(int64_t j0, int64_t j1, int64_t kc,
                                                              int64_t kcap, const double *b,
                                                              int64_t csb, double *dst, int nr)
 {
-    for (int64_t jr = jr0; jr < jr1; jr++) {
-        const double *src = b + jr * nr * csb;
-        double *d = dst + jr * nr * kcap;
+    for (int64_t jr = j0 / nr; jr * nr < j1; jr++) {
+        const int64_t base = jr * nr;
+        const int64_t cs = (j0 > base ? j0 : base) - base, ce = min64(j1, base + nr) - base;
+        const double *src = b + base * csb;
+        double *d = dst + base * kcap;
         int64_t p0 = 0;
         for (; p0 + 4 <= kc; p0 += 4) {
-            for (int j0 = 0; j0 < nr; j0 += 4) {
-                const double *s = src + j0 * csb + p0;
+            for (int64_t jb = cs; jb < ce; jb += 4) {
+                const double *s = src + jb * csb + p0;
                 const __m256d r0 = _mm256_loadu_pd(s), r1 = _mm256_loadu_pd(s + csb);
                 const __m256d r2 = _mm256_loadu_pd(s + 2 * csb), r3 = _mm256_loadu_pd(s + 3 * csb);
                 const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
                 const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-                double *o = d + p0 * nr + j0;
+                double *o = d + p0 * nr + jb;
                 _mm256_storeu_pd(o + 0 * nr, _mm256_permute2f128_pd(t0, t2, 0x20));
                 _mm256_storeu_pd(o + 1 * nr, _mm256_permute2f128_pd(t1, t3, 0x20));
                 _mm256_storeu_pd(o + 2 * nr, _mm256_permute2f128_pd(t0, t2, 0x31));
@@ -303,34 +304,37 @@ __attribute__((target("avx2"))) static void pack_bt_f64_avx2(int64_t jr0, int64_
             }
         }
         for (int64_t p = p0; p < kc; p++)
-            for (int j = 0; j < nr; j++)
+            for (int64_t j = cs; j < ce; j++)
                 d[p * nr + j] = src[j * csb + p];
     }
 }
 
-/* Row-major B (csb == 1), full micro-panels whose rows are a whole number of 32-byte vectors:
-   vector copies into the 64-byte aligned panel (the plain loop would become a memcpy call
-   per 64- or 128-byte row). Micro-panels are packed 4 at a time, row by row, so that B is
-   read in runs of up to 4 * nr elements. */
-#define PF_ROWS 8 /* rows ahead: measured best of 4, 8, 16 */
-__attribute__((target("avx2"))) static void pack_brm_avx2(int64_t jr0, int64_t jr1, int64_t kc,
+/* Row-major B (csb == 1), columns [j0, j1) all valid, whole 32-byte vectors (j0, j1 multiples
+   of 32 / size): vector copies into the 64-byte aligned panel (the plain loop would become a
+   memcpy call per row). The columns are taken in groups of up to 4 micro-panels, row by row,
+   so that B is read in runs of up to 4 * nr elements while only 4 panels are written. */
+#define PF_ROWS 8 /* rows ahead (B rows are far apart: the hardware prefetcher misses them) */
+__attribute__((target("avx2"))) static void pack_brm_avx2(int64_t j0, int64_t j1, int64_t kc,
                                                           int64_t kcap, const char *b,
-                                                          int64_t rsb_bytes, char *dst, int row_bytes)
+                                                          int64_t rsb_bytes, char *dst, int nr,
+                                                          int es)
 {
-    const int nv = row_bytes / 32;
-    for (int64_t jg = jr0; jg < jr1; jg += 4) {
-        const int64_t jn = min64(4, jr1 - jg);
+    for (int64_t g0 = j0; g0 < j1;) {
+        const int64_t g1 = min64(j1, (g0 / nr + 4) * nr);
         for (int64_t p = 0; p < kc; p++) {
-            if (p + PF_ROWS < kc) /* rows are far apart: the hardware prefetcher misses them */
-                for (int64_t off = 0; off < jn * row_bytes; off += 64)
-                    _mm_prefetch(b + jg * row_bytes + (p + PF_ROWS) * rsb_bytes + off, _MM_HINT_T0);
-            for (int64_t q = 0; q < jn; q++) {
-                const char *src = b + (jg + q) * row_bytes + p * rsb_bytes;
-                char *d = dst + ((jg + q) * kcap + p) * row_bytes;
-                for (int v = 0; v < nv; v++)
-                    _mm256_store_si256((__m256i *)(d + 32 * v), _mm256_loadu_si256((const __m256i *)(src + 32 * v)));
+            if (p + PF_ROWS < kc)
+                for (int64_t off = 0; off < (g1 - g0) * es; off += 64)
+                    _mm_prefetch(b + (p + PF_ROWS) * rsb_bytes + g0 * es + off, _MM_HINT_T0);
+            for (int64_t jr = g0 / nr; jr * nr < g1; jr++) {
+                const int64_t base = jr * nr;
+                const int64_t cs = g0 > base ? g0 : base, ce = min64(g1, base + nr);
+                const char *src = b + p * rsb_bytes + cs * es;
+                char *d = dst + (base * kcap + p * nr + (cs - base)) * es;
+                for (int64_t off = 0; off < (ce - cs) * es; off += 32)
+                    _mm256_store_si256((__m256i *)(d + off), _mm256_loadu_si256((const __m256i *)(src + off)));
             }
         }
+        g0 = g1;
     }
 }
 
@@ -358,37 +362,36 @@ void fc_gemm_pack_a(int dtype, int isa, int64_t mc, int64_t kc, const char *a, i
         pack_a_f32(mc, kc, (const float *)a, rsa, csa, (float *)dst, mr);
 }
 
-void fc_gemm_pack_b(int dtype, int isa, int64_t jr0, int64_t jr1, int64_t nc, int64_t kc,
-                   int64_t kcap, const char *b, int64_t rsb, int64_t csb, void *dst, int nr)
+void fc_gemm_pack_b(int dtype, int isa, int64_t j0, int64_t j1, int64_t nc, int64_t kc,
+                    int64_t kcap, const char *b, int64_t rsb, int64_t csb, void *dst, int nr)
 {
+    if (j0 >= j1)
+        return;
 #ifdef FC_GEMM_HAVE_X86_KERNELS
-    const size_t es = dtype == FC_F64 ? sizeof(double) : sizeof(float);
-    if (isa >= FC_ISA_AVX2 && csb == 1 && jr0 < jr1 && (nr * es) % 32 == 0) {
-        const int64_t full = min64(jr1, nc / nr);
-        if (full > jr0) {
-            pack_brm_avx2(jr0, full, kc, kcap, b, rsb * (int64_t)es, (char *)dst, (int)(nr * es));
-            jr0 = full;
+    /* The SIMD paths take the valid columns in whole vectors; the rest (a ragged end, the
+       zero padding past nc, other strides) goes through the portable code below. */
+    const int es = dtype == FC_F64 ? (int)sizeof(double) : (int)sizeof(float);
+    const int64_t w = 32 / es; /* columns per 32-byte vector */
+    const int64_t jv = j0 + (min64(j1, nc) - j0) / w * w; /* end of the whole vectors */
+    if (isa >= FC_ISA_AVX2 && j0 % w == 0 && jv > j0 && (nr * es) % 32 == 0) {
+        if (csb == 1) {
+            pack_brm_avx2(j0, jv, kc, kcap, b, rsb * es, (char *)dst, nr, es);
+            j0 = jv;
+        } else if (rsb == 1) {
+            if (dtype == FC_F64)
+                pack_bt_f64_avx2(j0, jv, kc, kcap, (const double *)b, csb, (double *)dst, nr);
+            else
+                pack_bt_f32_avx2(j0, jv, kc, kcap, (const float *)b, csb, (float *)dst, nr);
+            j0 = jv;
         }
     }
-    if (isa >= FC_ISA_AVX2 && rsb == 1 && jr0 < jr1) {
-        /* full micro-panels through the register transpose, a partial last one below */
-        const int64_t full = min64(jr1, nc / nr);
-        if (dtype == FC_F64 && nr % 4 == 0 && full > jr0) {
-            pack_bt_f64_avx2(jr0, full, kc, kcap, (const double *)b, csb, (double *)dst, nr);
-            jr0 = full;
-        } else if (dtype != FC_F64 && nr % 8 == 0 && full > jr0) {
-            pack_bt_f32_avx2(jr0, full, kc, kcap, (const float *)b, csb, (float *)dst, nr);
-            jr0 = full;
-        }
-    }
+    if (j0 >= j1)
+        return;
 #else
     (void)isa;
 #endif
-    if (jr0 >= jr1)
-        return;
     if (dtype == FC_F64)
-        pack_b_f64(jr0, jr1, nc, kc, kcap, (const double *)b, rsb, csb, (double *)dst, nr);
+        pack_b_f64(j0, j1, nc, kc, kcap, (const double *)b, rsb, csb, (double *)dst, nr);
     else
-        pack_b_f32(jr0, jr1, nc, kc, kcap, (const float *)b, rsb, csb, (float *)dst, nr);
+        pack_b_f32(j0, j1, nc, kc, kcap, (const float *)b, rsb, csb, (float *)dst, nr);
 }
-
