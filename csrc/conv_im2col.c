@@ -152,7 +152,14 @@ size_t fc_im2col_workspace_size(const fc_conv_desc *d, int pass)
 {
     plan p;
     make_plan(d, pass, &p);
-    return plan_bytes(&p);
+    const size_t explicit_bytes = plan_bytes(&p);
+    if (!fc_implicit_accepts(d, pass))
+        return explicit_bytes;
+    const size_t implicit_bytes = fc_implicit_workspace_size(d, pass);
+    /* bwd_data falls back to the explicit lowering for non-finite weights */
+    if (pass == FC_BWD_DATA && explicit_bytes > implicit_bytes)
+        return explicit_bytes;
+    return implicit_bytes;
 }
 
 /* ---- forward -------------------------------------------------------------- */
@@ -192,6 +199,10 @@ static void fwd_tile_gemm(const fc_conv_desc *d, const plan *p, const char *w, c
 void fc_im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const void *bias_,
                    void *y_, void *ws)
 {
+    if (fc_implicit_accepts(d, FC_FWD)) {
+        fc_implicit_fwd(d, x_, w_, bias_, y_, ws);
+        return;
+    }
     plan p;
     make_plan(d, FC_FWD, &p);
     int64_t *lo;
@@ -273,6 +284,10 @@ static void bwd_data_tile_gemm(const fc_conv_desc *d, const plan *p, const char 
 
 void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *w_, void *gx_, void *ws)
 {
+    if (fc_implicit_accepts(d, FC_BWD_DATA) && fc_implicit_weights_finite(d, w_)) {
+        fc_implicit_bwd_data(d, gy_, w_, gx_, ws);
+        return;
+    }
     plan p;
     make_plan(d, FC_BWD_DATA, &p);
     int64_t *lo;
@@ -386,6 +401,10 @@ DEFINE_SUM_PARTIALS(double, f64)
 void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_,
                            void *gb_, void *ws)
 {
+    if (fc_implicit_accepts(d, FC_BWD_WEIGHTS)) {
+        fc_implicit_bwd_weights(d, gy_, x_, gw_, gb_, ws);
+        return;
+    }
     plan p;
     make_plan(d, FC_BWD_WEIGHTS, &p);
     int64_t *lo;

@@ -24,4 +24,14 @@ void fc_im2col_fwd(const fc_conv_desc *d, const void *x, const void *w, const vo
 void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
 void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
 
+/* conv_implicit.c: implicit GEMM (no column matrix) for unit-stride layers, used by the
+   im2col entry points where it accepts the problem. */
+int fc_implicit_accepts(const fc_conv_desc *d, int pass);
+size_t fc_implicit_workspace_size(const fc_conv_desc *d, int pass);
+/* 1 when every weight is finite: the implicit input gradient needs that (see the file). */
+int fc_implicit_weights_finite(const fc_conv_desc *d, const void *w);
+void fc_implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws);
+void fc_implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
+void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
+
 #endif

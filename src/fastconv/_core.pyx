@@ -40,6 +40,9 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv_bwd_weights(const fc_conv_desc *d, int algo, const void *grad_y, const void *x,
                             void *grad_w, void *grad_bias, void *workspace)
 
+cdef extern from "conv_internal.h" nogil:
+    int fc_implicit_accepts(const fc_conv_desc *d, int pass_)
+
 DEF_ALIGN = 64
 WORKSPACE_ALIGN = DEF_ALIGN
 cdef uintptr_t ALIGN_MASK = DEF_ALIGN - 1
@@ -80,6 +83,12 @@ cdef int check(int status) except -1:
 def choose(tuple desc, int pass_):
     cdef fc_conv_desc d = make_desc(desc)
     return fc_conv_choose(&d, pass_)
+
+
+def implicit_accepts(tuple desc, int pass_):
+    """True when algorithm "im2col" runs this pass as implicit GEMM on the active ISA."""
+    cdef fc_conv_desc d = make_desc(desc)
+    return bool(fc_implicit_accepts(&d, pass_))
 
 
 def workspace_size(tuple desc, int pass_, int algo):

@@ -1,0 +1,164 @@
+"""The implicit-GEMM path of algorithm "im2col" (csrc/conv_implicit.c).
+
+On AVX-512 machines every unit-stride, non-pointwise problem runs its three passes as
+implicit GEMM: micro-kernels read the lowered matrix straight from a padded band of the
+image through an offset table. These tests check that the path is taken where it should
+be, and check it against ``fastconv.reference`` (the bound of DESIGN.md) in the regimes
+its driver distinguishes: column blocks that run across rows or restart at each row,
+widths that leave a partial vector, K split into several channel chunks, images split
+into several row tiles, output channels that do not fill the micro-tile, groups,
+dilation, padding wider than the kernel (a crop in the input gradient), and non-finite
+weights (the input gradient then falls back to the explicit lowering). Outputs are
+poisoned with NaN and the workspace with 0xFF bytes; results must be bitwise equal for
+1, 2 and 3 threads.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Tuple
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _core
+from fastconv import functional as F
+from fastconv import reference as ref
+from fastconv._spec import make_spec
+from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
+                     ref_forward, ref_input_grad, ref_weight_grad)
+
+FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
+PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
+IM2COL = F.ALGORITHMS["im2col"]
+AVX512 = 2
+
+needs_avx512 = pytest.mark.skipif(_core.best_isa() < AVX512,
+                                  reason="the implicit kernels are AVX-512 ones")
+
+
+class Case(NamedTuple):
+    name: str
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    k: Tuple[int, int]
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def w_shape(self):
+        return (self.c_out, self.c_in // self.groups, *self.k)
+
+
+CASES = [
+    Case("gap_blocks", 2, 8, 10, 12, 16, (3, 3), 1),          # OW 12: blocks run across rows
+    Case("row_blocks_ow32", 2, 8, 6, 32, 16, (3, 3), 1),      # OW 32: one block per row
+    Case("partial_vector", 1, 5, 9, 7, 11, (3, 3), 2, 2),     # 11 output channels, OW 7
+    Case("chunks_and_tiles", 1, 96, 40, 40, 24, (3, 3), 1),   # K split in chunks, several tiles
+    Case("groups", 2, 6, 13, 11, 10, (3, 3), 1, 1, 2),
+    Case("k5_pad4", 2, 3, 17, 19, 9, (5, 5), 4),
+    Case("pad_wider_than_kernel", 2, 16, 9, 9, 40, (3, 3), 5),
+    Case("asymmetric", 1, 4, 8, 9, 8, (2, 4), ((0, 2), (1, 3)), (2, 1)),
+    Case("valid_3x3", 3, 32, 12, 12, 64, (3, 3), 0),
+    Case("k1_padded", 1, 8, 5, 6, 16, (1, 1), 1),
+]
+IDS = [c.name for c in CASES]
+
+
+def make_data(rng, case: Case, dtype):
+    spec = make_spec(case.x_shape, case.w_shape, 1, case.padding, case.dilation, case.groups,
+                     np.dtype(dtype))
+    x = rng.standard_normal(case.x_shape).astype(dtype)
+    w = rng.standard_normal(case.w_shape).astype(dtype)
+    b = rng.standard_normal(case.c_out).astype(dtype)
+    gy = rng.standard_normal(spec.output_shape).astype(dtype)
+    return spec, x, w, b, gy
+
+
+def run_pass(pass_, spec, x, w, b, gy):
+    """One im2col pass into NaN-filled outputs with a 0xFF-filled workspace."""
+    poison_workspace(F.workspace_bytes(spec, pass_, "im2col"))
+    if pass_ == FWD:
+        out = nan_filled(spec.output_shape, spec.dtype)
+        top, bottom, left, right = spec.padding
+        return (fastconv.conv2d(x, w, b, 1, ((top, bottom), (left, right)), spec.dilation,
+                                spec.groups, algorithm="im2col", out=out),)
+    if pass_ == BWD_DATA:
+        return (F._input_grad(spec, IM2COL, gy, w, gx=nan_filled(spec.input_shape, spec.dtype)),)
+    return F._weight_grad(spec, IM2COL, gy, x, True, gw=nan_filled(spec.weight_shape, spec.dtype),
+                          gb=nan_filled((spec.c_out,), spec.dtype))
+
+
+def check_pass(pass_, res, case: Case, x, w, b, gy, dtype):
+    args = (1, case.padding, case.dilation, case.groups)
+    if pass_ == FWD:
+        assert_close_to_reference(res[0], *ref_forward(x, w, b, *args), dtype, what="y")
+    elif pass_ == BWD_DATA:
+        assert_close_to_reference(res[0], *ref_input_grad(gy, w, x.shape, *args), dtype, what="grad_x")
+    else:
+        assert_close_to_reference(res[0], *ref_weight_grad(gy, x, w.shape, *args), dtype, what="grad_w")
+        assert_close_to_reference(res[1], *ref_bias_grad(gy), dtype, what="grad_b")
+
+
+@needs_avx512
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_unit_stride_problems_take_the_implicit_path(case):
+    spec = make_spec(case.x_shape, case.w_shape, 1, case.padding, case.dilation, case.groups,
+                     np.dtype(np.float32))
+    before = _core.active_isa()
+    try:
+        _core.set_isa(AVX512)
+        assert all(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+        _core.set_isa(0)  # the generic build has no implicit kernels: explicit lowering
+        assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+    finally:
+        _core.set_isa(before)
+
+
+def test_strided_and_pointwise_problems_are_lowered_explicitly():
+    strided = make_spec((1, 8, 12, 12), (16, 8, 3, 3), 2, 1, 1, 1, np.dtype(np.float32))
+    pointwise = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 1, 0, 1, 1, np.dtype(np.float32))
+    for spec in (strided, pointwise):
+        assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_every_pass_against_reference_and_bitwise_across_threads(case, dtype, rng):
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    for pass_ in PASSES:
+        results = []
+        for threads in (1, 2, 3):
+            with fastconv.threads(threads):
+                results.append(run_pass(pass_, spec, x, w, b, gy))
+        check_pass(pass_, results[0], case, x, w, b, gy, dtype)
+        for other in results[1:]:
+            for a, o in zip(results[0], other):
+                assert np.array_equal(a, o), "results differ between thread counts"
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_weights_propagate_as_the_definition(bad, rng):
+    """With a NaN/inf weight the input gradient leaves the implicit path (which would
+    also multiply the weight by grad_output's padding) and must equal the reference's,
+    NaN for NaN."""
+    case = CASES[0]
+    spec, x, w, b, gy = make_data(rng, case, np.float32)
+    w[3, 2, 1, 0] = bad
+    args = (1, case.padding, case.dilation, case.groups)
+    got = F._input_grad(spec, IM2COL, gy, w)
+    with np.errstate(invalid="ignore"):  # the reference's own inf - inf
+        exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, *args)
+        y_exp = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), *args)
+    assert np.array_equal(np.isnan(got), np.isnan(exp))
+    assert np.array_equal(np.isinf(got), np.isinf(exp))
+    y = fastconv.conv2d(x, w, b, 1, case.padding, algorithm="im2col")
+    assert np.array_equal(np.isnan(y), np.isnan(y_exp))
+    assert np.array_equal(np.isinf(y), np.isinf(y_exp))
