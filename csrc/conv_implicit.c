@@ -1,15 +1,21 @@
 /*
- * conv_implicit.c: implicit GEMM, the im2col algorithm without the column matrix, for
- * unit-stride convolutions (see implicit/implicit.h for the idea and the micro-kernels).
+ * conv_implicit.c: implicit GEMM, the im2col algorithm without the column matrix (see
+ * implicit/implicit.h for the idea and the micro-kernels).
  *
- * Each work item copies a band of its image (the input rows a tile of output rows reads,
- * zero padding materialised, rows padded to width Wp = OW + (KW-1)*dw) and multiplies:
+ * Each work item copies a band of its image: the input rows a tile of output rows reads,
+ * zero padding materialised, split by stride phase. With strides (sh, sw), channel c's
+ * phase (a, b) is the plane P[i][j] = x_padded[c][sh*(i0 + i) + a][sw*j + b], rows of width
+ * Wp = OW + (KW-1)*dw / sw. Tap (l, m) of output (t, j) then reads phase
+ * ((l*dh) % sh, (m*dw) % sw) at row t + (l*dh) / sh, column j + (m*dw) / sw: a fixed offset
+ * per tap plus q = t*Wp + j, so every stride is a unit-stride GEMM over the band (for
+ * unit strides the band is simply the padded rows). Then:
  *
- *   fwd          C (Kg x rows*Wp) = W_g (packed once per call) x B(band); the columns
- *                j >= OW of each output row are computed and dropped, then C + bias is
- *                copied into y. The K loop runs in fixed channel chunks sized so the part
- *                of the band one micro-kernel call reads stays in L1.
- *   bwd_data     the input gradient of a unit-stride convolution is the forward
+ *   fwd          Y (Kg x rows*Wp) = W_g (packed once per call) x B(band) + bias, over the
+ *                whole K in one go (splitting K to keep the band window in L1 measured
+ *                slower: the partial sums' traffic costs more). The micro-kernels store the
+ *                valid columns straight into y (masked); the gap columns j >= OW of each
+ *                band row are computed and dropped.
+ *   bwd_data     (unit strides) the input gradient of a unit-stride convolution is the forward
  *                convolution of grad_y with the kernel rotated by 180 degrees and its
  *                channel axes swapped (the packing reads the weights that way).
  *   bwd_weights  dW^T (K x Kg) = sum over pixels of B(band) x grad_y^T; every thread owns
@@ -38,11 +44,10 @@
 #define THREAD_ID() 0
 #endif
 
-/* Per-thread band + output tile: about half of the 1 MiB L2 of the reference machine. */
-#define TILE_BYTES ((int64_t)512 << 10)
-/* The part of the band one forward micro-kernel call reads (KH rows x (NR + (KW-1)*dw)
-   elements per channel of the chunk): within half of a 32 KiB L1d. */
-#define CHUNK_BYTES ((int64_t)16 << 10)
+/* Per-thread tile (band, plus grad_y transposed for the weight gradient): the 1 MiB L2 of
+   the reference machine. Only a sliding window of it is hot at any time, but larger tiles
+   measured slower (and 512 KiB, with more tile edges, 3-8% slower too). */
+#define TILE_BYTES ((int64_t)1 << 20)
 /* Beyond this the band's padding would cost more memory than the lowering saves. */
 #define MAX_BAND_ROW_BYTES ((int64_t)8 << 20)
 
@@ -66,46 +71,45 @@ typedef struct iplan {
     int64_t cg, kg, KK, K;  /* of the problem computed (the transposed one for bwd_data) */
     int64_t wp;             /* band row width */
     int64_t rows, tiles;    /* output rows per tile, tiles per image */
-    int64_t plane;          /* band elements per channel: (rows + (KH-1)*dh) * wp */
-    int64_t band_elems;     /* cg * plane + slack read past the last channel by the kernels */
-    int64_t ncols;          /* fwd: columns of the output tile, a multiple of the vector length */
+    int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
+    int64_t band_elems;     /* cg*sh*sw planes + slack read past the last one by the kernels */
     int64_t mp;             /* fwd: kg rounded up to MR; bwd_weights: K rounded up to MR */
     int64_t ldb;            /* bwd_weights: kg rounded up to NR */
-    int64_t chunk;          /* fwd: K elements per chunk (whole channels) */
     int row_blocks;         /* fwd: column blocks start at each output row (skip the gaps) */
     int nt;
     size_t off_bytes, apack_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
 } iplan;
 
-static int64_t band_rows(const fc_conv_desc *d, int64_t rows) { return rows + (d->kh - 1) * d->dil_h; }
+/* Rows and width of a phase plane for `rows` output rows. */
+static int64_t band_rows(const fc_conv_desc *d, int64_t rows) { return rows + (d->kh - 1) * d->dil_h / d->stride_h; }
 
-static int64_t band_width(const fc_conv_desc *d) { return d->ow + (d->kw - 1) * d->dil_w; }
+static int64_t band_width(const fc_conv_desc *d) { return d->ow + (d->kw - 1) * d->dil_w / d->stride_w; }
 
-/* Bytes of the per-thread tile for `rows` output rows (band + fwd output or bwd_weights'
-   transposed grad_y). */
+static int64_t phases(const fc_conv_desc *d) { return d->stride_h * d->stride_w; }
+
+/* Bytes of the per-thread tile for `rows` output rows (band, plus bwd_weights' transposed
+   grad_y). */
 static int64_t tile_bytes_for(const fc_conv_desc *d, int pass, const fc_implicit_kernels *kr, int64_t rows)
 {
     const int64_t es = (int64_t)fc_elem_size(d->dtype), cg = d->c_in / d->groups, kg = d->c_out / d->groups;
     const int64_t wp = band_width(d);
-    int64_t bytes = cg * band_rows(d, rows) * wp * es;
+    int64_t bytes = cg * phases(d) * band_rows(d, rows) * wp * es;
     if (pass == FC_BWD_WEIGHTS)
         bytes += rows * d->ow * round_up(kg, kr->nr) * es;
-    else
-        bytes += round_up(kg, kr->mr) * (rows * wp + kr->nr) * es;
     return bytes;
 }
 
 static int problem_accepted(const fc_conv_desc *d)
 {
-    if (d->stride_h != 1 || d->stride_w != 1)
-        return 0;
+    if (d->stride_h > d->kh * d->dil_h || d->stride_w > d->kw * d->dil_w)
+        return 0; /* strides that skip input the kernel never reads: the band would copy it */
     if (d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
         d->pad_right == 0)
         return 0; /* the input is the column matrix already (conv_im2col.c) */
     const int64_t wp = band_width(d), cg = d->c_in / d->groups;
     if (wp > 4 * d->ow + 64)
         return 0; /* padding that dwarfs the output */
-    return cg * band_rows(d, 1) * wp * (int64_t)fc_elem_size(d->dtype) <= MAX_BAND_ROW_BYTES;
+    return cg * phases(d) * band_rows(d, 1) * wp * (int64_t)fc_elem_size(d->dtype) <= MAX_BAND_ROW_BYTES;
 }
 
 /* grad_x = conv(grad_y, rot180(w) with in/out channels swapped), padding (eff_k-1-pad). */
@@ -129,6 +133,8 @@ int fc_implicit_accepts(const fc_conv_desc *d, int pass)
     if (fc_implicit_kernels_for(d->dtype) == NULL)
         return 0;
     if (pass == FC_BWD_DATA) {
+        if (d->stride_h != 1 || d->stride_w != 1)
+            return 0; /* a strided input gradient is no plain forward convolution */
         fc_conv_desc t;
         transposed(d, &t);
         return problem_accepted(d) && problem_accepted(&t);
@@ -163,19 +169,17 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     p->rows = rows;
     p->tiles = ceil_div(d->oh, rows);
     p->plane = band_rows(d, rows) * p->wp;
-    p->band_elems = p->cg * p->plane + kr->nr + (d->kw - 1) * d->dil_w;
+    p->band_elems = p->cg * phases(d) * p->plane + kr->nr + (d->kw - 1) * d->dil_w;
     p->band_bytes = fc_align_up((size_t)(p->band_elems * es));
     /* Columns j >= OW of a band row are wasted work. Blocks that run on across rows waste
        them (wp - OW per row); blocks that restart at every row waste the rounding of OW
        up to whole vectors instead. Whichever wastes less (cifar's OW = 32: none). */
     const int64_t ow_vec = round_up(d->ow, kr->vl);
     p->row_blocks = ow_vec - d->ow <= p->wp - d->ow;
-    p->ncols = round_up((rows - 1) * p->wp + (p->row_blocks ? ow_vec : d->ow), kr->vl);
     p->ldb = round_up(p->kg, kr->nr);
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = round_up(p->K, kr->mr);
-        p->chunk = p->K;
         p->apack_bytes = 0;
         p->tile_bytes = fc_align_up((size_t)(rows * d->ow * p->ldb * es));
         p->dwt_bytes = fc_align_up((size_t)(d->groups * p->mp * p->ldb * es));
@@ -184,10 +188,8 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
             p->tile_bytes = fc_align_up((size_t)(d->ow * es));
     } else {
         p->mp = round_up(p->kg, kr->mr);
-        const int64_t per_channel = d->kh * (kr->nr + (d->kw - 1) * d->dil_w) * es;
-        p->chunk = max64(1, min64(p->cg, CHUNK_BYTES / per_channel)) * p->KK;
         p->apack_bytes = fc_align_up((size_t)(d->groups * p->mp * p->K * es));
-        p->tile_bytes = fc_align_up((size_t)(p->mp * p->ncols * es));
+        p->tile_bytes = 0;
         p->dwt_bytes = 0;
     }
     p->per_thread = p->band_bytes + p->tile_bytes;
@@ -227,43 +229,61 @@ int fc_implicit_weights_finite(const fc_conv_desc *d, const void *w)
 
 /* ---- pieces shared by the passes ------------------------------------------ */
 
-/* off[(c*KH + l)*KW + m] = c*plane + l*dh*wp + m*dw */
+/* off[(c*KH + l)*KW + m]: the tap's phase plane, then its row and column shift in it. */
 static void build_offsets(const fc_conv_desc *d, const iplan *p, int64_t *off)
 {
+    const int64_t sh = d->stride_h, sw = d->stride_w;
     for (int64_t c = 0; c < p->cg; c++)
         for (int64_t l = 0; l < d->kh; l++)
-            for (int64_t m = 0; m < d->kw; m++)
-                off[(c * d->kh + l) * d->kw + m] = c * p->plane + l * d->dil_h * p->wp + m * d->dil_w;
+            for (int64_t m = 0; m < d->kw; m++) {
+                const int64_t ly = l * d->dil_h, mx = m * d->dil_w;
+                const int64_t plane = (c * sh + ly % sh) * sw + mx % sw;
+                off[(c * d->kh + l) * d->kw + m] = plane * p->plane + ly / sh * p->wp + mx / sw;
+            }
 }
 
-/* Band of channels [c0, c1) of image group x_g for output rows [i0, i0 + rows): band row r
-   holds input row i0 + r - pad_top, band column j input column j - pad_left, zero outside
-   the image (and in rows past this tile's). Plain loops, not memcpy: the rows are short. */
+/* Band of channels [c0, c1) of image group x_g for output rows [i0, i0 + rows): phase
+   plane (c, a, b) row r holds input row sh*(i0 + r) + a - pad_top, column j input column
+   sw*j + b - pad_left; zero outside the image (and in rows past this tile's). Plain loops,
+   not memcpy: the rows are short. */
 #define DEFINE_COPY_BAND(REAL, SFX)                                                               \
     static void copy_band_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *x_g, int64_t i0, \
                                 int64_t rows, int64_t c0, int64_t c1, REAL *band)                 \
     {                                                                                             \
         const int64_t wp = p->wp, br = band_rows(d, p->rows), used = band_rows(d, rows);          \
-        const int64_t lo = min64(max64(0, d->pad_left), wp);                                      \
-        const int64_t hi = max64(lo, min64(wp, d->pad_left + d->w));                              \
-        for (int64_t c = c0; c < c1; c++) {                                                       \
-            REAL *restrict dst = band + c * p->plane;                                             \
-            for (int64_t r = 0; r < br; r++, dst += wp) {                                         \
-                const int64_t ih = i0 + r - d->pad_top;                                           \
-                if (r >= used || ih < 0 || ih >= d->h) {                                          \
-                    for (int64_t j = 0; j < wp; j++)                                              \
-                        dst[j] = 0;                                                               \
-                    continue;                                                                     \
+        const int64_t sh = d->stride_h, sw = d->stride_w;                                         \
+        for (int64_t c = c0; c < c1; c++)                                                         \
+            for (int64_t a = 0; a < sh; a++)                                                      \
+                for (int64_t b = 0; b < sw; b++) {                                                \
+                    /* columns j with 0 <= sw*j + b - pad_left < W: [lo, hi) */                   \
+                    const int64_t first = d->pad_left - b; /* sw*j >= first */                    \
+                    const int64_t lo = min64(wp, max64(0, first > 0 ? (first + sw - 1) / sw : 0)); \
+                    const int64_t last = d->w + d->pad_left - b; /* sw*j < last */                \
+                    const int64_t hi = max64(lo, min64(wp, last > 0 ? (last + sw - 1) / sw : 0)); \
+                    REAL *restrict dst = band + ((c * sh + a) * sw + b) * p->plane;               \
+                    for (int64_t r = 0; r < br; r++, dst += wp) {                                 \
+                        const int64_t ih = sh * (i0 + r) + a - d->pad_top;                        \
+                        if (r >= used || ih < 0 || ih >= d->h) {                                  \
+                            for (int64_t j = 0; j < wp; j++)                                      \
+                                dst[j] = 0;                                                       \
+                            continue;                                                             \
+                        }                                                                         \
+                        for (int64_t j = 0; j < lo; j++)                                          \
+                            dst[j] = 0;                                                           \
+                        if (hi > lo) {                                                            \
+                            const REAL *restrict src =                                            \
+                                x_g + (c * d->h + ih) * d->w + (sw * lo + b - d->pad_left);       \
+                            if (sw == 1)                                                          \
+                                for (int64_t j = lo; j < hi; j++)                                 \
+                                    dst[j] = src[j - lo];                                         \
+                            else                                                                  \
+                                for (int64_t j = lo; j < hi; j++)                                 \
+                                    dst[j] = src[(j - lo) * sw];                                  \
+                        }                                                                         \
+                        for (int64_t j = hi; j < wp; j++)                                         \
+                            dst[j] = 0;                                                           \
+                    }                                                                             \
                 }                                                                                 \
-                const REAL *restrict src = x_g + (c * d->h + ih) * d->w + (lo - d->pad_left);     \
-                for (int64_t j = 0; j < lo; j++)                                                  \
-                    dst[j] = 0;                                                                   \
-                for (int64_t j = lo; j < hi; j++)                                                 \
-                    dst[j] = src[j - lo];                                                         \
-                for (int64_t j = hi; j < wp; j++)                                                 \
-                    dst[j] = 0;                                                                   \
-            }                                                                                     \
-        }                                                                                         \
     }
 DEFINE_COPY_BAND(float, f32)
 DEFINE_COPY_BAND(double, f64)
@@ -303,47 +323,55 @@ static void copy_band(const fc_conv_desc *d, const iplan *p, const char *x_g, in
 DEFINE_PACK_A(float, f32)
 DEFINE_PACK_A(double, f64)
 
-/* y rows [i0, i0 + rows) of channels [k0, k0 + kg) = the tile's valid columns + bias. */
-#define DEFINE_STORE_Y(REAL, SFX)                                                                 \
-    static void store_y_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *c,              \
-                              const REAL *bias, REAL *y, int64_t rows)                            \
-    {                                                                                             \
-        for (int64_t k = 0; k < p->kg; k++) {                                                     \
-            const REAL b = bias ? bias[k] : (REAL)0;                                              \
-            for (int64_t r = 0; r < rows; r++) {                                                  \
-                const REAL *src = c + k * p->ncols + r * p->wp;                                   \
-                REAL *dst = y + (k * d->oh + r) * d->ow;                                          \
-                if (bias)                                                                         \
-                    for (int64_t j = 0; j < d->ow; j++)                                           \
-                        dst[j] = src[j] + b;                                                      \
-                else                                                                              \
-                    for (int64_t j = 0; j < d->ow; j++) /* rows are short: no memcpy call */     \
-                        dst[j] = src[j];                                                          \
-            }                                                                                     \
-        }                                                                                         \
+/* Where the vectors of the column block at band column q0 go: lane i of vector v is band
+   column q = q0 + v*vl + i, i.e. output row q / wp, column q % wp of the tile; it is stored
+   when that row is one of the tile's and the column is no gap column. The valid lanes of a
+   vector are consecutive output pixels: cols[v] is the first one's offset in the tile. */
+static void block_targets(const fc_conv_desc *d, const iplan *p, int64_t q0, int64_t rows, int nv,
+                          int64_t *cols, uint32_t *masks)
+{
+    const int vl = p->kr->vl;
+    int64_t r = q0 / p->wp, j = q0 % p->wp;
+    for (int v = 0; v < nv; v++) {
+        uint32_t mask = 0;
+        int64_t first = 0;
+        for (int i = 0; i < vl; i++) {
+            if (r < rows && j < d->ow) {
+                if (mask == 0)
+                    first = r * d->ow + j;
+                mask |= 1u << i;
+            }
+            if (++j == p->wp) {
+                j = 0;
+                r++;
+            }
+        }
+        cols[v] = first;
+        masks[v] = mask;
     }
-DEFINE_STORE_Y(float, f32)
-DEFINE_STORE_Y(double, f64)
+}
 
+/* y_t: channel g*kg, row i0 of the tile's image; bias_g: the group's bias or NULL. */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *apack, const int64_t *off,
-                     const char *band, char *c, int64_t rows)
+                     const char *band, char *y_t, const char *bias_g, int64_t rows)
 {
     const size_t es = fc_elem_size(d->dtype);
-    const int64_t MR = p->kr->mr, NR = p->kr->nr;
-    /* Column blocks [q0, q0 + width): the whole tile in one run, or each row's OW columns. */
+    const int64_t MR = p->kr->mr, NR = p->kr->nr, vl = p->kr->vl, y_plane = d->oh * d->ow;
+    /* Column blocks [q0, q0 + width): the tile in one run, or each row's OW columns. */
     const int64_t runs = p->row_blocks ? rows : 1;
-    const int64_t run_len = p->row_blocks ? round_up(d->ow, p->kr->vl) : p->ncols;
-    for (int64_t k0 = 0; k0 < p->K; k0 += p->chunk) {
-        const int64_t kc = min64(p->chunk, p->K - k0);
-        for (int64_t r = 0; r < runs; r++) {
-            for (int64_t j0 = 0; j0 < run_len; j0 += NR) {
-                const int64_t q0 = r * p->wp + j0;
-                /* the last block may be narrower: only its vectors are computed */
-                const fc_implicit_fwd_fn fwd = p->kr->fwd[min64(NR, run_len - j0) / p->kr->vl];
-                for (int64_t ir = 0; ir < p->mp / MR; ir++)
-                    fwd(kc, apack + (size_t)((ir * p->K + k0) * MR) * es, band + (size_t)q0 * es, off + k0,
-                        c + (size_t)(ir * MR * p->ncols + q0) * es, p->ncols, k0 > 0);
-            }
+    const int64_t run_len = p->row_blocks ? round_up(d->ow, vl) : round_up((rows - 1) * p->wp + d->ow, vl);
+    int64_t cols[4];
+    uint32_t masks[4];
+    for (int64_t r = 0; r < runs; r++) {
+        for (int64_t j0 = 0; j0 < run_len; j0 += NR) {
+            const int64_t q0 = r * p->wp + j0;
+            const int nv = (int)(min64(NR, run_len - j0) / vl); /* the last block may be narrower */
+            const fc_implicit_fwd_fn fwd = p->kr->fwd[nv];
+            block_targets(d, p, q0, rows, nv, cols, masks);
+            for (int64_t ir = 0; ir < p->mp / MR; ir++)
+                fwd(p->K, apack + (size_t)(ir * p->K * MR) * es, band + (size_t)q0 * es, off,
+                    y_t + (size_t)(ir * MR * y_plane) * es, y_plane, min64(MR, p->kg - ir * MR), cols, masks,
+                    bias_g ? bias_g + (size_t)(ir * MR) * es : NULL);
         }
     }
 }
@@ -374,19 +402,15 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
             else
                 pack_a_f32(&p, (const float *)w_, w_flipped, gp / panels, gp % panels, (float *)dst);
         }
-        char *band = thread0 + (size_t)THREAD_ID() * p.per_thread, *c = band + p.band_bytes;
+        char *band = thread0 + (size_t)THREAD_ID() * p.per_thread;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t n = it / (d->groups * p.tiles), g = (it / p.tiles) % d->groups, t = it % p.tiles;
             const int64_t i0 = t * p.rows, rows = min64(p.rows, d->oh - i0);
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
-            fwd_tile(d, &p, apack + (size_t)(g * p.mp * p.K) * es, off, band, c, rows);
-            char *y_t = y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es;
-            const char *b_g = bias ? bias + (size_t)(g * p.kg) * es : NULL;
-            if (d->dtype == FC_F64)
-                store_y_f64(d, &p, (const double *)c, (const double *)b_g, (double *)y_t, rows);
-            else
-                store_y_f32(d, &p, (const float *)c, (const float *)b_g, (float *)y_t, rows);
+            fwd_tile(d, &p, apack + (size_t)(g * p.mp * p.K) * es, off, band,
+                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es,
+                     bias ? bias + (size_t)(g * p.kg) * es : NULL, rows);
         }
     }
 }
@@ -404,27 +428,6 @@ void fc_implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, 
 }
 
 /* ---- backward weights ----------------------------------------------------- */
-
-/* bt[(r*OW + j)*ldb + k] = grad_y[k0 + k, i0 + r, j] for the group's kg channels; the
-   columns past kg are zero. */
-#define DEFINE_TRANSPOSE_GY(REAL, SFX)                                                            \
-    static void transpose_gy_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *gy_g,      \
-                                   int64_t i0, int64_t rows, REAL *bt)                            \
-    {                                                                                             \
-        const int64_t pixels = rows * d->ow, plane = d->oh * d->ow;                               \
-        const REAL *src = gy_g + i0 * d->ow;                                                      \
-        for (int64_t q0 = 0; q0 < pixels; q0 += 16) {                                             \
-            const int64_t q1 = min64(q0 + 16, pixels);                                            \
-            for (int64_t k = 0; k < p->kg; k++)                                                   \
-                for (int64_t q = q0; q < q1; q++)                                                 \
-                    bt[q * p->ldb + k] = src[k * plane + q];                                      \
-            for (int64_t q = q0; q < q1; q++)                                                     \
-                for (int64_t k = p->kg; k < p->ldb; k++)                                          \
-                    bt[q * p->ldb + k] = 0;                                                       \
-        }                                                                                         \
-    }
-DEFINE_TRANSPOSE_GY(float, f32)
-DEFINE_TRANSPOSE_GY(double, f64)
 
 /* grad_w[g*kg + i, k] = dwt[g][k][i] for the flattened (g, i) rows [r0, r1). */
 #define DEFINE_STORE_DW(REAL, SFX)                                                                \
@@ -477,10 +480,8 @@ void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void 
                     const char *x_g = x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es;
                     const char *gy_g = gy + (size_t)((n * d->c_out + g * p.kg) * plane) * es;
                     copy_band(d, &p, x_g, i0, rows, k_lo / p.KK, (k_hi - 1) / p.KK + 1, band);
-                    if (d->dtype == FC_F64)
-                        transpose_gy_f64(d, &p, (const double *)gy_g, i0, rows, (double *)bt);
-                    else
-                        transpose_gy_f32(d, &p, (const float *)gy_g, i0, rows, (float *)bt);
+                    /* bt[(r*OW + j)*ldb + k] = grad_y[g*kg + k, i0 + r, j] */
+                    p.kr->pack_bt(p.kg, rows * d->ow, gy_g + (size_t)(i0 * d->ow) * es, plane, bt, p.ldb);
                     for (; u < ue; u++) {
                         const int64_t rb = (u / cblocks) % rblocks, cb = u % cblocks;
                         const void *a[8];

@@ -1,13 +1,15 @@
 """The implicit-GEMM path of algorithm "im2col" (csrc/conv_implicit.c).
 
-On AVX-512 machines every unit-stride, non-pointwise problem runs its three passes as
-implicit GEMM: micro-kernels read the lowered matrix straight from a padded band of the
-image through an offset table. These tests check that the path is taken where it should
+On AVX-512 machines every non-pointwise problem runs its forward and weight gradient as
+implicit GEMM (micro-kernels read the lowered matrix straight from a padded band of the
+image, split by stride phase, through an offset table), and unit-stride ones their input
+gradient too. These tests check that the path is taken where it should
 be, and check it against ``fastconv.reference`` (the bound of DESIGN.md) in the regimes
 its driver distinguishes: column blocks that run across rows or restart at each row,
 widths that leave a partial vector, K split into several channel chunks, images split
 into several row tiles, output channels that do not fill the micro-tile, groups,
-dilation, padding wider than the kernel (a crop in the input gradient), and non-finite
+dilation, strides 2 and 3 (phase planes), padding wider than the kernel (a crop in the
+input gradient), and non-finite
 weights (the input gradient then falls back to the explicit lowering). Outputs are
 poisoned with NaN and the workspace with 0xFF bytes; results must be bitwise equal for
 1, 2 and 3 threads.
@@ -47,6 +49,7 @@ class Case(NamedTuple):
     padding: object = 0
     dilation: object = 1
     groups: int = 1
+    stride: object = 1
 
     @property
     def x_shape(self):
@@ -68,13 +71,17 @@ CASES = [
     Case("asymmetric", 1, 4, 8, 9, 8, (2, 4), ((0, 2), (1, 3)), (2, 1)),
     Case("valid_3x3", 3, 32, 12, 12, 64, (3, 3), 0),
     Case("k1_padded", 1, 8, 5, 6, 16, (1, 1), 1),
+    Case("stem_like_s2", 2, 3, 31, 29, 16, (7, 7), 3, 1, 1, 2),
+    Case("s2_dilated", 1, 8, 13, 14, 16, (3, 3), 2, 2, 1, 2),
+    Case("s3_and_s2", 1, 4, 20, 21, 16, (5, 5), 2, 3, 1, (3, 2)),
+    Case("k2_s2", 2, 8, 13, 14, 8, (2, 2), 0, 1, 1, 2),
 ]
 IDS = [c.name for c in CASES]
 
 
 def make_data(rng, case: Case, dtype):
-    spec = make_spec(case.x_shape, case.w_shape, 1, case.padding, case.dilation, case.groups,
-                     np.dtype(dtype))
+    spec = make_spec(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation,
+                     case.groups, np.dtype(dtype))
     x = rng.standard_normal(case.x_shape).astype(dtype)
     w = rng.standard_normal(case.w_shape).astype(dtype)
     b = rng.standard_normal(case.c_out).astype(dtype)
@@ -88,7 +95,7 @@ def run_pass(pass_, spec, x, w, b, gy):
     if pass_ == FWD:
         out = nan_filled(spec.output_shape, spec.dtype)
         top, bottom, left, right = spec.padding
-        return (fastconv.conv2d(x, w, b, 1, ((top, bottom), (left, right)), spec.dilation,
+        return (fastconv.conv2d(x, w, b, spec.stride, ((top, bottom), (left, right)), spec.dilation,
                                 spec.groups, algorithm="im2col", out=out),)
     if pass_ == BWD_DATA:
         return (F._input_grad(spec, IM2COL, gy, w, gx=nan_filled(spec.input_shape, spec.dtype)),)
@@ -97,7 +104,7 @@ def run_pass(pass_, spec, x, w, b, gy):
 
 
 def check_pass(pass_, res, case: Case, x, w, b, gy, dtype):
-    args = (1, case.padding, case.dilation, case.groups)
+    args = (case.stride, case.padding, case.dilation, case.groups)
     if pass_ == FWD:
         assert_close_to_reference(res[0], *ref_forward(x, w, b, *args), dtype, what="y")
     elif pass_ == BWD_DATA:
@@ -109,23 +116,26 @@ def check_pass(pass_, res, case: Case, x, w, b, gy, dtype):
 
 @needs_avx512
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_unit_stride_problems_take_the_implicit_path(case):
-    spec = make_spec(case.x_shape, case.w_shape, 1, case.padding, case.dilation, case.groups,
-                     np.dtype(np.float32))
+def test_problems_take_the_implicit_path(case):
+    spec = make_spec(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation,
+                     case.groups, np.dtype(np.float32))
+    unit_stride = spec.stride == (1, 1)
     before = _core.active_isa()
     try:
         _core.set_isa(AVX512)
-        assert all(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+        assert [_core.implicit_accepts(spec.desc(1), p) for p in PASSES] == [True, unit_stride, True]
         _core.set_isa(0)  # the generic build has no implicit kernels: explicit lowering
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
     finally:
         _core.set_isa(before)
 
 
-def test_strided_and_pointwise_problems_are_lowered_explicitly():
-    strided = make_spec((1, 8, 12, 12), (16, 8, 3, 3), 2, 1, 1, 1, np.dtype(np.float32))
+def test_pointwise_and_input_skipping_strides_are_lowered_explicitly():
+    """A 1x1 unit-stride layer needs no lowering at all; a stride longer than the kernel's
+    reach would make the band copy input that no tap reads."""
     pointwise = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 1, 0, 1, 1, np.dtype(np.float32))
-    for spec in (strided, pointwise):
+    skipping = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 2, 0, 1, 1, np.dtype(np.float32))
+    for spec in (pointwise, skipping):
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
 
 
@@ -152,7 +162,7 @@ def test_non_finite_weights_propagate_as_the_definition(bad, rng):
     case = CASES[0]
     spec, x, w, b, gy = make_data(rng, case, np.float32)
     w[3, 2, 1, 0] = bad
-    args = (1, case.padding, case.dilation, case.groups)
+    args = (case.stride, case.padding, case.dilation, case.groups)
     got = F._input_grad(spec, IM2COL, gy, w)
     with np.errstate(invalid="ignore"):  # the reference's own inf - inf
         exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, *args)

@@ -10,14 +10,17 @@
  * from packed micro-panels (no im2col pass, no B packing); the band, a few rows of a few
  * channels, stays in L1/L2.
  *
- * fwd:    C[0:MR, 0:NR] (row stride rsc) = A_panel * B[:, q0:q0+NR] (+ C when accumulate)
- *         A_panel packed MR x kc (a[p*MR + i]); b = band + q0; off = kc offsets.
+ * fwd:    T = A_panel * B[:, q0:q0+NR] (+ bias[i] on row i when bias is not NULL), and for
+ *         rows i < m, vector v: the lanes of T's row set in masks[v] are stored in order to
+ *         consecutive elements from c + i*rsc + cols[v] (the output columns of a band row
+ *         that are not gap columns go straight to y). A_panel packed MR x kc
+ *         (a[p*MR + i]); b = band + q0; off = kc offsets.
  * wgrad:  C[0:MR, 0:NR] (+)= sum over t < rows, j < ow of
  *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
  *         of ldb >= NR elements per output pixel. The sum runs over the pixels in order.
- * The kernels touch only the full MR x NR tile of C (the fwd variants: MR x v*vl): callers
- * pad C, A and bt.
+ * wgrad touches the full MR x NR tile of C: callers pad C, A and bt. The fwd variants
+ * [v] compute only the first v vectors of the tile.
  */
 #ifndef FASTCONV_IMPLICIT_H
 #define FASTCONV_IMPLICIT_H
@@ -25,14 +28,19 @@
 #include <stdint.h>
 
 typedef void (*fc_implicit_fwd_fn)(int64_t kc, const void *a, const void *b, const int64_t *off,
-                                   void *c, int64_t rsc, int accumulate);
+                                   void *c, int64_t rsc, int64_t m, const int64_t *cols,
+                                   const uint32_t *masks, const void *bias);
 typedef void (*fc_implicit_wgrad_fn)(int64_t rows, int64_t ow, const void *const *a, int64_t a_rs,
                                      const void *bt, int64_t ldb, void *c, int64_t rsc, int accumulate);
+
+typedef void (*fc_implicit_pack_bt_fn)(int64_t kg, int64_t pixels, const void *src, int64_t lds, void *dst,
+                                       int64_t ldb);
 
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                /* tile MR x NR, NR a multiple of the vector length vl */
     fc_implicit_fwd_fn fwd[4];     /* [v]: the first v vectors of the tile; [NR / vl] is the full one */
     fc_implicit_wgrad_fn wgrad;
+    fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

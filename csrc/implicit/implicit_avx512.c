@@ -6,6 +6,60 @@
 #pragma GCC target("avx512f")
 #include <immintrin.h>
 
+/* 16 x 16 floats: dst[j*ldd + i] = src[i*lds + j]. Pairs of rows interleaved, then pairs
+   of pairs (as doubles), then 128-bit lanes gathered across the four groups of four rows. */
+static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
+                                                             int64_t ldd)
+{
+    __m512 r[16], t[16];
+    __m512d u[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) { /* rows g..g+3: u[g + j] holds columns j, j+4, j+8, j+12 */
+        u[g + 0] = _mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2]));
+        u[g + 1] = _mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2]));
+        u[g + 2] = _mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3]));
+        u[g + 3] = _mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3]));
+    }
+    for (int j = 0; j < 4; j++) {
+        const __m512 a = _mm512_castpd_ps(u[j]), b = _mm512_castpd_ps(u[4 + j]);
+        const __m512 c = _mm512_castpd_ps(u[8 + j]), e = _mm512_castpd_ps(u[12 + j]);
+        const __m512 v0 = _mm512_shuffle_f32x4(a, b, 0x88), v1 = _mm512_shuffle_f32x4(a, b, 0xdd);
+        const __m512 v2 = _mm512_shuffle_f32x4(c, e, 0x88), v3 = _mm512_shuffle_f32x4(c, e, 0xdd);
+        _mm512_storeu_ps(dst + (j + 0) * ldd, _mm512_shuffle_f32x4(v0, v2, 0x88));
+        _mm512_storeu_ps(dst + (j + 8) * ldd, _mm512_shuffle_f32x4(v0, v2, 0xdd));
+        _mm512_storeu_ps(dst + (j + 4) * ldd, _mm512_shuffle_f32x4(v1, v3, 0x88));
+        _mm512_storeu_ps(dst + (j + 12) * ldd, _mm512_shuffle_f32x4(v1, v3, 0xdd));
+    }
+}
+
+/* 8 x 8 doubles, the same scheme one level shorter. */
+static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
+                                                             int64_t ldd)
+{
+    __m512d r[8], t[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm512_loadu_pd(src + i * lds);
+    for (int i = 0; i < 8; i += 2) { /* t[i]: even columns of rows i, i+1; t[i+1]: odd ones */
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+    }
+    for (int j = 0; j < 2; j++) { /* j = 0: columns 0, 2, 4, 6; j = 1: columns 1, 3, 5, 7 */
+        const __m512d v0 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0x88);
+        const __m512d v1 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0xdd);
+        const __m512d v2 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0x88);
+        const __m512d v3 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0xdd);
+        _mm512_storeu_pd(dst + (j + 0) * ldd, _mm512_shuffle_f64x2(v0, v2, 0x88));
+        _mm512_storeu_pd(dst + (j + 4) * ldd, _mm512_shuffle_f64x2(v0, v2, 0xdd));
+        _mm512_storeu_pd(dst + (j + 2) * ldd, _mm512_shuffle_f64x2(v1, v3, 0x88));
+        _mm512_storeu_pd(dst + (j + 6) * ldd, _mm512_shuffle_f64x2(v1, v3, 0xdd));
+    }
+}
+
 #define REAL float
 #define VEC __m512
 #define VL 16
@@ -16,7 +70,12 @@
 #define FMADD _mm512_fmadd_ps
 #define ADD _mm512_add_ps
 #define ZERO _mm512_setzero_ps
+#define MASK_T __mmask16
+#define FULL_MASK 0xFFFFu
+#define MASK_STOREU _mm512_mask_storeu_ps
+#define MASKZ_COMPRESS _mm512_maskz_compress_ps
 #define FN(name) f32_8x32_##name
+#define TBLOCK f32_tblock
 #include "implicit_avx512.inc"
 #undef REAL
 #undef VEC
@@ -28,7 +87,12 @@
 #undef FMADD
 #undef ADD
 #undef ZERO
+#undef MASK_T
+#undef FULL_MASK
+#undef MASK_STOREU
+#undef MASKZ_COMPRESS
 #undef FN
+#undef TBLOCK
 
 #define REAL double
 #define VEC __m512d
@@ -40,11 +104,16 @@
 #define FMADD _mm512_fmadd_pd
 #define ADD _mm512_add_pd
 #define ZERO _mm512_setzero_pd
+#define MASK_T __mmask8
+#define FULL_MASK 0xFFu
+#define MASK_STOREU _mm512_mask_storeu_pd
+#define MASKZ_COMPRESS _mm512_maskz_compress_pd
 #define FN(name) f64_8x24_##name
+#define TBLOCK f64_tblock
 #include "implicit_avx512.inc"
 
 const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
-    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd}, f32_8x32_wgrad};
+    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd}, f32_8x32_wgrad, f32_8x32_pack_bt};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
-    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd}, f64_8x24_wgrad};
+    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd}, f64_8x24_wgrad, f64_8x24_pack_bt};
 #endif
