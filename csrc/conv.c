@@ -126,8 +126,6 @@ static size_t direct_scratch_bytes(const fc_conv_desc *d)
     return fc_direct_fwd_padded(d) ? fc_align_up((size_t)fc_direct_fwd_scratch_elems(d) * fc_elem_size(d->dtype)) : 0;
 }
 
-static void transposed_problem(const fc_conv_desc *d, fc_conv_desc *t);
-
 /* The input gradient of a unit-stride convolution is itself a forward convolution: of
    grad_y with the kernel rotated by 180 degrees and its channel axes swapped. Running it
    through the register-blocked forward is much faster than scattering. */
@@ -140,7 +138,7 @@ static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
 {
     if (pass == FC_BWD_DATA && bwd_data_as_forward(d)) {
         fc_conv_desc t;
-        transposed_problem(d, &t);
+        fc_transposed_problem(d, &t);
         return fc_align_up((size_t)(d->c_out * d->kh * d->kw * (d->c_in / d->groups)) * fc_elem_size(d->dtype)) +
                direct_workspace_size(&t, FC_FWD);
     }
@@ -200,7 +198,7 @@ static void direct_fwd(const fc_conv_desc *d, const void *x, const void *w, cons
 /* grad_x = conv(grad_y, rot180(w) with in/out channels swapped), unit strides, and padding
    (eff_k - 1 - pad) on each side (negative when the forward padding exceeds the kernel:
    the kernels read such "padding" as a crop). */
-static void transposed_problem(const fc_conv_desc *d, fc_conv_desc *t)
+void fc_transposed_problem(const fc_conv_desc *d, fc_conv_desc *t)
 {
     *t = *d;
     t->c_in = d->c_out;
@@ -234,7 +232,7 @@ static void direct_bwd_data(const fc_conv_desc *d, const void *gy, const void *w
 {
     if (bwd_data_as_forward(d)) {
         fc_conv_desc t;
-        transposed_problem(d, &t);
+        fc_transposed_problem(d, &t);
         char *wt = (char *)ws;
         if (d->dtype == FC_F64)
             rotate_weights_f64(d, (const double *)w, (double *)wt);

@@ -45,8 +45,8 @@
 #endif
 
 /* Per-thread tile (band, plus grad_y transposed for the weight gradient): the 1 MiB L2 of
-   the reference machine. Only a sliding window of it is hot at any time, but larger tiles
-   measured slower (and 512 KiB, with more tile edges, 3-8% slower too). */
+   the reference machine. Only a sliding window of it is hot at any time; 2-4 MiB tiles
+   measured no faster, 512 KiB ones (more tile edges) a few percent slower. */
 #define TILE_BYTES ((int64_t)1 << 20)
 /* Beyond this the band's padding would cost more memory than the lowering saves. */
 #define MAX_BAND_ROW_BYTES ((int64_t)8 << 20)
@@ -112,22 +112,6 @@ static int problem_accepted(const fc_conv_desc *d)
     return cg * phases(d) * band_rows(d, 1) * wp * (int64_t)fc_elem_size(d->dtype) <= MAX_BAND_ROW_BYTES;
 }
 
-/* grad_x = conv(grad_y, rot180(w) with in/out channels swapped), padding (eff_k-1-pad). */
-static void transposed(const fc_conv_desc *d, fc_conv_desc *t)
-{
-    *t = *d;
-    t->c_in = d->c_out;
-    t->h = d->oh;
-    t->w = d->ow;
-    t->c_out = d->c_in;
-    t->oh = d->h;
-    t->ow = d->w;
-    t->pad_top = (d->kh - 1) * d->dil_h - d->pad_top;
-    t->pad_bottom = (d->kh - 1) * d->dil_h - d->pad_bottom;
-    t->pad_left = (d->kw - 1) * d->dil_w - d->pad_left;
-    t->pad_right = (d->kw - 1) * d->dil_w - d->pad_right;
-}
-
 int fc_implicit_accepts(const fc_conv_desc *d, int pass)
 {
     if (fc_implicit_kernels_for(d->dtype) == NULL)
@@ -136,7 +120,7 @@ int fc_implicit_accepts(const fc_conv_desc *d, int pass)
         if (d->stride_h != 1 || d->stride_w != 1)
             return 0; /* a strided input gradient is no plain forward convolution */
         fc_conv_desc t;
-        transposed(d, &t);
+        fc_transposed_problem(d, &t);
         return problem_accepted(d) && problem_accepted(&t);
     }
     return problem_accepted(d);
@@ -200,12 +184,21 @@ static size_t plan_bytes(const iplan *p)
     return p->off_bytes + p->apack_bytes + p->dwt_bytes + (size_t)p->nt * p->per_thread;
 }
 
+/* Workspace: offset table | shared block (packed A for fwd, dW^T for bwd_weights) | one
+   tile per thread. */
+static void carve(const iplan *p, void *ws, int64_t **off, char **shared, char **thread0)
+{
+    *off = (int64_t *)ws;
+    *shared = (char *)ws + p->off_bytes;
+    *thread0 = *shared + p->apack_bytes + p->dwt_bytes;
+}
+
 size_t fc_implicit_workspace_size(const fc_conv_desc *d, int pass)
 {
     iplan p;
     if (pass == FC_BWD_DATA) {
         fc_conv_desc t;
-        transposed(d, &t);
+        fc_transposed_problem(d, &t);
         make_plan(&t, FC_FWD, &p);
     } else {
         make_plan(d, pass, &p);
@@ -383,10 +376,9 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     iplan p;
     make_plan(d, FC_FWD, &p);
     const size_t es = fc_elem_size(d->dtype);
-    char *base = (char *)ws;
-    int64_t *off = (int64_t *)base;
-    char *apack = base + p.off_bytes;
-    char *thread0 = apack + p.apack_bytes;
+    int64_t *off;
+    char *apack, *thread0;
+    carve(&p, ws, &off, &apack, &thread0);
     const char *x = (const char *)x_, *bias = (const char *)bias_;
     char *y = (char *)y_;
     const int64_t panels = p.mp / p.kr->mr, items = d->n * d->groups * p.tiles;
@@ -423,7 +415,7 @@ void fc_implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const 
 void fc_implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
 {
     fc_conv_desc t;
-    transposed(d, &t);
+    fc_transposed_problem(d, &t);
     run_fwd(&t, gy, w, 1, NULL, gx, ws);
 }
 
@@ -449,10 +441,9 @@ void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void 
     iplan p;
     make_plan(d, FC_BWD_WEIGHTS, &p);
     const size_t es = fc_elem_size(d->dtype);
-    char *base = (char *)ws;
-    int64_t *off = (int64_t *)base;
-    char *dwt = base + p.off_bytes;
-    char *thread0 = dwt + p.dwt_bytes;
+    int64_t *off;
+    char *dwt, *thread0;
+    carve(&p, ws, &off, &dwt, &thread0);
     const char *gy = (const char *)gy_, *x = (const char *)x_;
     char *gw = (char *)gw_, *gb = (char *)gb_;
     const int64_t MR = p.kr->mr, NR = p.kr->nr;

@@ -14,6 +14,9 @@ int64_t fc_macs(const fc_conv_desc *d);
 int fc_team_size(const fc_conv_desc *d);
 void *fc_aligned_alloc(size_t bytes);
 void fc_build_col_ranges(const fc_conv_desc *d, int64_t *lo, int64_t *hi);
+/* The unit-stride input gradient as a forward problem: grad_x = conv(grad_y, rot180(w) with
+   its channel axes swapped), padding (eff_k - 1 - pad) per side (negative: a crop). */
+void fc_transposed_problem(const fc_conv_desc *d, fc_conv_desc *t);
 
 
 /* conv_im2col.c: im2col + GEMM for the three passes. */
