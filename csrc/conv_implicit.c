@@ -10,11 +10,14 @@
  * per tap plus q = t*Wp + j, so every stride is a unit-stride GEMM over the band (for
  * unit strides the band is simply the padded rows). Then:
  *
- *   fwd          Y (Kg x rows*Wp) = W_g (packed once per call) x B(band) + bias, over the
- *                whole K in one go (splitting K to keep the band window in L1 measured
- *                slower: the partial sums' traffic costs more). The micro-kernels store the
- *                valid columns straight into y (masked); the gap columns j >= OW of each
- *                band row are computed and dropped.
+ *   fwd          Y^T (pixels x Kg) = B(band)^T x W_g^T + bias: tiles of 8 output pixels
+ *                (broadcast from the band) x NR channels (W^T packed once per call,
+ *                aligned vector loads), over the whole K in one go, transposed in registers
+ *                and stored straight into y. Only real output pixels are computed (an
+ *                earlier channels x band-columns tiling also computed the Wp - OW gap
+ *                columns of every row and split loads across cache lines: 7-10% slower on
+ *                resnet_3x3 and mnist_c2). Splitting K to keep the band window in L1
+ *                measured slower: the partial sums' traffic costs more.
  *   bwd_data     (unit strides) the input gradient of a unit-stride convolution is the forward
  *                convolution of grad_y with the kernel rotated by 180 degrees and its
  *                channel axes swapped (the packing reads the weights that way).
@@ -73,11 +76,11 @@ typedef struct iplan {
     int64_t rows, tiles;    /* output rows per tile, tiles per image */
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
     int64_t band_elems;     /* cg*sh*sw planes + slack read past the last one by the kernels */
-    int64_t mp;             /* fwd: kg rounded up to MR; bwd_weights: K rounded up to MR */
+    int64_t mp;             /* bwd_weights: K rounded up to MR */
+    int64_t cb;             /* fwd: blocks of NR output channels (kg rounded up) */
     int64_t ldb;            /* bwd_weights: kg rounded up to NR */
-    int row_blocks;         /* fwd: column blocks start at each output row (skip the gaps) */
     int nt;
-    size_t off_bytes, apack_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
+    size_t off_bytes, apack_bytes, bias_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
 } iplan;
 
 /* Rows and width of a phase plane for `rows` output rows. */
@@ -155,24 +158,23 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     p->plane = band_rows(d, rows) * p->wp;
     p->band_elems = p->cg * phases(d) * p->plane + kr->nr + (d->kw - 1) * d->dil_w;
     p->band_bytes = fc_align_up((size_t)(p->band_elems * es));
-    /* Columns j >= OW of a band row are wasted work. Blocks that run on across rows waste
-       them (wp - OW per row); blocks that restart at every row waste the rounding of OW
-       up to whole vectors instead. Whichever wastes less (cifar's OW = 32: none). */
-    const int64_t ow_vec = round_up(d->ow, kr->vl);
-    p->row_blocks = ow_vec - d->ow <= p->wp - d->ow;
     p->ldb = round_up(p->kg, kr->nr);
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = round_up(p->K, kr->mr);
+        p->cb = 0;
         p->apack_bytes = 0;
+        p->bias_bytes = 0;
         p->tile_bytes = fc_align_up((size_t)(rows * d->ow * p->ldb * es));
         p->dwt_bytes = fc_align_up((size_t)(d->groups * p->mp * p->ldb * es));
         /* the bias item's accumulator (one output row) shares the tile's space */
         if (p->tile_bytes < fc_align_up((size_t)(d->ow * es)))
             p->tile_bytes = fc_align_up((size_t)(d->ow * es));
     } else {
-        p->mp = round_up(p->kg, kr->mr);
-        p->apack_bytes = fc_align_up((size_t)(d->groups * p->mp * p->K * es));
+        p->mp = 0;
+        p->cb = ceil_div(p->kg, kr->nr);
+        p->apack_bytes = fc_align_up((size_t)(d->groups * p->cb * kr->nr * p->K * es));
+        p->bias_bytes = fc_align_up((size_t)(d->groups * p->cb * kr->nr * es));
         p->tile_bytes = 0;
         p->dwt_bytes = 0;
     }
@@ -181,16 +183,16 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
 
 static size_t plan_bytes(const iplan *p)
 {
-    return p->off_bytes + p->apack_bytes + p->dwt_bytes + (size_t)p->nt * p->per_thread;
+    return p->off_bytes + p->apack_bytes + p->bias_bytes + p->dwt_bytes + (size_t)p->nt * p->per_thread;
 }
 
-/* Workspace: offset table | shared block (packed A for fwd, dW^T for bwd_weights) | one
-   tile per thread. */
+/* Workspace: offset table | shared block (packed W^T and padded bias for fwd, dW^T for
+   bwd_weights) | one tile per thread. */
 static void carve(const iplan *p, void *ws, int64_t **off, char **shared, char **thread0)
 {
     *off = (int64_t *)ws;
     *shared = (char *)ws + p->off_bytes;
-    *thread0 = *shared + p->apack_bytes + p->dwt_bytes;
+    *thread0 = *shared + p->apack_bytes + p->bias_bytes + p->dwt_bytes;
 }
 
 size_t fc_implicit_workspace_size(const fc_conv_desc *d, int pass)
@@ -292,80 +294,52 @@ static void copy_band(const fc_conv_desc *d, const iplan *p, const char *x_g, in
 
 /* ---- forward (and bwd_data through it) ------------------------------------ */
 
-/* A for group g, MR-row panels of the full K: a[(panel*K + p)*MR + i] = W(g, panel*MR + i, p),
-   zero for rows past kg. flip: w is the original weight of a bwd_data problem, read
-   transposed (its input channels are our rows) and rotated by 180 degrees. */
-#define DEFINE_PACK_A(REAL, SFX)                                                                  \
-    static void pack_a_##SFX(const iplan *p, const REAL *w, int flip, int64_t g, int64_t panel,  \
-                             REAL *a)                                                             \
+/* W^T for group g in blocks of NR output channels: wt[(cb*K + p)*NR + j] = W(g, cb*NR + j, p),
+   zero for channels past kg. flip: w is the original weight of a bwd_data problem, read
+   transposed (its input channels are our output channels) and rotated by 180 degrees. */
+#define DEFINE_PACK_WT(REAL, SFX)                                                                 \
+    static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t g, int64_t cb,    \
+                              REAL *wt)                                                           \
     {                                                                                             \
-        const int64_t MR = p->kr->mr, KK = p->KK;                                                 \
-        for (int64_t i = 0; i < MR; i++) {                                                        \
-            const int64_t row = panel * MR + i;                                                   \
-            for (int64_t pk = 0; pk < p->K; pk++) {                                               \
+        const int64_t NR = p->kr->nr, KK = p->KK;                                                 \
+        for (int64_t pk = 0; pk < p->K; pk++) {                                                   \
+            const int64_t c = pk / KK, t = pk % KK;                                               \
+            for (int64_t j = 0; j < NR; j++) {                                                    \
+                const int64_t ch = cb * NR + j;                                                   \
                 REAL v = 0;                                                                       \
-                if (row < p->kg) {                                                                \
-                    const int64_t c = pk / KK, t = pk % KK;                                       \
-                    v = flip ? w[((g * p->cg + c) * p->kg + row) * KK + (KK - 1 - t)]             \
-                             : w[((g * p->kg + row) * p->cg + c) * KK + t];                       \
-                }                                                                                 \
-                a[pk * MR + i] = v;                                                               \
+                if (ch < p->kg)                                                                   \
+                    v = flip ? w[((g * p->cg + c) * p->kg + ch) * KK + (KK - 1 - t)]              \
+                             : w[((g * p->kg + ch) * p->cg + c) * KK + t];                        \
+                wt[pk * NR + j] = v;                                                              \
             }                                                                                     \
         }                                                                                         \
     }
-DEFINE_PACK_A(float, f32)
-DEFINE_PACK_A(double, f64)
+DEFINE_PACK_WT(float, f32)
+DEFINE_PACK_WT(double, f64)
 
-/* Where the vectors of the column block at band column q0 go: lane i of vector v is band
-   column q = q0 + v*vl + i, i.e. output row q / wp, column q % wp of the tile; it is stored
-   when that row is one of the tile's and the column is no gap column. The valid lanes of a
-   vector are consecutive output pixels: cols[v] is the first one's offset in the tile. */
-static void block_targets(const fc_conv_desc *d, const iplan *p, int64_t q0, int64_t rows, int nv,
-                          int64_t *cols, uint32_t *masks)
+/* One tile: the rows*OW output pixels in groups of 8 (the micro-kernel's MR), each group
+   against every block of NR channels. Pixel P of the tile is band column (P / OW)*wp + P % OW;
+   a last, partial group repeats its first pixel in the unused slots (not stored). */
+static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
+                     const int64_t *off, const char *band, char *y_t, int64_t rows)
 {
-    const int vl = p->kr->vl;
-    int64_t r = q0 / p->wp, j = q0 % p->wp;
-    for (int v = 0; v < nv; v++) {
-        uint32_t mask = 0;
-        int64_t first = 0;
-        for (int i = 0; i < vl; i++) {
-            if (r < rows && j < d->ow) {
-                if (mask == 0)
-                    first = r * d->ow + j;
-                mask |= 1u << i;
-            }
-            if (++j == p->wp) {
+    const size_t es = fc_elem_size(d->dtype);
+    const int64_t NR = p->kr->nr, MR = p->kr->mr, y_plane = d->oh * d->ow, pixels = rows * d->ow;
+    const fc_implicit_fwd_fn fwd = p->kr->fwd;
+    const void *px[8];
+    int64_t r = 0, j = 0; /* of pixel P0 */
+    for (int64_t P0 = 0; P0 < pixels; P0 += MR) {
+        const int64_t npx = min64(MR, pixels - P0);
+        for (int64_t t = 0; t < MR; t++) {
+            px[t] = t < npx ? band + (size_t)(r * p->wp + j) * es : px[0];
+            if (t < npx && ++j == d->ow) {
                 j = 0;
                 r++;
             }
         }
-        cols[v] = first;
-        masks[v] = mask;
-    }
-}
-
-/* y_t: channel g*kg, row i0 of the tile's image; bias_g: the group's bias or NULL. */
-static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *apack, const int64_t *off,
-                     const char *band, char *y_t, const char *bias_g, int64_t rows)
-{
-    const size_t es = fc_elem_size(d->dtype);
-    const int64_t MR = p->kr->mr, NR = p->kr->nr, vl = p->kr->vl, y_plane = d->oh * d->ow;
-    /* Column blocks [q0, q0 + width): the tile in one run, or each row's OW columns. */
-    const int64_t runs = p->row_blocks ? rows : 1;
-    const int64_t run_len = p->row_blocks ? round_up(d->ow, vl) : round_up((rows - 1) * p->wp + d->ow, vl);
-    int64_t cols[4];
-    uint32_t masks[4];
-    for (int64_t r = 0; r < runs; r++) {
-        for (int64_t j0 = 0; j0 < run_len; j0 += NR) {
-            const int64_t q0 = r * p->wp + j0;
-            const int nv = (int)(min64(NR, run_len - j0) / vl); /* the last block may be narrower */
-            const fc_implicit_fwd_fn fwd = p->kr->fwd[nv];
-            block_targets(d, p, q0, rows, nv, cols, masks);
-            for (int64_t ir = 0; ir < p->mp / MR; ir++)
-                fwd(p->K, apack + (size_t)(ir * p->K * MR) * es, band + (size_t)q0 * es, off,
-                    y_t + (size_t)(ir * MR * y_plane) * es, y_plane, min64(MR, p->kg - ir * MR), cols, masks,
-                    bias_g ? bias_g + (size_t)(ir * MR) * es : NULL);
-        }
+        for (int64_t cb = 0; cb < p->cb; cb++)
+            fwd(p->K, wt + (size_t)(cb * p->K * NR) * es, px, off, y_t + (size_t)(cb * NR * y_plane + P0) * es,
+                 y_plane, npx, min64(NR, p->kg - cb * NR), bias ? bias + (size_t)(cb * NR) * es : NULL);
     }
 }
 
@@ -377,22 +351,30 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     make_plan(d, FC_FWD, &p);
     const size_t es = fc_elem_size(d->dtype);
     int64_t *off;
-    char *apack, *thread0;
-    carve(&p, ws, &off, &apack, &thread0);
+    char *wt, *thread0;
+    carve(&p, ws, &off, &wt, &thread0);
+    char *bias_pad = wt + p.apack_bytes;
     const char *x = (const char *)x_, *bias = (const char *)bias_;
     char *y = (char *)y_;
-    const int64_t panels = p.mp / p.kr->mr, items = d->n * d->groups * p.tiles;
+    const int64_t items = d->n * d->groups * p.tiles;
     build_offsets(d, &p, off);
 
 #pragma omp parallel num_threads(p.nt)
     {
 #pragma omp for schedule(static)
-        for (int64_t gp = 0; gp < d->groups * panels; gp++) {
-            char *dst = apack + (size_t)(gp * p.kr->mr * p.K) * es; /* group g's panels start at g*mp*K */
+        for (int64_t gb = 0; gb < d->groups * p.cb; gb++) {
+            char *dst = wt + (size_t)(gb * p.kr->nr * p.K) * es; /* group g's blocks start at g*cb*NR*K */
             if (d->dtype == FC_F64)
-                pack_a_f64(&p, (const double *)w_, w_flipped, gp / panels, gp % panels, (double *)dst);
+                pack_wt_f64(&p, (const double *)w_, w_flipped, gb / p.cb, gb % p.cb, (double *)dst);
             else
-                pack_a_f32(&p, (const float *)w_, w_flipped, gp / panels, gp % panels, (float *)dst);
+                pack_wt_f32(&p, (const float *)w_, w_flipped, gb / p.cb, gb % p.cb, (float *)dst);
+        }
+#pragma omp single
+        if (bias) { /* padded to whole channel blocks: the kernels load it as vectors */
+            memset(bias_pad, 0, p.bias_bytes);
+            for (int64_t g = 0; g < d->groups; g++)
+                memcpy(bias_pad + (size_t)(g * p.cb * p.kr->nr) * es, bias + (size_t)(g * p.kg) * es,
+                       (size_t)p.kg * es);
         }
         char *band = thread0 + (size_t)THREAD_ID() * p.per_thread;
 #pragma omp for schedule(dynamic, 1)
@@ -400,9 +382,9 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
             const int64_t n = it / (d->groups * p.tiles), g = (it / p.tiles) % d->groups, t = it % p.tiles;
             const int64_t i0 = t * p.rows, rows = min64(p.rows, d->oh - i0);
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
-            fwd_tile(d, &p, apack + (size_t)(g * p.mp * p.K) * es, off, band,
-                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es,
-                     bias ? bias + (size_t)(g * p.kg) * es : NULL, rows);
+            fwd_tile(d, &p, wt + (size_t)(g * p.cb * p.kr->nr * p.K) * es,
+                     bias ? bias_pad + (size_t)(g * p.cb * p.kr->nr) * es : NULL, off, band,
+                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, rows);
         }
     }
 }

@@ -1,44 +1,45 @@
 /*
  * implicit.h: micro-kernels of the implicit-GEMM convolution (conv_implicit.c).
  *
- * A unit-stride convolution over an image band whose rows are padded to width Wp is a
+ * A unit-stride convolution (strided ones become unit-stride over phase planes, see
+ * conv_implicit.c) over an image band whose rows are padded to width Wp is a
  * GEMM whose column matrix never needs to exist: with output column q = r*Wp + j of the
  * band, the lowered matrix is
  *     B(k, q) = band[off[k] + q],   off[(c*KH + l)*KW + m] = c*plane + l*dh*Wp + m*dw,
  * so each row of B is a contiguous run of the band, shifted by a per-row offset. The
- * micro-kernels below read B straight from the band through that offset table instead of
- * from packed micro-panels (no im2col pass, no B packing); the band, a few rows of a few
- * channels, stays in L1/L2.
+ * micro-kernels below read the band in place through that offset table: no im2col pass, no
+ * B packing; the band, a few rows of a few channels, stays in L1/L2.
  *
- * fwd:    T = A_panel * B[:, q0:q0+NR] (+ bias[i] on row i when bias is not NULL), and for
- *         rows i < m, vector v: the lanes of T's row set in masks[v] are stored in order to
- *         consecutive elements from c + i*rsc + cols[v] (the output columns of a band row
- *         that are not gap columns go straight to y). A_panel packed MR x kc
- *         (a[p*MR + i]); b = band + q0; off = kc offsets.
- * wgrad:  C[0:MR, 0:NR] (+)= sum over t < rows, j < ow of
+ * fwd:   8 output pixels x NR output channels. For pixel t with band pointer px[t]
+ *         (= band + its q) and channel j: sum over p < kc of px[t][off[p]] * wt[p*NR + j],
+ *         wt = W^T packed for NR channels (64-byte aligned), + bias[j] when bias is not
+ *         NULL (NR elements). The tile is transposed in registers and stored as
+ *         y[j*y_plane + t] for t < npx, j < nch: 8 consecutive output pixels per channel.
+ *         Pixels are broadcast, weights loaded as aligned vectors: no load splits a cache
+ *         line, and gap columns (j >= OW of a band row) are never computed.
+ * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
  *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
  *         of ldb >= NR elements per output pixel. The sum runs over the pixels in order.
- * wgrad touches the full MR x NR tile of C: callers pad C, A and bt. The fwd variants
- * [v] compute only the first v vectors of the tile.
+ *         It touches the full MR x NR tile of C: callers pad C, the taps and bt.
  */
 #ifndef FASTCONV_IMPLICIT_H
 #define FASTCONV_IMPLICIT_H
 
 #include <stdint.h>
 
-typedef void (*fc_implicit_fwd_fn)(int64_t kc, const void *a, const void *b, const int64_t *off,
-                                   void *c, int64_t rsc, int64_t m, const int64_t *cols,
-                                   const uint32_t *masks, const void *bias);
 typedef void (*fc_implicit_wgrad_fn)(int64_t rows, int64_t ow, const void *const *a, int64_t a_rs,
                                      const void *bt, int64_t ldb, void *c, int64_t rsc, int accumulate);
 
 typedef void (*fc_implicit_pack_bt_fn)(int64_t kg, int64_t pixels, const void *src, int64_t lds, void *dst,
                                        int64_t ldb);
 
+typedef void (*fc_implicit_fwd_fn)(int64_t kc, const void *wt, const void *const *px, const int64_t *off,
+                                    void *y, int64_t y_plane, int64_t npx, int64_t nch, const void *bias);
+
 typedef struct fc_implicit_kernels {
-    int mr, nr, vl;                /* tile MR x NR, NR a multiple of the vector length vl */
-    fc_implicit_fwd_fn fwd[4];     /* [v]: the first v vectors of the tile; [NR / vl] is the full one */
+    int mr, nr;                     /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
+    fc_implicit_fwd_fn fwd;
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
 } fc_implicit_kernels;

@@ -60,6 +60,64 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
     }
 }
 
+/* acc[t][v] (pixel t, 16 channels) -> y[c*y_plane + t] for channels c < nch, pixels t < npx:
+   two 8x8 transposes of the vectors' 256-bit halves. */
+static inline __attribute__((always_inline)) void f32_transpose_store(__m512 acc[8][2], int v, float *y,
+                                                                      int64_t y_plane, int64_t npx,
+                                                                      int64_t nch)
+{
+    const __mmask16 m = (__mmask16)((1u << npx) - 1);
+    for (int h = 0; h < 2; h++) {
+        __m256 r[8], t[8], s[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][v]), 1))
+                  : _mm512_castps512_ps256(acc[i][v]);
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int g = 0; g < 8; g += 4) {
+            s[g + 0] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+            s[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+            s[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+            s[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+        }
+        for (int c = 0; c < 8; c++) {
+            const int ch = h * 8 + c;
+            if (ch >= nch)
+                return;
+            const __m256 col = _mm256_permute2f128_ps(s[c & 3], s[4 + (c & 3)], c < 4 ? 0x20 : 0x31);
+            _mm512_mask_storeu_ps(y + ch * y_plane, m, _mm512_castps256_ps512(col));
+        }
+    }
+}
+
+/* The same for f64: one 8x8 transpose per vector (8 channels). */
+static inline __attribute__((always_inline)) void f64_transpose_store(__m512d acc[8][3], int v, double *y,
+                                                                      int64_t y_plane, int64_t npx,
+                                                                      int64_t nch)
+{
+    const __mmask8 m = (__mmask8)((1u << npx) - 1);
+    __m512d t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(acc[i][v], acc[i + 1][v]);
+        t[i + 1] = _mm512_unpackhi_pd(acc[i][v], acc[i + 1][v]);
+    }
+    __m512d col[8];
+    for (int j = 0; j < 2; j++) {
+        const __m512d v0 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0x88);
+        const __m512d v1 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0xdd);
+        const __m512d v2 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0x88);
+        const __m512d v3 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0xdd);
+        col[j + 0] = _mm512_shuffle_f64x2(v0, v2, 0x88);
+        col[j + 4] = _mm512_shuffle_f64x2(v0, v2, 0xdd);
+        col[j + 2] = _mm512_shuffle_f64x2(v1, v3, 0x88);
+        col[j + 6] = _mm512_shuffle_f64x2(v1, v3, 0xdd);
+    }
+    for (int c = 0; c < 8 && c < nch; c++)
+        _mm512_mask_storeu_pd(y + c * y_plane, m, col[c]);
+}
+
 #define REAL float
 #define VEC __m512
 #define VL 16
@@ -70,12 +128,11 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define FMADD _mm512_fmadd_ps
 #define ADD _mm512_add_ps
 #define ZERO _mm512_setzero_ps
-#define MASK_T __mmask16
-#define FULL_MASK 0xFFFFu
-#define MASK_STOREU _mm512_mask_storeu_ps
-#define MASKZ_COMPRESS _mm512_maskz_compress_ps
 #define FN(name) f32_8x32_##name
 #define TBLOCK f32_tblock
+#define LOAD _mm512_load_ps
+#define NR_ELEMS 32
+#define TRANSPOSE_STORE f32_transpose_store
 #include "implicit_avx512.inc"
 #undef REAL
 #undef VEC
@@ -87,12 +144,11 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #undef FMADD
 #undef ADD
 #undef ZERO
-#undef MASK_T
-#undef FULL_MASK
-#undef MASK_STOREU
-#undef MASKZ_COMPRESS
 #undef FN
 #undef TBLOCK
+#undef LOAD
+#undef NR_ELEMS
+#undef TRANSPOSE_STORE
 
 #define REAL double
 #define VEC __m512d
@@ -104,16 +160,13 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define FMADD _mm512_fmadd_pd
 #define ADD _mm512_add_pd
 #define ZERO _mm512_setzero_pd
-#define MASK_T __mmask8
-#define FULL_MASK 0xFFu
-#define MASK_STOREU _mm512_mask_storeu_pd
-#define MASKZ_COMPRESS _mm512_maskz_compress_pd
 #define FN(name) f64_8x24_##name
 #define TBLOCK f64_tblock
+#define LOAD _mm512_load_pd
+#define NR_ELEMS 24
+#define TRANSPOSE_STORE f64_transpose_store
 #include "implicit_avx512.inc"
 
-const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
-    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd}, f32_8x32_wgrad, f32_8x32_pack_bt};
-const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
-    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd}, f64_8x24_wgrad, f64_8x24_pack_bt};
+const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {8, 32, f32_8x32_fwd, f32_8x32_wgrad, f32_8x32_pack_bt};
+const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {8, 24, f64_8x24_fwd, f64_8x24_wgrad, f64_8x24_pack_bt};
 #endif
