@@ -86,7 +86,9 @@ static inline __attribute__((always_inline)) void f32_transpose_store(__m512 acc
             const int ch = h * 8 + c;
             if (ch >= nch)
                 return;
-            const __m256 col = _mm256_permute2f128_ps(s[c & 3], s[4 + (c & 3)], c < 4 ? 0x20 : 0x31);
+            /* (immediates must be literals even where the loop is not unrolled, e.g. -O1) */
+            const __m256 col = c < 4 ? _mm256_permute2f128_ps(s[c & 3], s[4 + (c & 3)], 0x20)
+                                     : _mm256_permute2f128_ps(s[c & 3], s[4 + (c & 3)], 0x31);
             _mm512_mask_storeu_ps(y + ch * y_plane, m, _mm512_castps256_ps512(col));
         }
     }
