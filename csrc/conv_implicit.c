@@ -77,7 +77,7 @@ typedef struct iplan {
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
     int64_t band_elems;     /* cg*sh*sw planes + slack read past the last one by the kernels */
     int64_t mp;             /* bwd_weights: K rounded up to MR */
-    int64_t cb;             /* fwd: blocks of NR output channels (kg rounded up) */
+    int64_t kv, cb;         /* fwd: vectors of output channels (kg rounded up), blocks of <= NR */
     int64_t ldb;            /* bwd_weights: kg rounded up to NR */
     int nt;
     size_t off_bytes, apack_bytes, bias_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
@@ -162,7 +162,7 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = round_up(p->K, kr->mr);
-        p->cb = 0;
+        p->kv = p->cb = 0;
         p->apack_bytes = 0;
         p->bias_bytes = 0;
         p->tile_bytes = fc_align_up((size_t)(rows * d->ow * p->ldb * es));
@@ -172,9 +172,12 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
             p->tile_bytes = fc_align_up((size_t)(d->ow * es));
     } else {
         p->mp = 0;
-        p->cb = ceil_div(p->kg, kr->nr);
-        p->apack_bytes = fc_align_up((size_t)(d->groups * p->cb * kr->nr * p->K * es));
-        p->bias_bytes = fc_align_up((size_t)(d->groups * p->cb * kr->nr * es));
+        /* kv vectors of channels split evenly into cb blocks (f64, kg = 32: 16 + 16, not
+           24 + 24 with a third wasted) */
+        p->kv = ceil_div(p->kg, kr->vl);
+        p->cb = ceil_div(p->kv * kr->vl, kr->nr);
+        p->apack_bytes = fc_align_up((size_t)(d->groups * p->kv * kr->vl * p->K * es));
+        p->bias_bytes = fc_align_up((size_t)(d->groups * p->kv * kr->vl * es));
         p->tile_bytes = 0;
         p->dwt_bytes = 0;
     }
@@ -294,23 +297,31 @@ static void copy_band(const fc_conv_desc *d, const iplan *p, const char *x_g, in
 
 /* ---- forward (and bwd_data through it) ------------------------------------ */
 
-/* W^T for group g in blocks of NR output channels: wt[(cb*K + p)*NR + j] = W(g, cb*NR + j, p),
+/* Vectors [*v0, *v0 + *nv) of channel block cb (the kv vectors split evenly, larger first). */
+static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
+{
+    const int64_t base = p->kv / p->cb, extra = p->kv % p->cb;
+    *nv = base + (cb < extra);
+    *v0 = cb * base + min64(cb, extra);
+}
+
+/* W^T of group g, channels [c0, c0 + width), for one block: wt[p*width + j] = W(g, c0 + j, p),
    zero for channels past kg. flip: w is the original weight of a bwd_data problem, read
    transposed (its input channels are our output channels) and rotated by 180 degrees. */
 #define DEFINE_PACK_WT(REAL, SFX)                                                                 \
-    static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t g, int64_t cb,    \
-                              REAL *wt)                                                           \
+    static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t g, int64_t c0,    \
+                              int64_t width, REAL *wt)                                            \
     {                                                                                             \
-        const int64_t NR = p->kr->nr, KK = p->KK;                                                 \
+        const int64_t KK = p->KK;                                                                 \
         for (int64_t pk = 0; pk < p->K; pk++) {                                                   \
             const int64_t c = pk / KK, t = pk % KK;                                               \
-            for (int64_t j = 0; j < NR; j++) {                                                    \
-                const int64_t ch = cb * NR + j;                                                   \
+            for (int64_t j = 0; j < width; j++) {                                                 \
+                const int64_t ch = c0 + j;                                                        \
                 REAL v = 0;                                                                       \
                 if (ch < p->kg)                                                                   \
                     v = flip ? w[((g * p->cg + c) * p->kg + ch) * KK + (KK - 1 - t)]              \
                              : w[((g * p->kg + ch) * p->cg + c) * KK + t];                        \
-                wt[pk * NR + j] = v;                                                              \
+                wt[pk * width + j] = v;                                                           \
             }                                                                                     \
         }                                                                                         \
     }
@@ -318,14 +329,13 @@ DEFINE_PACK_WT(float, f32)
 DEFINE_PACK_WT(double, f64)
 
 /* One tile: the rows*OW output pixels in groups of 8 (the micro-kernel's MR), each group
-   against every block of NR channels. Pixel P of the tile is band column (P / OW)*wp + P % OW;
+   against every block of channels. Pixel P of the tile is band column (P / OW)*wp + P % OW;
    a last, partial group repeats its first pixel in the unused slots (not stored). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
                      const int64_t *off, const char *band, char *y_t, int64_t rows)
 {
     const size_t es = fc_elem_size(d->dtype);
-    const int64_t NR = p->kr->nr, MR = p->kr->mr, y_plane = d->oh * d->ow, pixels = rows * d->ow;
-    const fc_implicit_fwd_fn fwd = p->kr->fwd;
+    const int64_t MR = p->kr->mr, vl = p->kr->vl, y_plane = d->oh * d->ow, pixels = rows * d->ow;
     const void *px[8];
     int64_t r = 0, j = 0; /* of pixel P0 */
     for (int64_t P0 = 0; P0 < pixels; P0 += MR) {
@@ -337,9 +347,13 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
                 r++;
             }
         }
-        for (int64_t cb = 0; cb < p->cb; cb++)
-            fwd(p->K, wt + (size_t)(cb * p->K * NR) * es, px, off, y_t + (size_t)(cb * NR * y_plane + P0) * es,
-                 y_plane, npx, min64(NR, p->kg - cb * NR), bias ? bias + (size_t)(cb * NR) * es : NULL);
+        for (int64_t cb = 0; cb < p->cb; cb++) {
+            int64_t v0, nv;
+            block_vectors(p, cb, &v0, &nv);
+            const int64_t c0 = v0 * vl;
+            p->kr->fwd[nv](p->K, wt + (size_t)(c0 * p->K) * es, px, off, y_t + (size_t)(c0 * y_plane + P0) * es,
+                           y_plane, npx, min64(nv * vl, p->kg - c0), bias ? bias + (size_t)c0 * es : NULL);
+        }
     }
 }
 
@@ -363,17 +377,21 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     {
 #pragma omp for schedule(static)
         for (int64_t gb = 0; gb < d->groups * p.cb; gb++) {
-            char *dst = wt + (size_t)(gb * p.kr->nr * p.K) * es; /* group g's blocks start at g*cb*NR*K */
+            const int64_t g = gb / p.cb;
+            int64_t v0, nv;
+            block_vectors(&p, gb % p.cb, &v0, &nv);
+            const int64_t c0 = v0 * p.kr->vl, width = nv * p.kr->vl;
+            char *dst = wt + (size_t)((g * p.kv * p.kr->vl + c0) * p.K) * es;
             if (d->dtype == FC_F64)
-                pack_wt_f64(&p, (const double *)w_, w_flipped, gb / p.cb, gb % p.cb, (double *)dst);
+                pack_wt_f64(&p, (const double *)w_, w_flipped, g, c0, width, (double *)dst);
             else
-                pack_wt_f32(&p, (const float *)w_, w_flipped, gb / p.cb, gb % p.cb, (float *)dst);
+                pack_wt_f32(&p, (const float *)w_, w_flipped, g, c0, width, (float *)dst);
         }
 #pragma omp single
-        if (bias) { /* padded to whole channel blocks: the kernels load it as vectors */
+        if (bias) { /* padded to whole vectors: the kernels load it as vectors */
             memset(bias_pad, 0, p.bias_bytes);
             for (int64_t g = 0; g < d->groups; g++)
-                memcpy(bias_pad + (size_t)(g * p.cb * p.kr->nr) * es, bias + (size_t)(g * p.kg) * es,
+                memcpy(bias_pad + (size_t)(g * p.kv * p.kr->vl) * es, bias + (size_t)(g * p.kg) * es,
                        (size_t)p.kg * es);
         }
         char *band = thread0 + (size_t)THREAD_ID() * p.per_thread;
@@ -382,8 +400,8 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
             const int64_t n = it / (d->groups * p.tiles), g = (it / p.tiles) % d->groups, t = it % p.tiles;
             const int64_t i0 = t * p.rows, rows = min64(p.rows, d->oh - i0);
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
-            fwd_tile(d, &p, wt + (size_t)(g * p.cb * p.kr->nr * p.K) * es,
-                     bias ? bias_pad + (size_t)(g * p.cb * p.kr->nr) * es : NULL, off, band,
+            fwd_tile(d, &p, wt + (size_t)(g * p.kv * p.kr->vl * p.K) * es,
+                     bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band,
                      y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, rows);
         }
     }

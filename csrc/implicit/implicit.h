@@ -10,10 +10,10 @@
  * micro-kernels below read the band in place through that offset table: no im2col pass, no
  * B packing; the band, a few rows of a few channels, stays in L1/L2.
  *
- * fwd:   8 output pixels x NR output channels. For pixel t with band pointer px[t]
- *         (= band + its q) and channel j: sum over p < kc of px[t][off[p]] * wt[p*NR + j],
- *         wt = W^T packed for NR channels (64-byte aligned), + bias[j] when bias is not
- *         NULL (NR elements). The tile is transposed in registers and stored as
+ * fwd[v]: 8 output pixels x v vectors (v*vl channels, v*vl <= NR). For pixel t with band
+ *         pointer px[t] (= band + its q) and channel j: sum over p < kc of
+ *         px[t][off[p]] * wt[p*v*vl + j], wt = W^T packed for those channels (64-byte
+ *         aligned), + bias[j] when bias is not NULL (v*vl elements). The tile is transposed in registers and stored as
  *         y[j*y_plane + t] for t < npx, j < nch: 8 consecutive output pixels per channel.
  *         Pixels are broadcast, weights loaded as aligned vectors: no load splits a cache
  *         line, and gap columns (j >= OW of a band row) are never computed.
@@ -38,8 +38,8 @@ typedef void (*fc_implicit_fwd_fn)(int64_t kc, const void *wt, const void *const
                                     void *y, int64_t y_plane, int64_t npx, int64_t nch, const void *bias);
 
 typedef struct fc_implicit_kernels {
-    int mr, nr;                     /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
-    fc_implicit_fwd_fn fwd;
+    int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
+    fc_implicit_fwd_fn fwd[4];      /* [v]: v vectors of vl channels, up to NR / vl */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
 } fc_implicit_kernels;

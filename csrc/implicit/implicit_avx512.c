@@ -133,7 +133,6 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
 #define FN(name) f32_8x32_##name
 #define TBLOCK f32_tblock
 #define LOAD _mm512_load_ps
-#define NR_ELEMS 32
 #define TRANSPOSE_STORE f32_transpose_store
 #include "implicit_avx512.inc"
 #undef REAL
@@ -149,7 +148,6 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
 #undef FN
 #undef TBLOCK
 #undef LOAD
-#undef NR_ELEMS
 #undef TRANSPOSE_STORE
 
 #define REAL double
@@ -165,10 +163,11 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
 #define FN(name) f64_8x24_##name
 #define TBLOCK f64_tblock
 #define LOAD _mm512_load_pd
-#define NR_ELEMS 24
 #define TRANSPOSE_STORE f64_transpose_store
 #include "implicit_avx512.inc"
 
-const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {8, 32, f32_8x32_fwd, f32_8x32_wgrad, f32_8x32_pack_bt};
-const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {8, 24, f64_8x24_fwd, f64_8x24_wgrad, f64_8x24_pack_bt};
+const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
+    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v}, f32_8x32_wgrad, f32_8x32_pack_bt};
+const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
+    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v}, f64_8x24_wgrad, f64_8x24_pack_bt};
 #endif
