@@ -386,3 +386,15 @@ def test_huge_padding_and_stride():
     else:
         assert y.shape == (2, 6, 1, 1)
         np.testing.assert_array_equal(y, np.full((2, 6, 1, 1), 4 * 9, F32))
+
+
+@pytest.mark.parametrize("padding", [2**31, ((2**61, 2**61), (0, 0)), ((0, 0), (2**61, 2**61))],
+                         ids=["both", "rows", "columns"])
+def test_huge_padding_of_an_empty_problem_names_the_output(padding):
+    """An empty batch with zero output channels passes the output-size check (0 elements);
+    the padding must still be refused by a check whose message says where the size comes
+    from (found by the hardening fuzz)."""
+    x = np.zeros((0, 1, 1, 1), F32)
+    w = np.zeros((0, 1, 1, 1), F32)
+    with pytest.raises(MemoryError, match="output plane.*padding.*too many"):
+        fastconv.conv2d(x, w, padding=padding, algorithm="direct")

@@ -211,9 +211,15 @@ def make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: I
     _check_size(input_name, n, c_in, h, w, 8)
     _check_size(weight_name, c_out, cg, kh, kw, 8)
     _check_size("the output", n, c_out, oh, ow, 8)
-    _check_size("the per-tap workspace", 8, kh, kw, ow, 8)
-    _check_size("a row of the im2col column matrix", cg, kh, kw, ow, 8)
-    _check_size("the im2col column matrix of one image", cg, kh, kw, oh, ow, 8)
+    # The sizes below also grow with the output plane and the weight; their messages name
+    # both, so an empty batch or zero output channels (which pass the checks above) with a
+    # huge padding or kernel still get an error that says where the size comes from.
+    _check_size("one output plane (H_out x W_out, from the padding)", oh, ow, 8)
+    _check_size("the per-tap workspace (weight kh x kw x output width)", 8, kh, kw, ow, 8)
+    _check_size("a row of the im2col column matrix (weight C_in/groups x kh x kw x output width)",
+                cg, kh, kw, ow, 8)
+    _check_size("the im2col column matrix of one image (weight C_in/groups x kh x kw x output plane)",
+                cg, kh, kw, oh, ow, 8)
     _check_size("the padded input", padded_h, padded_w, 8)
     return ConvSpec(n, c_in, h, w, c_out, kh, kw, oh, ow, (sh, sw), pads, (dh, dw), groups, np.dtype(dtype))
 
