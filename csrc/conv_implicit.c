@@ -72,6 +72,7 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 typedef struct iplan {
     const fc_implicit_kernels *kr;
     int64_t cg, kg, KK, K;  /* of the problem computed (the transposed one for bwd_data) */
+    int64_t kh, kw;
     int64_t wp;             /* band row width */
     int64_t rows, tiles;    /* output rows per tile, tiles per image */
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
@@ -137,6 +138,8 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     p->kr = kr;
     p->cg = d->c_in / d->groups;
     p->kg = d->c_out / d->groups;
+    p->kh = d->kh;
+    p->kw = d->kw;
     p->KK = d->kh * d->kw;
     p->K = p->cg * p->KK;
     p->wp = band_width(d);
@@ -228,7 +231,9 @@ int fc_implicit_weights_finite(const fc_conv_desc *d, const void *w)
 /* ---- pieces shared by the passes ------------------------------------------ */
 
 /* off[(c*KH + l)*KW + m]: the tap's phase plane, then its row and column shift in it. */
-static void build_offsets(const fc_conv_desc *d, const iplan *p, int64_t *off)
+/* rows_first: index the taps (l, c, m) instead of the weight's (c, l, m), so that the taps
+   of one kernel row are contiguous (the forward skips whole kernel rows in the padding). */
+static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first, int64_t *off)
 {
     const int64_t sh = d->stride_h, sw = d->stride_w;
     for (int64_t c = 0; c < p->cg; c++)
@@ -236,7 +241,8 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int64_t *off)
             for (int64_t m = 0; m < d->kw; m++) {
                 const int64_t ly = l * d->dil_h, mx = m * d->dil_w;
                 const int64_t plane = (c * sh + ly % sh) * sw + mx % sw;
-                off[(c * d->kh + l) * d->kw + m] = plane * p->plane + ly / sh * p->wp + mx / sw;
+                const int64_t k = rows_first ? (l * p->cg + c) * d->kw + m : (c * d->kh + l) * d->kw + m;
+                off[k] = plane * p->plane + ly / sh * p->wp + mx / sw;
             }
 }
 
@@ -312,9 +318,10 @@ static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
     static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t g, int64_t c0,    \
                               int64_t width, REAL *wt)                                            \
     {                                                                                             \
-        const int64_t KK = p->KK;                                                                 \
+        const int64_t KK = p->KK, KW = p->kw;                                                     \
         for (int64_t pk = 0; pk < p->K; pk++) {                                                   \
-            const int64_t c = pk / KK, t = pk % KK;                                               \
+            /* pk = (l*cg + c)*KW + m, the forward's tap order (build_offsets) */                 \
+            const int64_t l = pk / (p->cg * KW), c = pk / KW % p->cg, t = l * KW + pk % KW;        \
             for (int64_t j = 0; j < width; j++) {                                                 \
                 const int64_t ch = c0 + j;                                                        \
                 REAL v = 0;                                                                       \
@@ -331,15 +338,42 @@ DEFINE_PACK_WT(double, f64)
 /* One tile: the rows*OW output pixels in groups of 8 (the micro-kernel's MR), each group
    against every block of channels. Pixel P of the tile is band column (P / OW)*wp + P % OW;
    a last, partial group repeats its first pixel in the unused slots (not stored). */
+/* Kernel rows [*lo, *hi) that read inside the image for some output row in [first, last]
+   (all of them when skipping is off; *lo == *hi when none does). Input row oh*sh + l*dh -
+   pad_top is inside for l in [ceil((pad_top - oh*sh) / dh), floor((H-1 + pad_top - oh*sh) / dh)];
+   both ends fall as oh grows, so the union over the rows runs from the last row's lower end
+   to the first row's upper end. */
+static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last, int skip, int64_t *lo,
+                              int64_t *hi)
+{
+    *lo = 0;
+    *hi = d->kh;
+    if (!skip)
+        return;
+    const int64_t top = d->pad_top - last * d->stride_h;
+    const int64_t bottom = d->h - 1 + d->pad_top - first * d->stride_h;
+    *lo = top > 0 ? min64(d->kh, (top + d->dil_h - 1) / d->dil_h) : 0;
+    *hi = bottom >= 0 ? min64(d->kh, bottom / d->dil_h + 1) : 0;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
+   and are left out (a tap range per pixel group: the union over its rows; the partial sums
+   of the other taps are bitwise the same, so tiling and thread count still do not matter). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
-                     const int64_t *off, const char *band, char *y_t, int64_t rows)
+                     const int64_t *off, const char *band, char *y_t, int64_t i0, int64_t rows, int skip)
 {
     const size_t es = fc_elem_size(d->dtype);
     const int64_t MR = p->kr->mr, vl = p->kr->vl, y_plane = d->oh * d->ow, pixels = rows * d->ow;
+    const int64_t row_taps = p->cg * p->kw; /* taps of one kernel row (build_offsets' order) */
     const void *px[8];
     int64_t r = 0, j = 0; /* of pixel P0 */
     for (int64_t P0 = 0; P0 < pixels; P0 += MR) {
         const int64_t npx = min64(MR, pixels - P0);
+        int64_t lo, hi;
+        valid_kernel_rows(d, i0 + r, i0 + (P0 + npx - 1) / d->ow, skip, &lo, &hi);
+        const int64_t k0 = lo * row_taps, kc = (hi - lo) * row_taps;
         for (int64_t t = 0; t < MR; t++) {
             px[t] = t < npx ? band + (size_t)(r * p->wp + j) * es : px[0];
             if (t < npx && ++j == d->ow) {
@@ -351,8 +385,9 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             int64_t v0, nv;
             block_vectors(p, cb, &v0, &nv);
             const int64_t c0 = v0 * vl;
-            p->kr->fwd[nv](p->K, wt + (size_t)(c0 * p->K) * es, px, off, y_t + (size_t)(c0 * y_plane + P0) * es,
-                           y_plane, npx, min64(nv * vl, p->kg - c0), bias ? bias + (size_t)c0 * es : NULL);
+            p->kr->fwd[nv](kc, wt + (size_t)(c0 * p->K + k0 * nv * vl) * es, px, off + k0,
+                           y_t + (size_t)(c0 * y_plane + P0) * es, y_plane, npx, min64(nv * vl, p->kg - c0),
+                           bias ? bias + (size_t)c0 * es : NULL);
         }
     }
 }
@@ -371,7 +406,9 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     const char *x = (const char *)x_, *bias = (const char *)bias_;
     char *y = (char *)y_;
     const int64_t items = d->n * d->groups * p.tiles;
-    build_offsets(d, &p, off);
+    build_offsets(d, &p, 1, off);
+    /* bwd_data comes here only with finite weights (conv_im2col.c checks) */
+    const int skip = w_flipped || fc_implicit_weights_finite(d, w_);
 
 #pragma omp parallel num_threads(p.nt)
     {
@@ -402,7 +439,7 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
             fwd_tile(d, &p, wt + (size_t)(g * p.kv * p.kr->vl * p.K) * es,
                      bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band,
-                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, rows);
+                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, i0, rows, skip);
         }
     }
 }
@@ -451,7 +488,7 @@ void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void 
     const int64_t plane = d->oh * d->ow;
     const fc_implicit_wgrad_fn wgrad = p.kr->wgrad;
     const fc_bias_item_fn bias_item = fc_direct_ops_active()->bias[d->dtype];
-    build_offsets(d, &p, off);
+    build_offsets(d, &p, 0, off);
 
 #pragma omp parallel num_threads(p.nt)
     {

@@ -75,6 +75,9 @@ CASES = [
     Case("s2_dilated", 1, 8, 13, 14, 16, (3, 3), 2, 2, 1, 2),
     Case("s3_and_s2", 1, 4, 20, 21, 16, (5, 5), 2, 3, 1, (3, 2)),
     Case("k2_s2", 2, 8, 13, 14, 8, (2, 2), 0, 1, 1, 2),
+    # pixel groups of 8 spanning 3 rows, some wholly in the padding (kernel rows skipped)
+    Case("narrow_tall_padding", 1, 4, 4, 3, 8, (3, 3), ((4, 4), (1, 1))),
+    Case("narrow_tall_padding_s2_dil", 1, 4, 7, 2, 8, (3, 3), ((5, 3), (1, 1)), (2, 1), 1, (2, 1)),
 ]
 IDS = [c.name for c in CASES]
 
