@@ -152,8 +152,6 @@ static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
 
 /* ---- direct: passes ------------------------------------------------------- */
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 static void direct_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias,
                        void *y, void *ws)
 {
@@ -165,7 +163,7 @@ static void direct_fwd(const fc_conv_desc *d, const void *x, const void *w, cons
     /* An item pads its image group once and runs a span of its channels: whole groups
        when the batch alone feeds every thread twice, else single channel blocks. */
     const int64_t span = d->n * G >= 2 * nt ? kg : FC_DIRECT_KB;
-    const int64_t spans = ceil_div(kg, span), items = d->n * G * spans;
+    const int64_t spans = fc_ceil_div(kg, span), items = d->n * G * spans;
     int64_t *lo = (int64_t *)ws, *hi = lo + d->kw;
     fc_build_col_ranges(d, lo, hi);
     char *zeros = (char *)ws + direct_tables_bytes(d);
@@ -246,7 +244,7 @@ static void direct_bwd_data(const fc_conv_desc *d, const void *gy, const void *w
     const fc_bwd_data_item_fn item = ops->bwd_data[d->dtype];
     const size_t es = fc_elem_size(d->dtype);
     const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G;
-    const int64_t blocks = ceil_div(cg, FC_DIRECT_KB), items = d->n * G * blocks;
+    const int64_t blocks = fc_ceil_div(cg, FC_DIRECT_KB), items = d->n * G * blocks;
     int64_t *lo = (int64_t *)ws, *hi = lo + d->kw;
     fc_build_col_ranges(d, lo, hi);
     const fc_col_range cols = {lo, hi, NULL};
@@ -272,7 +270,7 @@ static void direct_bwd_weights(const fc_conv_desc *d, const void *gy, const void
     const fc_bias_item_fn bias_item = ops->bias[d->dtype];
     const size_t es = fc_elem_size(d->dtype);
     const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G;
-    const int64_t blocks = ceil_div(kg, FC_DIRECT_KB);
+    const int64_t blocks = fc_ceil_div(kg, FC_DIRECT_KB);
     const int64_t w_items = G * blocks * cg, b_items = gb ? d->c_out : 0;
     int64_t *lo = (int64_t *)ws, *hi = lo + d->kw;
     fc_build_col_ranges(d, lo, hi);

@@ -64,11 +64,6 @@ const fc_implicit_kernels *fc_implicit_kernels_for(int dtype)
     return NULL;
 }
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
 typedef struct iplan {
     const fc_implicit_kernels *kr;
     int64_t cg, kg, KK, K;  /* of the problem computed (the transposed one for bwd_data) */
@@ -76,7 +71,6 @@ typedef struct iplan {
     int64_t wp;             /* band row width */
     int64_t rows, tiles;    /* output rows per tile, tiles per image */
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
-    int64_t band_elems;     /* cg*sh*sw planes + slack read past the last one by the kernels */
     int64_t mp;             /* bwd_weights: K rounded up to MR */
     int64_t kv, cb;         /* fwd: vectors of output channels (kg rounded up), blocks of <= NR */
     int64_t ldb;            /* bwd_weights: kg rounded up to NR */
@@ -99,7 +93,7 @@ static int64_t tile_bytes_for(const fc_conv_desc *d, int pass, const fc_implicit
     const int64_t wp = band_width(d);
     int64_t bytes = cg * phases(d) * band_rows(d, rows) * wp * es;
     if (pass == FC_BWD_WEIGHTS)
-        bytes += rows * d->ow * round_up(kg, kr->nr) * es;
+        bytes += rows * d->ow * fc_round_up(kg, kr->nr) * es;
     return bytes;
 }
 
@@ -152,19 +146,20 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     while (rows > 1 && tile_bytes_for(d, pass, kr, rows) > TILE_BYTES)
         rows = (rows + 1) / 2;
     if (pass != FC_BWD_WEIGHTS) {
-        const int64_t want = ceil_div(2 * p->nt, d->n * d->groups); /* tiles per image */
+        const int64_t want = fc_ceil_div(2 * p->nt, d->n * d->groups); /* tiles per image */
         if (want > 1)
-            rows = min64(rows, max64(1, ceil_div(d->oh, want)));
+            rows = fc_min64(rows, fc_max64(1, fc_ceil_div(d->oh, want)));
     }
     p->rows = rows;
-    p->tiles = ceil_div(d->oh, rows);
+    p->tiles = fc_ceil_div(d->oh, rows);
     p->plane = band_rows(d, rows) * p->wp;
-    p->band_elems = p->cg * phases(d) * p->plane + kr->nr + (d->kw - 1) * d->dil_w;
-    p->band_bytes = fc_align_up((size_t)(p->band_elems * es));
-    p->ldb = round_up(p->kg, kr->nr);
+    /* cg*sh*sw phase planes; no slack: the kernels read single elements, all inside a plane
+       (row < band_rows, column < OW + (KW-1)*dw/sw = wp) */
+    p->band_bytes = fc_align_up((size_t)(p->cg * phases(d) * p->plane * es));
+    p->ldb = fc_round_up(p->kg, kr->nr);
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
-        p->mp = round_up(p->K, kr->mr);
+        p->mp = fc_round_up(p->K, kr->mr);
         p->kv = p->cb = 0;
         p->apack_bytes = 0;
         p->bias_bytes = 0;
@@ -177,8 +172,8 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
         p->mp = 0;
         /* kv vectors of channels split evenly into cb blocks (f64, kg = 32: 16 + 16, not
            24 + 24 with a third wasted) */
-        p->kv = ceil_div(p->kg, kr->vl);
-        p->cb = ceil_div(p->kv * kr->vl, kr->nr);
+        p->kv = fc_ceil_div(p->kg, kr->vl);
+        p->cb = fc_ceil_div(p->kv * kr->vl, kr->nr);
         p->apack_bytes = fc_align_up((size_t)(d->groups * p->kv * kr->vl * p->K * es));
         p->bias_bytes = fc_align_up((size_t)(d->groups * p->kv * kr->vl * es));
         p->tile_bytes = 0;
@@ -261,9 +256,9 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                 for (int64_t b = 0; b < sw; b++) {                                                \
                     /* columns j with 0 <= sw*j + b - pad_left < W: [lo, hi) */                   \
                     const int64_t first = d->pad_left - b; /* sw*j >= first */                    \
-                    const int64_t lo = min64(wp, max64(0, first > 0 ? (first + sw - 1) / sw : 0)); \
+                    const int64_t lo = fc_min64(wp, fc_max64(0, first > 0 ? (first + sw - 1) / sw : 0)); \
                     const int64_t last = d->w + d->pad_left - b; /* sw*j < last */                \
-                    const int64_t hi = max64(lo, min64(wp, last > 0 ? (last + sw - 1) / sw : 0)); \
+                    const int64_t hi = fc_max64(lo, fc_min64(wp, last > 0 ? (last + sw - 1) / sw : 0)); \
                     REAL *restrict dst = band + ((c * sh + a) * sw + b) * p->plane;               \
                     for (int64_t r = 0; r < br; r++, dst += wp) {                                 \
                         const int64_t ih = sh * (i0 + r) + a - d->pad_top;                        \
@@ -308,7 +303,7 @@ static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
 {
     const int64_t base = p->kv / p->cb, extra = p->kv % p->cb;
     *nv = base + (cb < extra);
-    *v0 = cb * base + min64(cb, extra);
+    *v0 = cb * base + fc_min64(cb, extra);
 }
 
 /* W^T of group g, channels [c0, c0 + width), for one block: wt[p*width + j] = W(g, c0 + j, p),
@@ -352,8 +347,8 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
         return;
     const int64_t top = d->pad_top - last * d->stride_h;
     const int64_t bottom = d->h - 1 + d->pad_top - first * d->stride_h;
-    *lo = top > 0 ? min64(d->kh, (top + d->dil_h - 1) / d->dil_h) : 0;
-    *hi = bottom >= 0 ? min64(d->kh, bottom / d->dil_h + 1) : 0;
+    *lo = top > 0 ? fc_min64(d->kh, (top + d->dil_h - 1) / d->dil_h) : 0;
+    *hi = bottom >= 0 ? fc_min64(d->kh, bottom / d->dil_h + 1) : 0;
     if (*hi < *lo)
         *hi = *lo;
 }
@@ -370,7 +365,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
     const void *px[8];
     int64_t r = 0, j = 0; /* of pixel P0 */
     for (int64_t P0 = 0; P0 < pixels; P0 += MR) {
-        const int64_t npx = min64(MR, pixels - P0);
+        const int64_t npx = fc_min64(MR, pixels - P0);
         int64_t lo, hi;
         valid_kernel_rows(d, i0 + r, i0 + (P0 + npx - 1) / d->ow, skip, &lo, &hi);
         const int64_t k0 = lo * row_taps, kc = (hi - lo) * row_taps;
@@ -386,7 +381,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             block_vectors(p, cb, &v0, &nv);
             const int64_t c0 = v0 * vl;
             p->kr->fwd[nv](kc, wt + (size_t)(c0 * p->K + k0 * nv * vl) * es, px, off + k0,
-                           y_t + (size_t)(c0 * y_plane + P0) * es, y_plane, npx, min64(nv * vl, p->kg - c0),
+                           y_t + (size_t)(c0 * y_plane + P0) * es, y_plane, npx, fc_min64(nv * vl, p->kg - c0),
                            bias ? bias + (size_t)c0 * es : NULL);
         }
     }
@@ -435,7 +430,7 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t n = it / (d->groups * p.tiles), g = (it / p.tiles) % d->groups, t = it % p.tiles;
-            const int64_t i0 = t * p.rows, rows = min64(p.rows, d->oh - i0);
+            const int64_t i0 = t * p.rows, rows = fc_min64(p.rows, d->oh - i0);
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
             fwd_tile(d, &p, wt + (size_t)(g * p.kv * p.kr->vl * p.K) * es,
                      bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band,
@@ -498,13 +493,13 @@ void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void 
         const int64_t u0 = units * tid / p.nt, u1 = units * (tid + 1) / p.nt;
         for (int64_t n = 0; n < d->n; n++) {
             for (int64_t t = 0; t < p.tiles; t++) {
-                const int64_t i0 = t * p.rows, rows = min64(p.rows, d->oh - i0);
+                const int64_t i0 = t * p.rows, rows = fc_min64(p.rows, d->oh - i0);
                 for (int64_t u = u0; u < u1;) {
                     /* the units of one group: copy what they read, then run them */
                     const int64_t g = u / (rblocks * cblocks);
-                    const int64_t ue = min64(u1, (g + 1) * rblocks * cblocks);
+                    const int64_t ue = fc_min64(u1, (g + 1) * rblocks * cblocks);
                     const int64_t k_lo = (u % (rblocks * cblocks)) / cblocks * MR;
-                    const int64_t k_hi = min64(p.K, ((ue - 1) % (rblocks * cblocks) / cblocks + 1) * MR);
+                    const int64_t k_hi = fc_min64(p.K, ((ue - 1) % (rblocks * cblocks) / cblocks + 1) * MR);
                     const char *x_g = x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es;
                     const char *gy_g = gy + (size_t)((n * d->c_out + g * p.kg) * plane) * es;
                     copy_band(d, &p, x_g, i0, rows, k_lo / p.KK, (k_hi - 1) / p.KK + 1, band);

@@ -7,6 +7,11 @@
 /* Workspace blocks start on a cache line (and on an AVX-512 vector). */
 #define FC_ALIGN 64
 
+static inline int64_t fc_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; } /* a >= 0, b > 0 */
+static inline int64_t fc_round_up(int64_t a, int64_t b) { return fc_ceil_div(a, b) * b; }
+static inline int64_t fc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t fc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
 size_t fc_elem_size(int dtype);
 size_t fc_align_up(size_t n);
 int64_t fc_macs(const fc_conv_desc *d);
