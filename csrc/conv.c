@@ -12,6 +12,7 @@
 #include "conv_internal.h"
 #include "depthwise.h"
 #include "direct.h"
+#include "threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -46,7 +47,7 @@ int fc_team_size(const fc_conv_desc *d)
 {
     if (d->nthreads <= 1 || fc_macs(d) < FC_SERIAL_MACS)
         return 1;
-    return d->nthreads;
+    return fc_team_limit(d->nthreads);
 }
 
 void *fc_aligned_alloc(size_t bytes)

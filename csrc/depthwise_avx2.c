@@ -2,7 +2,8 @@
 #include "depthwise.h"
 
 #ifdef FC_DW_HAVE_X86
-#pragma GCC target("avx2,fma")
+#include "isa_target.h"
+FC_TARGET_PUSH("avx2,fma")
 #define FC_DW_ISA avx2
 #define FC_DW_OPS_NAME fc_dw_ops_avx2
 #define FC_DW_VBYTES 32
@@ -15,4 +16,5 @@
 #define FC_DW_STREAM(p, v) _mm256_stream_si256((__m256i *)(void *)(p), (__m256i)(v))
 #define FC_DW_SFENCE() _mm_sfence()
 #include "depthwise_kernels.inc"
+FC_TARGET_POP
 #endif

@@ -2,7 +2,8 @@
 #include "depthwise.h"
 
 #ifdef FC_DW_HAVE_X86
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")
+#include "isa_target.h"
+FC_TARGET_PUSH_WIDE("avx512f,avx512vl,avx512dq,avx2,fma")
 #define FC_DW_ISA avx512
 #define FC_DW_OPS_NAME fc_dw_ops_avx512
 #define FC_DW_VBYTES 64
@@ -15,4 +16,5 @@
 #define FC_DW_STREAM(p, v) _mm512_stream_si512((__m512i *)(void *)(p), (__m512i)(v))
 #define FC_DW_SFENCE() _mm_sfence()
 #include "depthwise_kernels.inc"
+FC_TARGET_POP
 #endif

@@ -2,10 +2,12 @@
 #include "direct.h"
 
 #ifdef FC_HAVE_X86_KERNELS
-#pragma GCC target("avx2,fma")
+#include "isa_target.h"
+FC_TARGET_PUSH("avx2,fma")
 #define FC_VBYTES 32 /* 16 ymm registers: 4 x 2 accumulators + loads */
 #define FC_RV 2
 #define FC_ISA_SUFFIX avx2
 #define FC_OPS_NAME fc_direct_ops_avx2
 #include "direct_isa.inc"
+FC_TARGET_POP
 #endif

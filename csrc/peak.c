@@ -10,6 +10,7 @@
  */
 #include "peak.h"
 #include "fastconv.h"
+#include "threads.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -20,6 +21,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FC_PEAK_X86 1
 #include <immintrin.h>
+#include "isa_target.h"
 #endif
 
 #define PEAK_A 0.9999847412109375 /* 1 - 2^-16 */
@@ -69,8 +71,7 @@ DEFINE_GENERIC(peak_f64_generic, double)
 
 #ifdef FC_PEAK_X86
 /* ---- AVX2 + FMA: 12 ymm accumulators ----------------------------------------- */
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+FC_TARGET_PUSH("avx2,fma")
 #define AVX2_NACC 12
 #define DEFINE_AVX2(NAME, VT, LANES, SET1, FMA, ADD, STORE, ST)              \
     static double NAME(int64_t iters, double *sink)                           \
@@ -99,11 +100,10 @@ DEFINE_AVX2(peak_f32_avx2, __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_ad
             _mm256_storeu_ps, float)
 DEFINE_AVX2(peak_f64_avx2, __m256d, 4, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
             _mm256_storeu_pd, double)
-#pragma GCC pop_options
+FC_TARGET_POP
 
 /* ---- AVX-512F: 16 zmm accumulators ------------------------------------------- */
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
+FC_TARGET_PUSH("avx512f,avx2,fma")
 #define AVX512_NACC 16
 #define DEFINE_AVX512(NAME, VT, LANES, SET1, FMA, ADD, STORE, ST)            \
     static double NAME(int64_t iters, double *sink)                           \
@@ -134,7 +134,7 @@ DEFINE_AVX512(peak_f32_avx512, __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm5
               _mm512_storeu_ps, float)
 DEFINE_AVX512(peak_f64_avx512, __m512d, 8, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
               _mm512_storeu_pd, double)
-#pragma GCC pop_options
+FC_TARGET_POP
 #endif /* FC_PEAK_X86 */
 
 static peak_fn pick_kernel(int dtype, int isa)
@@ -176,8 +176,7 @@ double fc_fma_peak_gflops(int dtype, int nthreads, double seconds)
 {
     if (dtype != FC_F32 && dtype != FC_F64)
         return -1.0;
-    if (nthreads < 1)
-        nthreads = 1;
+    nthreads = fc_team_limit(nthreads);
     if (!(seconds > 1e-4))
         seconds = 1e-4;
     if (seconds > 60.0)

@@ -1,9 +1,9 @@
-"""Shared test helpers: the error bound of DESIGN.md, NaN poisoning and memory layouts.
+"""Shared test helpers: the error bound of docs/architecture.md, NaN poisoning and memory layouts.
 
 Every expected value comes from ``fastconv.reference`` (pure NumPy, tested on its own in
 ``test_reference.py``) evaluated in float64, never from the code under test.
 
-The error bound (DESIGN.md, "How correctness is shown")::
+The error bound (docs/architecture.md, "How correctness is shown")::
 
     |y - y_ref| <= c * eps(dtype) * sum |x| * |w|        (per output element)
 

@@ -18,11 +18,15 @@ ISA_NAMES = ("generic", "avx2", "avx512")
 
 
 def _project_version() -> str:
-    """The version in pyproject.toml (independent of the package's __version__)."""
-    text = (ROOT / "pyproject.toml").read_text()
-    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
-    assert m, "no version in pyproject.toml"
-    return m.group(1)
+    """The version the installed distribution's metadata carries (pip wrote it from
+    pyproject.toml's dynamic version, i.e. from fastconv/_version.py)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fastconv")
+    except PackageNotFoundError:  # an in-place build on PYTHONPATH: read the one source
+        text = (ROOT / "src" / "fastconv" / "_version.py").read_text()
+        return re.search(r'__version__\s*=\s*"([^"]+)"', text).group(1)
 
 
 def _config_text(capsys) -> str:

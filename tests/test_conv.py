@@ -2,7 +2,7 @@
 
 Every pass (fwd, bwd_data, bwd_weights with the bias gradient) x dtype (float32, float64)
 x algorithm is compared against ``fastconv.reference`` evaluated in float64, with the
-per-element error bound of DESIGN.md (``helpers.assert_close_to_reference``): on a grid of
+per-element error bound of docs/architecture.md (``helpers.assert_close_to_reference``): on a grid of
 edge cases, on Hypothesis-generated configurations and on real networks' layers. Outputs
 are poisoned with NaN and the workspace with 0xFF bytes before each call, so an element
 a kernel skips, or scratch memory it reads before writing, is caught.

@@ -2,7 +2,7 @@
 
 ``"auto"`` hands every problem with one input channel per group to the specialised
 kernels of ``csrc/depthwise*.c``; these tests check that it does, and check those kernels
-for every pass against ``fastconv.reference`` (the bound of DESIGN.md,
+for every pass against ``fastconv.reference`` (the bound of docs/architecture.md,
 ``|y - y_ref| <= c * eps * sum |x||w|``), with outputs poisoned with NaN and the
 workspace with 0xFF bytes, under every ISA, and bitwise equal for 1 and 2 threads.
 

@@ -1,12 +1,12 @@
 """Hardening: many Python threads calling fastconv at once (issue 6, item 4).
 
-DESIGN.md: the GIL is released for the whole C call and concurrent calls from Python
+docs/architecture.md: the GIL is released for the whole C call and concurrent calls from Python
 threads are safe; the same inputs and the same thread count give bitwise the same output.
 
 * 8 Python threads run 8 different problems (shapes, dtypes, both algorithms and "auto",
   forward and backward) at the same moment, many times each; every result must be bitwise
   equal to the same call made alone with the same thread count, which itself matches
-  ``fastconv.reference`` within the error bound of DESIGN.md.
+  ``fastconv.reference`` within the error bound of docs/architecture.md.
 * 8 threads share the very same (read-only) input arrays.
 * ``set_num_threads`` (and the ``threads()`` context manager) changed from one thread while
   the others compute: every result stays correct, and bitwise equal to the alone result of

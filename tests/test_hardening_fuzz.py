@@ -3,7 +3,7 @@
 Every case is a plain JSON-able dict (see ``run_case``). For each one fastconv must either
 
 * return a result that matches ``fastconv.reference`` (evaluated in float64 on the very
-  values fastconv received) within the bound of DESIGN.md,
+  values fastconv received) within the bound of docs/architecture.md,
   ``|y - y_ref| <= c * eps(dtype) * (|x| * |w| convolved)``, with NaN and inf in exactly the
   places where the reference has them (same sign for inf), of the result dtype, C-contiguous,
   leaving its inputs unchanged; or
@@ -148,7 +148,7 @@ def make_values(shape: Sequence[int], dtype: str, seed: int, scale: float = 1.0,
 
 
 def result_dtype(*operands: Any) -> np.dtype:
-    """float32 if every operand is float32, else float64 (DESIGN.md)."""
+    """float32 if every operand is float32, else float64 (docs/architecture.md)."""
     dts = [np.asarray(o).dtype for o in operands if o is not None]
     f32 = all(d.kind == "f" and d.itemsize == 4 for d in dts)
     return np.dtype(np.float32) if f32 else np.dtype(np.float64)
@@ -163,7 +163,7 @@ def out_size(size: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
 
 
 def resolve_pads(padding: Any, hw, khw, stride, dilation) -> Tuple[int, int, int, int]:
-    """(top, bottom, left, right) from any padding form (DESIGN.md: "same" as TensorFlow)."""
+    """(top, bottom, left, right) from any padding form (docs/architecture.md: "same" as TensorFlow)."""
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)

@@ -4,7 +4,7 @@ On AVX-512 machines every non-pointwise problem runs its forward and weight grad
 implicit GEMM (micro-kernels read the lowered matrix straight from a padded band of the
 image, split by stride phase, through an offset table), and unit-stride ones their input
 gradient too. These tests check that the path is taken where it should
-be, and check it against ``fastconv.reference`` (the bound of DESIGN.md) in the regimes
+be, and check it against ``fastconv.reference`` (the bound of docs/architecture.md) in the regimes
 its driver distinguishes: column blocks that run across rows or restart at each row,
 widths that leave a partial vector, K split into several channel chunks, images split
 into several row tiles, output channels that do not fill the micro-tile, groups,

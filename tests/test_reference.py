@@ -410,7 +410,7 @@ def test_float32_stays_float32_and_is_accurate():
     kw = dict(stride=2, padding="same", groups=2)
     y32 = ref.conv2d(x32, w32, b32, **kw)
     assert y32.dtype == np.float32
-    # error bound of DESIGN.md: |y - y_exact| <= c * eps * sum|x||w|, exact from the float64 loop
+    # error bound of docs/architecture.md: |y - y_exact| <= c * eps * sum|x||w|, exact from the float64 loop
     pads = to_pads("same", 9, 8, 3, 3, (2, 2), (1, 1))
     exact = naive_conv2d(x32, w32, b32, (2, 2), pads, (1, 1), 2)
     bound = naive_conv2d(np.abs(x32), np.abs(w32), np.abs(b32), (2, 2), pads, (1, 1), 2)

@@ -1,6 +1,6 @@
 """convolve2d / correlate2d against scipy.signal (zero fill), and their errors.
 
-Values are judged with DESIGN's bound: |z - z_scipy| <= c * eps * (the same operation on
+Values are judged with the bound of docs/architecture.md: |z - z_scipy| <= c * eps * (the same operation on
 |in1| and |in2|), all on the SciPy side in float64.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Thread count control and determinism.
 
-DESIGN.md: every output element (weight- and bias-gradient elements included) is computed
+docs/architecture.md: every output element (weight- and bias-gradient elements included) is computed
 by one work item in a fixed order, so results are bitwise the same for any thread count
 and on every repetition; ``fastconv.threads(n)`` restores the previous setting.
 """
@@ -69,7 +69,7 @@ def test_thread_counts_give_bitwise_equal_results(cfg, dtype, algorithm_or_auto)
         for key, value in results[1].items():
             np.testing.assert_array_equal(results[n][key], value,
                                           err_msg=f"{key}: {n} threads differ from 1 thread")
-    # And they are right (the reference, float64, DESIGN's bound).
+    # And they are right (the reference, float64, the bound of docs/architecture.md).
     exp, bound = H.ref_forward(x, w, b, *args)
     H.assert_close_to_reference(results[1]["y"], exp, bound, dtype)
     exp, bound = H.ref_weight_grad(gy, x, w.shape, *args)

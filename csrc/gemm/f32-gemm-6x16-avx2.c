@@ -20,7 +20,8 @@
 #include "gemm.h"
 
 #ifdef FC_GEMM_HAVE_X86_KERNELS
-#pragma GCC target("avx2,fma")
+#include "../isa_target.h"
+FC_TARGET_PUSH("avx2,fma")
 #include <immintrin.h>
 
 #define MR 6
@@ -103,4 +104,5 @@ void fc_f32_gemm_ukernel_6x16_n8__avx2(int64_t kc, const void *a, const void *b,
             (const float *)bias, 1);
 }
 
+FC_TARGET_POP
 #endif /* FC_GEMM_HAVE_X86_KERNELS */

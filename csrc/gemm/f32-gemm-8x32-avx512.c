@@ -25,7 +25,8 @@
 #include "gemm.h"
 
 #ifdef FC_GEMM_HAVE_X86_KERNELS
-#pragma GCC target("avx512f")
+#include "../isa_target.h"
+FC_TARGET_PUSH("avx512f")
 #include <immintrin.h>
 
 #define MR 8
@@ -108,4 +109,5 @@ void fc_f32_gemm_ukernel_8x32_n16__avx512(int64_t kc, const void *a, const void 
             (const float *)bias, 1);
 }
 
+FC_TARGET_POP
 #endif /* FC_GEMM_HAVE_X86_KERNELS */

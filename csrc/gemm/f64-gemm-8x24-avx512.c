@@ -23,7 +23,8 @@
 #include "gemm.h"
 
 #ifdef FC_GEMM_HAVE_X86_KERNELS
-#pragma GCC target("avx512f")
+#include "../isa_target.h"
+FC_TARGET_PUSH("avx512f")
 #include <immintrin.h>
 
 #define MR 8
@@ -117,4 +118,5 @@ void fc_f64_gemm_ukernel_8x24_n8__avx512(int64_t kc, const void *a, const void *
             (const double *)bias, 1);
 }
 
+FC_TARGET_POP
 #endif /* FC_GEMM_HAVE_X86_KERNELS */

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "../fastconv.h"
+#include "../threads.h"
 #include "gemm.h"
 
 #ifdef _OPENMP
@@ -398,8 +399,7 @@ int fc_gemm(const fc_gemm_args *g, int nthreads)
 {
     if (g->m <= 0 || g->n <= 0)
         return FC_OK;
-    if (nthreads < 1)
-        nthreads = 1;
+    nthreads = fc_team_limit(nthreads);
 #ifndef _OPENMP
     nthreads = 1;
 #endif

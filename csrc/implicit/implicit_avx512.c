@@ -3,7 +3,8 @@
 #include "implicit.h"
 
 #ifdef FC_IMPLICIT_HAVE_AVX512
-#pragma GCC target("avx512f")
+#include "../isa_target.h"
+FC_TARGET_PUSH("avx512f")
 #include <immintrin.h>
 
 /* 16 x 16 floats: dst[j*ldd + i] = src[i*lds + j]. Pairs of rows interleaved, then pairs
@@ -170,4 +171,5 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
     8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v}, f32_8x32_wgrad, f32_8x32_pack_bt};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v}, f64_8x24_wgrad, f64_8x24_pack_bt};
+FC_TARGET_POP
 #endif

@@ -2,10 +2,19 @@
 
 C/OpenMP kernels (direct, and im2col + fastconv's own GEMM) behind PyTorch's ``conv2d``
 semantics, SciPy's ``convolve2d``/``correlate2d``, and a trainable Keras-style ``Conv2D``.
-"""
-__version__ = "0.1.0"
 
-from . import _config, initializers, nn
+Every name of the README's API table is reachable after a plain ``import fastconv``:
+``fastconv.reference``, ``fastconv.nn``, ``fastconv.initializers`` and
+``fastconv.functional`` are imported here; the heavier or optional parts
+(``fastconv.bench``, ``fastconv.datasets``, ``fastconv.demo``) load on first access.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+from . import _config, functional, initializers, nn, reference, signal
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads, threads
 from .functional import conv2d, conv2d_backward, conv2d_input_grad, conv2d_weight_grad
@@ -14,7 +23,12 @@ from .signal import convolve2d, correlate2d
 
 _config.apply_isa_from_env()
 
+# Submodules imported on first attribute access (PEP 562): they pull in optional
+# dependencies or cost import time that most users never need.
+_LAZY_SUBMODULES = ("bench", "datasets", "demo")
+
 __all__ = [
+    "__version__",
     "conv2d",
     "conv2d_backward",
     "conv2d_input_grad",
@@ -26,6 +40,19 @@ __all__ = [
     "threads",
     "show_config",
     "Conv2D",
+    "functional",
     "initializers",
     "nn",
+    "reference",
+    "signal",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fastconv' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

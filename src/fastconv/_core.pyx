@@ -40,6 +40,10 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv_bwd_weights(const fc_conv_desc *d, int algo, const void *grad_y, const void *x,
                             void *grad_w, void *grad_bias, void *workspace)
 
+cdef extern from "threads.h" nogil:
+    void fc_threads_init()
+    int fc_fork_serial()
+
 cdef extern from "conv_internal.h" nogil:
     int fc_implicit_accepts(const fc_conv_desc *d, int pass_)
 
@@ -159,6 +163,15 @@ def omp_max_threads():
 
 def omp_num_procs():
     return fc_omp_num_procs()
+
+
+def fork_serial():
+    """True in a child forked after fastconv's OpenMP team had started: its kernels run on
+    the calling thread (GNU libgomp's pool does not survive fork)."""
+    return bool(fc_fork_serial())
+
+
+fc_threads_init()  # the at-fork handler exists before any team does
 
 
 # Test and benchmark hooks, kept in their own files.

@@ -55,7 +55,7 @@ class ConvSpec:
 
     @property
     def flops(self) -> int:
-        """2 * multiply-adds of one pass (the convention of DESIGN.md)."""
+        """2 * multiply-adds of one pass (the convention of docs/architecture.md)."""
         return 2 * self.n * self.c_out * self.oh * self.ow * (self.c_in // self.groups) * self.kh * self.kw
 
     @property

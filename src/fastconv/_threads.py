@@ -2,6 +2,13 @@
 
 Each call hands its team size to C explicitly (OpenMP's ``num_threads`` clause) instead of
 calling ``omp_set_num_threads``, whose setting would apply only to the calling thread.
+
+Fork safety: GNU libgomp's thread pool does not survive ``fork()``. A child forked after
+fastconv's team has started (``os.fork``, ``multiprocessing`` with the "fork" start method)
+runs every kernel on its calling thread -- bitwise the same results, never a hang -- and
+``get_num_threads()`` says 1 there. Children forked before any team started, and processes
+started by "spawn" or "forkserver", keep their threads. The switch lives in C
+(``csrc/threads.c``, a ``pthread_atfork`` handler), so it holds for forks from C code too.
 """
 from __future__ import annotations
 
@@ -41,6 +48,8 @@ def set_num_threads(n: Optional[int]) -> None:
 
 def get_num_threads() -> int:
     """The number of threads the next fastconv call will use."""
+    if _core.fork_serial():
+        return 1  # a forked child of a process whose team had started: see fork_safety below
     n = _num_threads
     return n if n is not None else max(1, _core.omp_max_threads())
 

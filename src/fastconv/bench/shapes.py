@@ -99,7 +99,7 @@ EXTRA_SHAPES: Dict[str, Shape] = {name: _shape(name, row) for name, row in (
 
 
 def flops(shape: Shape) -> int:
-    """FLOP of one pass: 2 * N * C_out * H_out * W_out * (C_in / groups) * kh * kw (DESIGN.md)."""
+    """FLOP of one pass: 2 * N * C_out * H_out * W_out * (C_in / groups) * kh * kw (docs/architecture.md)."""
     oh, ow = shape.out_hw
     return 2 * shape.n * shape.c_out * oh * ow * (shape.c_in // shape.groups) * shape.kernel * shape.kernel
 
