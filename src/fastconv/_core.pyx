@@ -177,3 +177,4 @@ fc_threads_init()  # the at-fork handler exists before any team does
 # Test and benchmark hooks, kept in their own files.
 include "_gemm.pxi"
 include "_peak.pxi"
+include "_nn.pxi"

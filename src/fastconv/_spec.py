@@ -237,20 +237,20 @@ def shape_tuple(value: Any, name: str) -> Tuple[int, int, int, int]:
 
 
 def check_out(out: Optional[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype,
-              *inputs: np.ndarray) -> np.ndarray:
+              *inputs: Optional[np.ndarray], name: str = "out") -> np.ndarray:
     """A user-supplied output array checked for shape, dtype, layout and overlap, or a new one."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
-        raise ValueError(f"out must have shape {tuple(shape)}, got {out.shape}")
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if out.dtype != dtype:
-        raise TypeError(f"out must have dtype {dtype} (the result dtype), got {out.dtype}")
+        raise TypeError(f"{name} must have dtype {dtype} (the result dtype), got {out.dtype}")
     flags = out.flags
     if not (flags.c_contiguous and flags.aligned and flags.writeable and out.dtype.isnative):
-        raise ValueError("out must be C-contiguous, aligned, writeable and native byte order")
+        raise ValueError(f"{name} must be C-contiguous, aligned, writeable and native byte order")
     for a in inputs:
         if a is not None and np.may_share_memory(out, a):
-            raise ValueError("out must not share memory with an input")
+            raise ValueError(f"{name} must not share memory with an input")
     return out

@@ -232,7 +232,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
 
 def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, stride: IntPair = 1,
                     padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *, bias: bool = True,
-                    algorithm: str = "auto") -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+                    algorithm: str = "auto", input_grad: bool = True,
+                    out: Optional[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]] = None,
+                    ) -> Tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
     """Gradients of ``conv2d`` with respect to its input, weight and bias.
 
     Equal (to rounding) to the gradients torch's autograd computes for the same call.
@@ -247,10 +249,15 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
         Whether the forward call had a bias (then its gradient is returned).
     algorithm : {"auto", "direct", "im2col"}
         Kernel family, chosen per pass when "auto".
+    input_grad : bool, default True
+        False skips the input gradient (``grad_x`` is None), as for a network's first layer.
+    out : (grad_x, grad_weight, grad_bias), optional
+        Arrays to write the results into (each C-contiguous, of its result's shape and
+        dtype, or None for a new one), e.g. a layer's buffers kept across training steps.
 
     Returns
     -------
-    grad_x : ndarray, shape of ``x``
+    grad_x : ndarray, shape of ``x``, or None when ``input_grad`` is False
     grad_weight : ndarray, shape of ``weight``
     grad_bias : ndarray of shape (C_out,), or None when ``bias`` is False
     """
@@ -262,15 +269,29 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     check_ndim(gy, "grad_output", 4, _OUT)
     spec = make_spec(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
     _check_grad_output(gy, spec)
+    out_gx, out_gw, out_gb = _backward_outs(out)
+    inputs = (gy, x, weight)
+    gx_buf = check_out(out_gx, spec.input_shape, dtype, *inputs, name="out[0] (grad_x)") if input_grad else None
+    gw_buf = check_out(out_gw, spec.weight_shape, dtype, *inputs, gx_buf, name="out[1] (grad_weight)")
+    gb_buf = check_out(out_gb, (spec.c_out,), dtype, *inputs, gx_buf, gw_buf, name="out[2] (grad_bias)") if bias else None
     gy, x, weight = as_operand(gy, dtype), as_operand(x, dtype), as_operand(weight, dtype)
-    gx = _input_grad(spec, algo, gy, weight)
-    gw, gb = _weight_grad(spec, algo, gy, x, bool(bias))
+    gx = _input_grad(spec, algo, gy, weight, gx_buf) if input_grad else None
+    gw, gb = _weight_grad(spec, algo, gy, x, bool(bias), gw_buf, gb_buf)
     return gx, gw, gb
+
+
+def _backward_outs(out) -> tuple:
+    if out is None:
+        return None, None, None
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise TypeError("out must be a tuple (grad_x, grad_weight, grad_bias) of arrays or None, "
+                        f"got {type(out).__name__}")
+    return tuple(out)
 
 
 def conv2d_input_grad(grad_output: np.ndarray, weight: np.ndarray, input_shape: Tuple[int, int, int, int],
                       stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
-                      algorithm: str = "auto") -> np.ndarray:
+                      algorithm: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
     """Gradient of ``conv2d`` with respect to its input (a transposed convolution).
 
     Parameters
@@ -280,7 +301,7 @@ def conv2d_input_grad(grad_output: np.ndarray, weight: np.ndarray, input_shape: 
     input_shape : (N, C_in, H, W)
         Shape of the forward input; needed because several input sizes give one output size
         when stride > 1.
-    stride, padding, dilation, groups, algorithm
+    stride, padding, dilation, groups, algorithm, out
         As for ``conv2d``.
 
     Returns
@@ -295,12 +316,13 @@ def conv2d_input_grad(grad_output: np.ndarray, weight: np.ndarray, input_shape: 
     shape = shape_tuple(input_shape, "input_shape")
     spec = make_spec(shape, weight.shape, stride, padding, dilation, groups, dtype, input_name="input_shape")
     _check_grad_output(gy, spec)
-    return _input_grad(spec, algo, as_operand(gy, dtype), as_operand(weight, dtype))
+    out = check_out(out, spec.input_shape, dtype, gy, weight)
+    return _input_grad(spec, algo, as_operand(gy, dtype), as_operand(weight, dtype), out)
 
 
 def conv2d_weight_grad(grad_output: np.ndarray, x: np.ndarray, weight_shape: Tuple[int, int, int, int],
                        stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *,
-                       algorithm: str = "auto") -> np.ndarray:
+                       algorithm: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
     """Gradient of ``conv2d`` with respect to its weight.
 
     Parameters
@@ -308,7 +330,7 @@ def conv2d_weight_grad(grad_output: np.ndarray, x: np.ndarray, weight_shape: Tup
     grad_output : array_like, shape (N, C_out, H_out, W_out)
     x : array_like, shape (N, C_in, H, W)
     weight_shape : (C_out, C_in/groups, kh, kw)
-    stride, padding, dilation, groups, algorithm
+    stride, padding, dilation, groups, algorithm, out
         As for ``conv2d``.
 
     Returns
@@ -323,5 +345,6 @@ def conv2d_weight_grad(grad_output: np.ndarray, x: np.ndarray, weight_shape: Tup
     shape = shape_tuple(weight_shape, "weight_shape")
     spec = make_spec(x.shape, shape, stride, padding, dilation, groups, dtype, weight_name="weight_shape")
     _check_grad_output(gy, spec)
-    gw, _ = _weight_grad(spec, algo, as_operand(gy, dtype), as_operand(x, dtype), False)
+    out = check_out(out, spec.weight_shape, dtype, gy, x)
+    gw, _ = _weight_grad(spec, algo, as_operand(gy, dtype), as_operand(x, dtype), False, out)
     return gw

@@ -6,8 +6,11 @@ Just what the Keras MNIST CNN needs, each layer with ``forward`` and ``backward`
 :class:`Adam`, and :class:`Sequential` with ``fit`` / ``evaluate`` / ``predict`` /
 ``save`` / ``load``.
 
-No module here imports the C kernels: :class:`Conv2D` looks them up on first use
-(``kernels="fastconv"``, the default) or runs on pure NumPy (``kernels="reference"``).
+:class:`Conv2D` runs fastconv's convolution kernels (``kernels="fastconv"``, the default) or
+pure NumPy (``kernels="reference"``); ReLU, MaxPool2D, Dropout, Dense and Adam run on the
+C kernels of ``csrc/nn/`` and fastconv's GEMM (``_ops``) for float32/float64 arrays, on the
+same thread team. Inside a :class:`Sequential` the layers keep and reuse their buffers
+across training steps (``Layer.reuse_buffers``).
 """
 
 from .base import Layer

@@ -22,13 +22,25 @@ class Layer:
         Gradients of the loss w.r.t. ``params``, same keys, written by :meth:`backward`.
     built : bool
         Whether the weights exist (layers without weights are always built).
+    reuse_buffers : bool
+        When True (``Sequential`` sets it on its layers), the layer writes its outputs,
+        input gradients and parameter gradients into arrays it keeps across calls, so a
+        warm training step allocates nothing: each call overwrites the arrays the previous
+        call returned. False (the default for a layer used on its own) returns new arrays.
+    input_grad : bool
+        When False, :meth:`backward` may skip the gradient w.r.t. the input and return
+        None (``Sequential`` clears it on its first layer during a training step).
     """
+
+    reuse_buffers: bool = False
+    input_grad: bool = True
 
     def __init__(self, name: Optional[str] = None) -> None:
         self.name = name or type(self).__name__.lower()
         self.params: Dict[str, np.ndarray] = {}
         self.grads: Dict[str, np.ndarray] = {}
         self.built = True
+        self._buffers: Dict[str, np.ndarray] = {}
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Same as :meth:`forward`."""
@@ -110,6 +122,20 @@ class Layer:
         int
         """
         return int(sum(p.size for p in self.params.values()))
+
+    def _buffer(self, key: str, shape: Tuple[int, ...], dtype) -> Optional[np.ndarray]:
+        """The layer's kept array ``key`` of this shape and dtype when :attr:`reuse_buffers`
+        is on (made on first use or when the shape changes), else None (the caller then
+        allocates a new array)."""
+        if not self.reuse_buffers:
+            return None
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get(key)
+        shape = tuple(shape)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            buffers[key] = buf
+        return buf
 
     def _need_forward(self, cached, grad_output: np.ndarray, expected_shape) -> None:
         """Raise a clear ValueError if backward comes before forward or with a bad shape."""

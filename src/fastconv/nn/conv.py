@@ -281,6 +281,8 @@ class Conv2D(Layer):
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         mod, takes_algorithm = self._kernels()
         extra = {"algorithm": self.algorithm} if takes_algorithm else {}
+        if takes_algorithm and self.reuse_buffers and self.data_format == "channels_first":
+            extra["out"] = self._buffer("y", self.compute_output_shape(x.shape), self.dtype)
         y = mod.conv2d(x, self.params["kernel"], self.params.get("bias"), *self._conv_args(), **extra)
         if self.data_format == "channels_last":
             y = np.ascontiguousarray(y.transpose(0, 2, 3, 1))
@@ -309,14 +311,28 @@ class Conv2D(Layer):
             gy = np.ascontiguousarray(gy.transpose(0, 3, 1, 2))
         mod, takes_algorithm = self._kernels()
         extra = {"algorithm": self.algorithm} if takes_algorithm else {}
+        if takes_algorithm:  # fastconv's kernels: skip grad_x for a first layer, reuse buffers
+            extra["input_grad"] = self.input_grad
+            if self.reuse_buffers:
+                gx_buf = self._buffer("gx", self._x.shape, self.dtype) if self.input_grad else None
+                extra["out"] = (gx_buf, self._grad_buffer("kernel"), self._grad_buffer("bias"))
         gx, gw, gb = mod.conv2d_backward(gy, self._x, self.params["kernel"], *self._conv_args(),
                                          bias=self.use_bias, **extra)
         self.grads["kernel"] = gw
         if self.use_bias:
             self.grads["bias"] = gb
+        if gx is None:
+            return None
         if self.data_format == "channels_last":
             gx = np.ascontiguousarray(gx.transpose(0, 2, 3, 1))
         return gx
+
+    def _grad_buffer(self, key: str) -> Optional[np.ndarray]:
+        """The existing gradient array of ``key``, to be overwritten in place, if it fits."""
+        p, g = self.params.get(key), self.grads.get(key)
+        if p is None or g is None or g.shape != p.shape or g.dtype != p.dtype or not g.flags.c_contiguous:
+            return None
+        return g
 
     def __repr__(self) -> str:
         return (f"Conv2D(filters={self.filters}, kernel_size={self.kernel_size}, strides={self.strides}, "

@@ -1,6 +1,10 @@
 """The non-convolution layers of the Keras MNIST CNN: ReLU, MaxPool2D, Dropout, Flatten, Dense.
 
-All are vectorised NumPy: no Python loop runs over pixels or samples.
+float32/float64 C-contiguous arrays run on fastconv's C kernels (``_ops``: ReLU, max
+pooling, dropout; Dense on fastconv's own GEMM), on the same OpenMP team as the
+convolutions, so that no second thread pool (NumPy's BLAS) wakes and spins against it in a
+training step. Anything else takes the vectorised NumPy path kept beside each kernel,
+which is also the tests' second oracle.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import initializers
+from . import _ops
 from .base import Layer, Shape
 
 __all__ = ["ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
@@ -26,17 +31,28 @@ class ReLU(Layer):
     def __init__(self, name: Optional[str] = None) -> None:
         super().__init__(name or "relu")
         self._mask: Optional[np.ndarray] = None
+        self._y: Optional[np.ndarray] = None  # the C path's output: y > 0 is the mask
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``max(x, 0)`` elementwise (see :meth:`Layer.forward`)."""
         x = np.asarray(x)
+        if _ops.native(x):
+            self._mask = None
+            self._y = _ops.relu_forward(x, self._buffer("y", x.shape, x.dtype))
+            return self._y
+        self._y = None
         self._mask = x > 0
         return np.maximum(x, 0)  # np.maximum is ~10x faster than np.where here
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """``grad_output`` where the input was positive, 0 elsewhere."""
-        self._need_forward(self._mask, grad_output, getattr(self._mask, "shape", ()))
-        return np.asarray(grad_output) * self._mask
+        cached = self._y if self._y is not None else self._mask
+        self._need_forward(cached, grad_output, getattr(cached, "shape", ()))
+        g = np.asarray(grad_output)
+        if self._y is not None and _ops.native(g, self._y):
+            return _ops.relu_backward(g, self._y, self._buffer("gx", g.shape, g.dtype))
+        mask = self._mask if self._y is None else self._y > 0
+        return g * mask
 
 
 def _pair(v, what: str) -> Tuple[int, int]:
@@ -114,7 +130,12 @@ class MaxPool2D(Layer):
             raise ValueError(f"{self.name}: expected a 4-D input, got shape {x.shape}")
         if self.data_format == "channels_last":
             x = x.transpose(0, 3, 1, 2)
+            if _ops.native(np.ascontiguousarray(x[:1])):
+                x = np.ascontiguousarray(x)
         N, C, H, W = x.shape
+        if _ops.native(x):
+            return self._forward_c(x)
+        self._c_cache = None
         t, b, l, r = self._pads(H, W)
         if t or b or l or r:
             x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=-np.inf)
@@ -130,8 +151,43 @@ class MaxPool2D(Layer):
             y = y.transpose(0, 2, 3, 1)
         return np.ascontiguousarray(y)
 
+    def _forward_c(self, x: np.ndarray) -> np.ndarray:
+        N, C, H, W = x.shape
+        t, b, l, r = self._pads(H, W)
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        oh, ow = (H + t + b - ph) // sh + 1, (W + l + r - pw) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.name}: input {x.shape} smaller than pool {self.pool_size}")
+        shape = (N, C, oh, ow)
+        y, arg = _ops.maxpool_forward(x, self.pool_size, self.strides, (t, b, l, r), (oh, ow),
+                                      self._buffer("y", shape, x.dtype), self._buffer("argmax", shape, np.int32))
+        self._cache = None
+        self._c_cache = (arg, x.shape)
+        if self.data_format == "channels_last":
+            return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+        return y
+
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Route each window's gradient to its first maximum (see :meth:`Layer.backward`)."""
+        c_cache = getattr(self, "_c_cache", None)
+        if c_cache is not None:
+            arg, x_shape = c_cache
+            n, c, oh, ow = arg.shape
+            expected = (n, c, oh, ow) if self.data_format == "channels_first" else (n, oh, ow, c)
+            self._need_forward(arg, grad_output, expected)
+            gy = np.asarray(grad_output, dtype=np.result_type(grad_output))
+            if self.data_format == "channels_last":
+                gy = gy.transpose(0, 3, 1, 2)
+            gy = np.ascontiguousarray(gy)
+            if _ops.native(gy):
+                gx = _ops.maxpool_backward(gy, arg, x_shape, self._buffer("gx", x_shape, gy.dtype))
+            else:  # an unusual gradient dtype: scatter in NumPy
+                gx = np.zeros(x_shape, dtype=np.result_type(gy.dtype, np.float32))
+                flat = gx.reshape(n * c, -1)
+                np.add.at(flat, (np.arange(n * c)[:, None], arg.reshape(n * c, -1)), gy.reshape(n * c, -1))
+            if self.data_format == "channels_last":
+                return np.ascontiguousarray(gx.transpose(0, 2, 3, 1))
+            return gx
         expected = None
         if self._cache is not None:
             n, c, oh, ow = self._cache[1].shape
@@ -193,15 +249,25 @@ class Dropout(Layer):
         self.rate = float(rate)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._mask: Optional[np.ndarray] = None
+        self._key: Optional[int] = None  # the C path's mask, recomputed from this key
         self._shape: Optional[tuple] = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Drop and rescale when ``training`` (see :meth:`Layer.forward`)."""
+        """Drop and rescale when ``training`` (see :meth:`Layer.forward`).
+
+        On the C path the mask comes from a counter-based generator keyed by one draw
+        from the layer's ``seed`` per call; it is never stored (backward recomputes it).
+        """
         x = np.asarray(x)
         self._shape = x.shape
+        self._key = None
         if not training or self.rate == 0.0:
             self._mask = None
             return x
+        if _ops.native(x):
+            self._mask = None
+            self._key = int(self._rng.integers(0, 2**63, dtype=np.int64))
+            return _ops.dropout(x, self.rate, self._key, out=self._buffer("y", x.shape, x.dtype))
         keep = self._rng.random(x.shape) >= self.rate
         self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
         return x * self._mask
@@ -210,6 +276,12 @@ class Dropout(Layer):
         """The same mask and scale applied to the gradient."""
         self._need_forward(self._shape, grad_output, self._shape or ())
         g = np.asarray(grad_output)
+        if self._key is not None:
+            g = np.ascontiguousarray(g)
+            if not _ops.native(g):
+                g = g.astype(np.float64)
+            return _ops.dropout(g, self.rate, self._key, backward=True,
+                                out=self._buffer("gx", g.shape, g.dtype))
         return g if self._mask is None else g * self._mask
 
 
@@ -326,7 +398,12 @@ class Dense(Layer):
         elif x.shape[1] != self.in_features:
             raise ValueError(f"{self.name}: built for {self.in_features} features, got {x.shape[1]}")
         self._x = x
-        y = x @ self.params["kernel"]
+        kernel = self.params["kernel"]
+        if _ops.native(x, kernel):  # fastconv's GEMM on its own team: no BLAS pool wakes up
+            y = _ops.gemm(x, kernel, self._buffer("y", (x.shape[0], self.units), x.dtype)
+                          if self.reuse_buffers else np.empty((x.shape[0], self.units), x.dtype))
+        else:
+            y = x @ kernel
         if self.use_bias:
             y += self.params["bias"]
         return y
@@ -335,8 +412,24 @@ class Dense(Layer):
         """Store kernel/bias grads; return ``grad_output @ kernel.T``."""
         expected = None if self._x is None else (self._x.shape[0], self.units)
         self._need_forward(self._x, grad_output, expected)
-        g = np.asarray(grad_output, dtype=self.dtype)
+        g = np.ascontiguousarray(grad_output, dtype=self.dtype)
+        kernel = self.params["kernel"]
+        if _ops.native(g, self._x, kernel):
+            gw = self.grads.get("kernel")
+            if not (self.reuse_buffers and gw is not None and gw.shape == kernel.shape and gw.dtype == kernel.dtype):
+                gw = np.empty_like(kernel)
+            self.grads["kernel"] = _ops.gemm(self._x, g, gw, trans_a=True)
+            if self.use_bias:
+                gb = self.grads.get("bias")
+                if not (self.reuse_buffers and gb is not None and gb.shape == (self.units,)):
+                    gb = np.empty(self.units, self.dtype)
+                self.grads["bias"] = np.sum(g, axis=0, out=gb)
+            if not self.input_grad:
+                return None
+            gx = self._buffer("gx", self._x.shape, self.dtype)
+            return _ops.gemm(g, kernel, gx if gx is not None else np.empty(self._x.shape, self.dtype),
+                             trans_b=True)
         self.grads["kernel"] = self._x.T @ g
         if self.use_bias:
             self.grads["bias"] = g.sum(axis=0)
-        return g @ self.params["kernel"].T
+        return g @ kernel.T

@@ -61,6 +61,9 @@ class Sequential:
             while f"{base}_{k}" in names:
                 k += 1
             layer.name = f"{base}_{k}"
+        # Inside the model a layer's outputs are intermediate: it may keep and overwrite its
+        # buffers across steps (forward() below hands the user a copy of the last output).
+        layer.reuse_buffers = True
         self.layers.append(layer)
 
     def compile(self, optimizer: Union[str, optimizers.Optimizer] = "adam",
@@ -93,15 +96,20 @@ class Sequential:
 
         Returns
         -------
-        ndarray : the last layer's output (logits for a classifier)
+        ndarray : the last layer's output (logits for a classifier), a new array
         """
+        out = self._forward(x, training)
+        return out.copy() if any(layer.reuse_buffers for layer in self.layers) else out
+
+    __call__ = forward
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """forward() without the final copy: the result may be a layer's kept buffer."""
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x
 
-    __call__ = forward
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> Optional[np.ndarray]:
         """Back-propagate through every layer in reverse; layers store their grads.
 
         Parameters
@@ -109,12 +117,26 @@ class Sequential:
         grad_output : ndarray
             Gradient of the loss w.r.t. the last output.
 
+        input_grad : bool, default True
+            False lets the first layer skip the gradient w.r.t. the model input (a
+            training step does not need it); then None is returned.
+
         Returns
         -------
-        ndarray : gradient w.r.t. the model input
+        ndarray : gradient w.r.t. the model input (None when ``input_grad`` is False)
         """
-        for layer in reversed(self.layers):
-            grad_output = layer.backward(grad_output)
+        if not self.layers:
+            return grad_output
+        first = self.layers[0]
+        previous = first.input_grad
+        first.input_grad = input_grad
+        try:
+            for i, layer in enumerate(reversed(self.layers)):
+                grad_output = layer.backward(grad_output)
+                if grad_output is None and i < len(self.layers) - 1:
+                    raise ValueError(f"{layer.name} returned no input gradient, but layers before it need one")
+        finally:
+            first.input_grad = previous
         return grad_output
 
     def parameters(self) -> Dict[str, np.ndarray]:
@@ -150,9 +172,9 @@ class Sequential:
         """
         if self.optimizer is None:
             self.compile()
-        out = self.forward(x, training=True)
+        out = self._forward(x, training=True)
         loss = self.loss.forward(out, y)
-        self.backward(self.loss.backward())
+        self.backward(self.loss.backward(), input_grad=False)
         self.optimizer.update(self.parameters(), self.gradients())
         return loss, float(np.mean(out.argmax(axis=1) == _class_ids(y)))
 
@@ -241,7 +263,7 @@ class Sequential:
         ndarray
         """
         x = np.asarray(x)
-        outs = [self.forward(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+        outs = [self._forward(x[i:i + batch_size], training=False).copy() for i in range(0, len(x), batch_size)]
         return np.concatenate(outs) if outs else np.empty((0,))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Dict[str, float]:
