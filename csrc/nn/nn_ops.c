@@ -1,6 +1,13 @@
 /* nn_ops.c: ReLU, max pooling, dropout and Adam on fastconv's thread team (see nn_ops.h). */
 #include "nn_ops.h"
 
+/* No FP exception is ever observed here, and with gcc's default -ftrapping-math the
+   compare-and-select loops below are not if-converted, so not vectorised (clang's default
+   is already this). Results are unchanged: only speculation of compares is allowed. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include <math.h>
 #include <string.h>
 
@@ -9,6 +16,14 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+/* The elementwise loops are cloned per ISA (gcc/clang ifunc dispatch on glibc x86-64), so
+   they use AVX2/AVX-512 where the CPU has them from one baseline build. */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FC_NO_CLONES)
+#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FC_CLONES
 #endif
 
 /* Elementwise work: chunks of this many elements (64 KiB of float32), scheduled
@@ -45,17 +60,21 @@ static int team_for(int64_t work, int nthreads)
 
 /* ---- ReLU ------------------------------------------------------------------------ */
 #define RELU_FWD(T)                                                                  \
-    static void relu_fwd_##T(int64_t lo, int64_t hi, const T *x, T *y)               \
+    FC_CLONES static void relu_fwd_##T(int64_t lo, int64_t hi, const T *x, T *y)               \
     {                                                                                \
         for (int64_t i = lo; i < hi; i++) {                                          \
             const T v = x[i];                                                        \
             y[i] = (v > 0 || v != v) ? v : (T)0;                                     \
         }                                                                            \
     }                                                                                \
-    static void relu_bwd_##T(int64_t lo, int64_t hi, const T *gy, const T *y, T *gx) \
+    /* A select the vectoriser turns into compare + and (a branch here mispredicts on  \
+       every other element: random signs). */                                        \
+    FC_CLONES static void relu_bwd_##T(int64_t lo, int64_t hi, const T *gy, const T *y, T *gx) \
     {                                                                                \
-        for (int64_t i = lo; i < hi; i++)                                            \
-            gx[i] = y[i] > 0 ? gy[i] : (T)0;                                         \
+        for (int64_t i = lo; i < hi; i++) {                                          \
+            const T g = gy[i], v = y[i];                                             \
+            gx[i] = v > 0 ? g : (T)0;                                                \
+        }                                                                            \
     }
 RELU_FWD(float)
 RELU_FWD(double)
@@ -125,6 +144,40 @@ int fc_relu_bwd(int dtype, int64_t n, const void *gy, const void *y, void *gx, i
 MAXPOOL(float)
 MAXPOOL(double)
 
+/* The common case, 2x2 windows with stride 2 and no padding, as compare-and-select the
+   vectoriser handles: the max of each row pair, then of the two (strict >: the first
+   maximum in row-major order wins ties). A NaN must win its window; these selects would
+   drop it, so a plane that holds one is redone by the general loop above. */
+#define MAXPOOL2(T)                                                                         \
+    FC_CLONES static int maxpool2_plane_##T(const T *x, T *y, int32_t *arg, int64_t w,      \
+                                            int64_t oh, int64_t ow)                         \
+    {                                                                                       \
+        int nan = 0;                                                                        \
+        for (int64_t i = 0; i < oh; i++) {                                                  \
+            const T *r0 = x + 2 * i * w, *r1 = r0 + w;                                      \
+            T *yr = y + i * ow;                                                             \
+            int32_t *ar = arg + i * ow;                                                     \
+            const int32_t base = (int32_t)(2 * i * w), wi = (int32_t)w;                     \
+            for (int64_t j = 0; j < ow; j++) {                                              \
+                const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1]; \
+                const T m1 = b > a ? b : a, m2 = d > c ? d : c;                             \
+                const int32_t i1 = b > a ? 1 : 0, i2 = d > c ? wi + 1 : wi;                 \
+                yr[j] = m2 > m1 ? m2 : m1;                                                  \
+                ar[j] = base + 2 * (int32_t)j + (m2 > m1 ? i2 : i1);                        \
+                nan |= (a != a) | (b != b) | (c != c) | (d != d);                           \
+            }                                                                               \
+        }                                                                                   \
+        return nan;                                                                         \
+    }                                                                                       \
+    static void maxpool2_or_general_##T(const T *x, T *y, int32_t *arg, int64_t h, int64_t w, \
+                                        int64_t oh, int64_t ow)                             \
+    {                                                                                       \
+        if (maxpool2_plane_##T(x, y, arg, w, oh, ow))                                       \
+            maxpool_plane_##T(x, y, arg, h, w, oh, ow, 2, 2, 2, 2, 0, 0);                   \
+    }
+MAXPOOL2(float)
+MAXPOOL2(double)
+
 /* Planes are grouped so that one scheduled item holds at least ~16k input elements. */
 static int64_t planes_per_item(int64_t plane_elems)
 {
@@ -161,7 +214,15 @@ int fc_maxpool_fwd(int dtype, int64_t planes, int64_t h, int64_t w, int64_t oh, 
                    const void *x, void *y, int32_t *argmax, int nthreads)
 {
     const int64_t hw = h * w, ohw = oh * ow;
-    if (dtype == FC_F32)
+    const int fast2 = ph == 2 && pw == 2 && sh == 2 && sw == 2 && pad_top == 0 && pad_left == 0
+                      && 2 * oh <= h && 2 * ow <= w;
+    if (fast2 && dtype == FC_F32)
+        FOR_PLANES(planes, hw, nthreads,
+                   maxpool2_or_general_float((const float *)x + p * hw, (float *)y + p * ohw, argmax + p * ohw, h, w, oh, ow));
+    else if (fast2 && dtype == FC_F64)
+        FOR_PLANES(planes, hw, nthreads,
+                   maxpool2_or_general_double((const double *)x + p * hw, (double *)y + p * ohw, argmax + p * ohw, h, w, oh, ow));
+    else if (dtype == FC_F32)
         FOR_PLANES(planes, hw, nthreads,
                    maxpool_plane_float((const float *)x + p * hw, (float *)y + p * ohw, argmax + p * ohw,
                                        h, w, oh, ow, ph, pw, sh, sw, pad_top, pad_left));
@@ -190,13 +251,16 @@ int fc_maxpool_bwd(int dtype, int64_t planes, int64_t h, int64_t w, int64_t oh, 
 }
 
 /* ---- Dropout ----------------------------------------------------------------------- */
-/* splitmix64's finaliser: a bijective mix of 64 bits, so hash(key + i * odd) is a
-   counter-based generator (as Philox is used by the GPU frameworks). */
-static inline uint64_t mix64(uint64_t z)
+/* 32-bit counter hash (two rounds of a lowbias32-style mixer, keyed by both halves of the
+   64-bit key): 32-bit multiplies vectorise (pmulld), 64-bit ones do not before AVX-512DQ. */
+static inline uint32_t mix32(uint32_t z)
 {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    z ^= z >> 16;
+    z *= 0x7feb352dU;
+    z ^= z >> 15;
+    z *= 0x846ca68bU;
+    z ^= z >> 16;
+    return z;
 }
 
 /* Keep iff the top 24 bits, as an integer, reach rate * 2^24: exact in both dtypes. */
@@ -207,12 +271,15 @@ static inline uint32_t keep_threshold(double rate)
 }
 
 #define DROPOUT(T)                                                                          \
-    static void dropout_##T(int64_t lo, int64_t hi, const T *x, T *y, uint32_t thr, T scale, \
-                            uint64_t key)                                                   \
+    FC_CLONES static void dropout_##T(int64_t lo, int64_t hi, const T *x, T *y, uint32_t thr, \
+                                      T scale, uint64_t key)                                \
     {                                                                                       \
+        /* the element's 64-bit index: its high half goes into the key, per chunk */       \
+        const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32) ^ mix32((uint32_t)(lo >> 32)); \
         for (int64_t i = lo; i < hi; i++) {                                                 \
-            const uint32_t u = (uint32_t)(mix64(key + (uint64_t)i * 0x9e3779b97f4a7c15ULL) >> 40); \
-            y[i] = u >= thr ? x[i] * scale : (T)0;                                          \
+            const uint32_t u = mix32(mix32((uint32_t)i ^ k0) + k1) >> 8;                    \
+            const T v = x[i] * scale;                                                       \
+            y[i] = u >= thr ? v : (T)0;                                                     \
         }                                                                                   \
     }
 DROPOUT(float)
@@ -243,7 +310,7 @@ int fc_dropout_bwd(int dtype, int64_t n, const void *gy, void *gx, double rate, 
 
 /* ---- Adam --------------------------------------------------------------------------- */
 #define ADAM(T, SQRT)                                                                       \
-    static void adam_##T(int64_t lo, int64_t hi, T *p, const T *g, T *m, T *v, T lr_t,      \
+    FC_CLONES static void adam_##T(int64_t lo, int64_t hi, T *p, const T *g, T *m, T *v, T lr_t,      \
                          T c1, T c2, T eps)                                                 \
     {                                                                                       \
         for (int64_t i = lo; i < hi; i++) {                                                 \

@@ -72,7 +72,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random operands")
     p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.add_argument("--list", action="store_true", help="print the shape table and exit")
+    t = p.add_argument_group("whole training steps (--train)")
+    t.add_argument("--train", action="store_true",
+                   help="time whole train_on_batch steps of small CNNs against the same nets in torch "
+                        "instead of single conv calls")
+    t.add_argument("--nets", type=_csv, default=None, help="comma-separated nets (default: mnist_cnn,cifar_vgg)")
+    t.add_argument("--batch", type=int, default=128, help="batch size of the training steps (default 128)")
+    t.add_argument("--steps", type=int, default=5, help="steps per timed block (default 5)")
+    t.add_argument("--rounds", type=int, default=5, help="timed blocks per contender; the median is reported (default 5)")
     return p
+
+
+def _main_train(args: argparse.Namespace, argv: List[str]) -> int:
+    from . import train
+
+    nets = args.nets or list(train.NETS)
+    unknown = [n for n in nets if n not in train.NETS]
+    if unknown:
+        print(f"unknown net(s) {unknown}; known: {', '.join(train.NETS)}", file=sys.stderr)
+        return 2
+    torch = import_torch()
+    if torch is None:
+        print("note: torch is not installed; only fastconv's step is measured", file=sys.stderr)
+    peak = {t: peak_probe.fma_peak_gflops("float32", t, args.peak_seconds) for t in args.threads}
+    results = train.run_train_bench(torch, nets, args.threads, batch=args.batch, n_steps=args.steps,
+                                    rounds=args.rounds, seed=args.seed)
+    env = environment(torch, args.threads, argv)
+    malloc = {k: v for k, v in __import__("os").environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD"))}
+    print(f"fastconv {fastconv.__version__} | torch {env['torch_version'] or 'not installed'} | "
+          f"numpy {env['numpy_version']} | ISA {_config.isa()} | {env['cpu']}")
+    print("FMA peak (f32): " + ", ".join(f"{t} thread(s) {g:.0f} GFLOP/s" for t, g in peak.items() if g) +
+          f" | malloc: {malloc or 'glibc defaults'} | batch {args.batch}, {args.steps} steps x {args.rounds} blocks")
+    print(train.format_train(results))
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "fma_peak_f32": peak, "malloc_env": malloc, "train": results}, f, indent=1)
+    return 0
 
 
 def _list_shapes() -> str:
@@ -117,6 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.list:
         print(_list_shapes())
         return 0
+    if args.train:
+        return _main_train(args, argv)
     bad = [p for p in args.passes if p not in PASSES]
     if bad or not args.passes:
         parser.error(f"--passes takes a subset of {','.join(PASSES)}; got {','.join(args.passes)}")
