@@ -136,6 +136,8 @@ def result_dtype(**arrays: Any) -> np.dtype:
             raise TypeError(f"{name} has dtype {dt}; fastconv computes in float32 or float64 "
                             "(ints and bools are promoted to float64)")
         result = kind if result is None else np.promote_types(result, kind)
+    if result is None:
+        raise ValueError("no operands")  # every caller passes at least one
     return result
 
 

@@ -72,12 +72,13 @@ def workspace_bytes(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> int:
 def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray]) -> None:
     desc = spec.desc(get_num_threads())
     ws = _workspace.get(_core.workspace_size(desc, pass_, algo))
-    if pass_ == FWD:
-        _core.conv_fwd(desc, algo, *arrays, ws)
-    elif pass_ == BWD_DATA:
-        _core.conv_bwd_data(desc, algo, *arrays, ws)
-    else:
-        _core.conv_bwd_weights(desc, algo, *arrays, ws)
+    a = arrays
+    if pass_ == FWD:  # (x, w, bias, y)
+        _core.conv_fwd(desc, algo, a[0], a[1], a[2], a[3], ws)  # type: ignore[arg-type]
+    elif pass_ == BWD_DATA:  # (grad_y, w, grad_x)
+        _core.conv_bwd_data(desc, algo, a[0], a[1], a[2], ws)  # type: ignore[arg-type]
+    else:  # (grad_y, x, grad_w, grad_bias)
+        _core.conv_bwd_weights(desc, algo, a[0], a[1], a[2], a[3], ws)  # type: ignore[arg-type]
 
 
 # NaN and inf. The definition (and torch) multiply the zero padding by the weights, so a

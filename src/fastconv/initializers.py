@@ -184,8 +184,8 @@ def ones(shape: Sequence[int], dtype="float32", rng: RngLike = None) -> np.ndarr
     return np.ones(tuple(shape), dtype=_float_dtype(dtype))
 
 
-zeros.__doc__ += _SIG
-ones.__doc__ += _SIG
+zeros.__doc__ = (zeros.__doc__ or "") + _SIG
+ones.__doc__ = (ones.__doc__ or "") + _SIG
 
 
 _BY_NAME: Dict[str, Initializer] = {
