@@ -10,9 +10,15 @@ No module here imports the C kernels: :class:`Conv2D` looks them up on first use
 (``kernels="fastconv"``, the default) or runs on pure NumPy (``kernels="reference"``).
 """
 
+from .activations import Activation
 from .base import Layer
 from .conv import Conv2D
+from .conv_family import Conv1D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from .keras_io import load_keras
 from .layers import Dense, Dropout, Flatten, MaxPool2D, ReLU
+from .normalization import BatchNormalization
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, ZeroPadding2D
+from .torch_io import from_torch
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
 from .model import Sequential
 from .optimizers import SGD, Adam, Optimizer
@@ -20,4 +26,6 @@ from .optimizers import SGD, Adam, Optimizer
 __all__ = [
     "Layer", "Conv2D", "ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense",
     "SoftmaxCrossEntropy", "softmax", "log_softmax", "Optimizer", "SGD", "Adam", "Sequential",
+    "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Conv1D", "BatchNormalization",
+    "AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D", "Activation", "load_keras", "from_torch",
 ]
