@@ -21,6 +21,7 @@ import importlib
 import io
 import json
 import os
+import re
 import zipfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -35,7 +36,8 @@ from .layers import Dense, Dropout, Flatten, MaxPool2D, ReLU
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, ZeroPadding2D
 
-__all__ = ["load_keras", "save_keras", "load_weights", "save_weights", "SUPPORTED_KERAS_LAYERS"]
+__all__ = ["load_keras", "save_keras", "load_weights", "save_weights", "h5_paths", "layers_from_config",
+           "SUPPORTED_KERAS_LAYERS"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -232,6 +234,8 @@ def layers_from_config(config: dict) -> Tuple[List[Layer], Optional[tuple]]:
     layers : list of Layer
     batch_shape : tuple or None
         The InputLayer's shape, batch first, when the config has one.
+    class_names : list of str
+        The Keras class of each layer (they name its weights' groups, see :func:`h5_paths`).
 
     Raises
     ------
@@ -242,7 +246,7 @@ def layers_from_config(config: dict) -> Tuple[List[Layer], Optional[tuple]]:
     if config.get("class_name") != "Sequential":
         raise ValueError(f"only Keras Sequential models can be loaded, got a {config.get('class_name')!r} "
                          "(rebuild it as keras.Sequential, or load its weights with load_weights)")
-    layers, batch_shape = [], None
+    layers, batch_shape, classes = [], None, []
     for entry in config["config"]["layers"]:
         cls, cfg = entry["class_name"], entry["config"]
         if cls == "InputLayer":
@@ -255,20 +259,62 @@ def layers_from_config(config: dict) -> Tuple[List[Layer], Optional[tuple]]:
         if batch_shape is None and "batch_shape" in cfg:
             batch_shape = tuple(cfg["batch_shape"])
         layers.append(_FROM_KERAS[cls](cfg))
-    return layers, batch_shape
+        classes.append(cls)
+    return layers, batch_shape, classes
 
 
 # ----------------------------------------------------------------------------- weights
 
-def _read_h5_weights(model, h5) -> None:
-    groups = h5["layers"] if "layers" in h5 else {}
+_KERAS_CLASS = {Conv2D: "Conv2D", Conv2DTranspose: "Conv2DTranspose", DepthwiseConv2D: "DepthwiseConv2D",
+                SeparableConv2D: "SeparableConv2D", Conv1D: "Conv1D", Dense: "Dense",
+                BatchNormalization: "BatchNormalization", MaxPool2D: "MaxPooling2D",
+                AveragePooling2D: "AveragePooling2D", GlobalAveragePooling2D: "GlobalAveragePooling2D",
+                ZeroPadding2D: "ZeroPadding2D", Flatten: "Flatten", Dropout: "Dropout", ReLU: "ReLU",
+                Activation: "Activation"}
+
+
+def _snake(name: str) -> str:
+    """Keras's ``naming.to_snake_case``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def h5_paths(class_names: Sequence[str]) -> List[str]:
+    """The HDF5 groups Keras keeps a Sequential's layers in: ``layers/<snake_case class>``
+    numbered per class in order (``conv2d``, ``conv2d_1``, ...), never the layer names."""
+    used: Dict[str, int] = {}
+    paths = []
+    for cls in class_names:
+        name = _snake(cls)
+        if name in used:
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        paths.append(f"layers/{name}")
+    return paths
+
+
+def _model_paths(model) -> List[str]:
+    classes = []
     for layer in model.layers:
-        group = groups.get(layer.name) if hasattr(groups, "get") else None
+        cls = next((c for t, c in _KERAS_CLASS.items() if type(layer) is t), None)
+        if cls is None:
+            raise ValueError(f"layer {layer.name!r} of class {type(layer).__name__} has no Keras equivalent")
+        classes.append(cls)
+    return h5_paths(classes)
+
+
+def _read_h5_weights(model, h5, paths: Optional[Sequence[str]] = None) -> None:
+    paths = _model_paths(model) if paths is None else paths
+    for layer, path in zip(model.layers, paths):
+        group = h5.get(path)
         if group is None or "vars" not in group or len(group["vars"]) == 0:
-            if layer.params:
-                found = sorted(groups) if hasattr(groups, "keys") else []
-                raise ValueError(f"no weights for layer {layer.name!r} ({type(layer).__name__}) in the file; "
-                                 f"its layers are {found}")
+            if layer.params or not getattr(layer, "built", True):
+                found = sorted(h5["layers"]) if "layers" in h5 else []
+                raise ValueError(f"no weights for layer {layer.name!r} ({type(layer).__name__}) in the file "
+                                 f"(looked for {path}/vars; the file has layers {found})")
             continue
         v = group["vars"]
         arrays = [np.asarray(v[str(i)]) for i in range(len(v))]
@@ -314,7 +360,7 @@ def load_keras(path: PathLike, dtype: Optional[str] = None):
                              "and model.weights.h5)")
         config = json.loads(z.read("config.json"))
         weights = z.read("model.weights.h5")
-    layers, batch_shape = layers_from_config(config)
+    layers, batch_shape, classes = layers_from_config(config)
     if dtype is not None:
         for layer in layers:
             if hasattr(layer, "dtype"):
@@ -322,15 +368,16 @@ def load_keras(path: PathLike, dtype: Optional[str] = None):
     model = Sequential(layers, name=config["config"].get("name"))
     model.input_shape = batch_shape
     with h5py.File(io.BytesIO(weights), "r") as h5:
-        _read_h5_weights(model, h5)
+        _read_h5_weights(model, h5, h5_paths(classes))
     return model
 
 
 def load_weights(model, path: PathLike) -> None:
     """Read a Keras ``.weights.h5`` file (``model.save_weights``) into ``model``.
 
-    Layers are matched by name (Keras's automatic names ``conv2d``, ``conv2d_1``, ``dense``
-    ... are fastconv's too); every layer with weights must find its group.
+    Layers are matched as Keras matches them: by position among the layers of the same
+    Keras class (the file's groups are ``layers/conv2d``, ``layers/conv2d_1``, ...,
+    whatever the layers' names); every layer with weights must find its group.
 
     Parameters
     ----------
@@ -351,9 +398,9 @@ def load_weights(model, path: PathLike) -> None:
 
 def _write_h5_weights(model, f) -> None:
     f.create_group("vars").attrs["name"] = model.name
-    layers = f.create_group("layers")
-    for layer in model.layers:
-        v = layers.create_group(layer.name).create_group("vars")
+    f.create_group("layers")
+    for layer, path in zip(model.layers, _model_paths(model)):
+        v = f.create_group(path).create_group("vars")
         v.attrs["name"] = layer.name
         if layer.params or isinstance(layer, BatchNormalization):
             for i, a in enumerate(_to_keras(layer)):

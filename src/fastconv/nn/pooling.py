@@ -39,7 +39,9 @@ class AveragePooling2D(Layer):
         Defaults to ``pool_size``.
     padding : "valid", "same", int or (int, int)
         ``"same"``: TensorFlow's (output ``ceil(in / stride)``); the mean is over the
-        window's pixels inside the image. An int or a pair: PyTorch's symmetric zero
+        window's pixels inside the image. (Keras's torch backend agrees where the padding
+        is symmetric; where TensorFlow pads one side more, that backend averages replicated
+        edge pixels instead.) An int or a pair: PyTorch's symmetric zero
         padding, counted in the mean when ``count_include_pad``.
     data_format : {"channels_first", "channels_last"}
     count_include_pad : bool, default True

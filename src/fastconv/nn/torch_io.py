@@ -210,7 +210,7 @@ def load_state_dict(model, state: Mapping[str, Any], strict: bool = True) -> Non
                 layer.set_weights(arrays)
             except ValueError as exc:
                 raise ValueError(f"layer {i} ({type(layer).__name__}): {exc}") from None
-        elif layer.params:
+        elif layer.params or not getattr(layer, "built", True):
             raise KeyError(f"state dict has no weights for layer {i} ({type(layer).__name__})")
         unexpected += [f"{i}.{n}" for n in params]
     if strict and unexpected:
