@@ -113,3 +113,45 @@ def test_conv_transpose2d_errors():
         fastconv.conv_transpose2d(np.ones((2, 4, 4)), w)
     with pytest.raises(ValueError, match="grad_output must have the output's shape"):
         fastconv.conv_transpose2d_backward(np.ones((1, 3, 5, 5)), x, w)
+
+
+def test_conv_transpose2d_random_problems_match_torch():
+    """Hypothesis-drawn geometries (stride, padding, output_padding, dilation, groups per axis)."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install torch)")
+    from hypothesis import given, settings, strategies as st
+
+    @st.composite
+    def problems(draw):
+        g = draw(st.integers(1, 3))
+        cin, cout = g * draw(st.integers(1, 2)), g * draw(st.integers(1, 2))
+        axes = []
+        for _ in range(2):
+            k, s, d = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            size = draw(st.integers(1, 6))
+            op = draw(st.integers(0, max(s, d) - 1))
+            full = (size - 1) * s + d * (k - 1) + op + 1
+            p = draw(st.integers(0, max((full - 1) // 2, 0)))
+            axes.append((k, s, d, size, op, p))
+        return g, cin, cout, axes, draw(st.integers(0, 2**31 - 1))
+
+    @settings(max_examples=40, deadline=None)
+    @given(problems())
+    def check(problem):
+        g, cin, cout, axes, seed = problem
+        (kh, sh, dh, h, oph, ph), (kw, sw, dw, w, opw, pw) = axes
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((2, cin, h, w))
+        wt = rng.standard_normal((cin, cout // g, kh, kw))
+        args = ((sh, sw), (ph, pw), (oph, opw), g, (dh, dw))
+        y = fastconv.conv_transpose2d(x, wt, None, *args)
+        want = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(wt), None, *args).numpy()
+        assert y.shape == want.shape
+        np.testing.assert_allclose(y, want, rtol=1e-11, atol=1e-11)
+        G = rng.standard_normal(y.shape)
+        xt, wtt = torch.tensor(x, requires_grad=True), torch.tensor(wt, requires_grad=True)
+        (torch.nn.functional.conv_transpose2d(xt, wtt, None, *args) * torch.tensor(G)).sum().backward()
+        gx, gw, _ = fastconv.conv_transpose2d_backward(G, x, wt, *args, bias=False)
+        np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(gw, wtt.grad.numpy(), rtol=1e-11, atol=1e-11)
+
+    check()

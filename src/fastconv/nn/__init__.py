@@ -1,10 +1,19 @@
 """A small NumPy toolkit for convolutional networks, built on fastconv's kernels.
 
-Just what the Keras MNIST CNN needs, each layer with ``forward`` and ``backward``:
-:class:`Conv2D`, :class:`ReLU`, :class:`MaxPool2D`, :class:`Dropout`, :class:`Flatten`,
-:class:`Dense`, the loss :class:`SoftmaxCrossEntropy`, the optimisers :class:`SGD` and
-:class:`Adam`, and :class:`Sequential` with ``fit`` / ``evaluate`` / ``predict`` /
-``save`` / ``load``.
+What Keras CNNs are made of, each layer with ``forward`` and ``backward``:
+:class:`Conv2D`, :class:`Conv2DTranspose`, :class:`DepthwiseConv2D`,
+:class:`SeparableConv2D`, :class:`Conv1D`, :class:`BatchNormalization`, :class:`ReLU`,
+:class:`Activation` (and ``activation=`` on the conv and Dense layers), :class:`MaxPool2D`,
+:class:`AveragePooling2D`, :class:`GlobalAveragePooling2D`, :class:`ZeroPadding2D`,
+:class:`Dropout`, :class:`Flatten`, :class:`Dense`; the loss :class:`SoftmaxCrossEntropy`,
+the optimisers :class:`SGD` and :class:`Adam`, and :class:`Sequential` with ``fit`` /
+``evaluate`` / ``predict`` / ``save`` / ``load``.
+
+Other frameworks' models: :func:`load_keras` reads a Keras 3 ``.keras`` file and
+``Sequential.save_keras`` writes one (``load_weights`` / ``save_weights`` for
+``.weights.h5``; :mod:`fastconv.nn.keras_io`, needs h5py); :func:`from_torch` converts a
+``torch.nn.Sequential`` and ``Sequential.load_state_dict`` reads its weights without torch
+(:mod:`fastconv.nn.torch_io`).
 
 No module here imports the C kernels: :class:`Conv2D` looks them up on first use
 (``kernels="fastconv"``, the default) or runs on pure NumPy (``kernels="reference"``).

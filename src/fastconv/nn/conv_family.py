@@ -29,6 +29,15 @@ def _pair(v, what: str) -> Tuple[int, int]:
     return int(t[0]), int(t[1])
 
 
+def _int1(v, what: str) -> int:
+    """A positive int, or a 1-tuple of one (Keras writes ``kernel_size=(3,)`` for Conv1D)."""
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{what} must be a positive int, got {v!r}")
+    return int(v)
+
+
 def _fc():
     """fastconv's functions, imported on first use (fastconv.nn loads without the extension)."""
     return importlib.import_module("fastconv")
@@ -465,12 +474,9 @@ class Conv1D(_ConvBase):
         if not isinstance(groups, (int, np.integer)) or groups < 1 or filters % groups:
             raise ValueError(f"groups must be a positive int dividing filters={filters}, got {groups!r}")
         self.filters, self.groups = int(filters), int(groups)
-        self.kernel_size = _pair(kernel_size, "kernel_size")[0] if not isinstance(kernel_size, (tuple, list)) \
-            else int(kernel_size[0])
-        self.strides = int(strides[0] if isinstance(strides, (tuple, list)) else strides)
-        self.dilation_rate = int(dilation_rate[0] if isinstance(dilation_rate, (tuple, list)) else dilation_rate)
-        if self.strides < 1 or self.dilation_rate < 1 or self.kernel_size < 1:
-            raise ValueError("kernel_size, strides and dilation_rate must be positive ints")
+        self.kernel_size = _int1(kernel_size, "kernel_size")
+        self.strides = _int1(strides, "strides")
+        self.dilation_rate = _int1(dilation_rate, "dilation_rate")
         self.padding = _norm_padding(padding, ("valid", "same", "causal"))
         self.kernel_initializer = initializers.get(kernel_initializer)
         self._finish_init()
