@@ -146,6 +146,16 @@ def test_fastconv_trained_model_opens_in_keras(keras, tmp_path):
     np.testing.assert_allclose(np.asarray(k.predict(x, verbose=0)), model.predict(x), rtol=2e-5, atol=2e-5)
 
 
+def test_channels_first_fastconv_model_opens_in_keras(keras, tmp_path):
+    """fastconv's native NCHW layers go to Keras as channels_first ones; Flatten's order holds."""
+    model = nn.Sequential([nn.Conv2D(4, 3, seed=0), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(), nn.Dense(3, seed=1)])
+    x = np.random.default_rng(4).standard_normal((5, 2, 8, 8)).astype(np.float32)
+    model.forward(x)
+    model.save_keras(tmp_path / "cf.keras", input_shape=(None, 2, 8, 8))
+    k = keras.saving.load_model(tmp_path / "cf.keras")
+    np.testing.assert_allclose(np.asarray(k.predict(x, verbose=0)), model.predict(x), rtol=2e-5, atol=2e-5)
+
+
 def test_unsupported_keras_layer_is_named(keras, tmp_path):
     L = keras.layers
     model = keras.Sequential([keras.Input((4, 4, 1)), L.Conv2D(2, 3), L.UpSampling2D(name="up")])

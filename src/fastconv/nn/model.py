@@ -315,8 +315,8 @@ class Sequential:
         save_keras(self, path, input_shape)
 
     def load_weights(self, path: Union[str, os.PathLike]) -> None:
-        """Read a Keras ``.weights.h5`` (or ``.keras``) file's weights, layers matched by name
-        (see :func:`fastconv.nn.keras_io.load_weights`)."""
+        """Read a Keras ``.weights.h5`` (or ``.keras``) file's weights, layers matched as Keras
+        matches them: in order within each Keras class (see :func:`fastconv.nn.keras_io.load_weights`)."""
         from .keras_io import load_weights
         load_weights(self, path)
 
