@@ -218,7 +218,8 @@ def test_keras_io_errors(tmp_path):
     other = nn.Sequential([nn.Dense(5), nn.Dense(3, name="head")])
     with pytest.raises(ValueError, match="no weights for layer 'head' .*looked for layers/dense_1/vars"):
         other.load_weights(tmp_path / "w.weights.h5")
-    with pytest.raises(ValueError, match=r"layer 'dense' \(Dense\): the file's weights \[\(48, 5\), \(5,\)\] do not fit"):
+    with pytest.raises(ValueError, match=r"layer 'dense' \(Dense\): the file's weights "
+                                         r"\[\(48, 5\), \(5,\)\] do not fit"):
         nn.Sequential([nn.Dense(3)]).load_weights(tmp_path / "w.weights.h5")
     with zipfile.ZipFile(tmp_path / "bad.keras", "w") as z:
         z.writestr("other.txt", "x")

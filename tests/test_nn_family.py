@@ -98,8 +98,8 @@ def test_depthwise_and_separable_definitions():
     assert k.shape == (6, 1, 3, 3)
     for c in range(3):  # output channel c * m + j is input channel c convolved with its j-th filter
         for j in range(2):
-            want = reference.conv2d(x[:, c:c + 1], k[c * 2 + j:c * 2 + j + 1], dw.params["bias"][c * 2 + j:c * 2 + j + 1],
-                                    1, "same")
+            o = c * 2 + j
+            want = reference.conv2d(x[:, c:c + 1], k[o:o + 1], dw.params["bias"][o:o + 1], 1, "same")
             np.testing.assert_allclose(y[:, c * 2 + j:c * 2 + j + 1], want, rtol=1e-12, atol=1e-12)
     sep = nn.SeparableConv2D(4, 3, **F64)
     y = sep(x)

@@ -524,7 +524,8 @@ class Conv1D(_ConvBase):
             self.build(c)
         elif c != self.in_channels:
             raise ValueError(f"{self.name}: built for {self.in_channels} input channels, got {c}")
-        self._x = np.ascontiguousarray((x if self.data_format == "channels_first" else x.transpose(0, 2, 1))[:, :, None])
+        ncl = x if self.data_format == "channels_first" else x.transpose(0, 2, 1)
+        self._x = np.ascontiguousarray(ncl[:, :, None])  # (N, C, 1, steps)
         y = _fc().conv2d(self._x, self.params["kernel"], self.params.get("bias"), *self._args())[:, :, 0]
         self._y = self.activation.forward(y if self.data_format == "channels_first"
                                           else np.ascontiguousarray(y.transpose(0, 2, 1)))

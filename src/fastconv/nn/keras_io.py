@@ -27,7 +27,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import activations
 from .activations import Activation
 from .base import Layer
 from .conv import Conv2D
