@@ -31,6 +31,14 @@ def write_idx(path, array, gz=False):
         f.write(payload)
 
 
+def _has_matplotlib():
+    try:
+        import matplotlib.figure  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def _no_pictures(monkeypatch):
     for mod in ("PIL", "PIL.Image", "matplotlib", "matplotlib.image"):
         monkeypatch.setitem(sys.modules, mod, None)  # makes `import mod` raise ImportError
@@ -47,10 +55,12 @@ def test_demo_one_epoch(tmp_path, kernels, capsys):
     assert len(result["history"]["loss"]) == 1 and 0.0 <= result["test_accuracy"] <= 1.0
     assert result["seconds_per_epoch"] > 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["conv1_after.png", "conv1_before.png", "conv2_after.png", "conv2_before.png",
-                     "weights.npz"]
-    for name in names[:4]:
-        assert (tmp_path / name).read_bytes()[:8] == PNG
+    figure = ["filters.png"] if _has_matplotlib() else []
+    assert names == sorted(["conv1_after.png", "conv1_before.png", "conv2_after.png", "conv2_before.png",
+                            "weights.npz", *figure])
+    for name in names:
+        if name.endswith(".png"):
+            assert (tmp_path / name).read_bytes()[:8] == PNG
     # training changed the first layer's filters, so the two pictures differ
     assert (tmp_path / "conv1_before.png").read_bytes() != (tmp_path / "conv1_after.png").read_bytes()
     out = capsys.readouterr().out
@@ -137,3 +147,39 @@ def test_demo_thread_limits(kernels):
         if kernels == "fastconv":
             import fastconv
             assert fastconv.get_num_threads() == 1
+
+
+def test_filters_figure_panels(tmp_path):
+    """The one-glance figure: glorot limit stated, responses of the first layer to the digit."""
+    pytest.importorskip("matplotlib", reason="the figure needs matplotlib (pip install matplotlib)")
+    from fastconv import demo_figure
+    model = demo.build_model(kernels="fastconv" if _c_kernels_available() else "reference", seed=0)
+    image = np.zeros((1, 16, 16), np.float32)
+    image[0, 3:13, 7:9] = 1.0  # a vertical bar: vertical-edge filters answer on its sides
+    model.forward(image[None])
+    assert demo_figure.glorot_limit(model.layers[0].kernel.shape) == pytest.approx(np.sqrt(6 / (9 + 288)))
+    r1, r2 = demo_figure.responses(model, image)
+    assert r1.shape == (32, 14, 14) and r2.shape == (64, 12, 12)
+    np.testing.assert_allclose(r1, model.layers[0].forward(image[None])[0], rtol=1e-6, atol=1e-6)
+    assert np.isnan(demo_figure.mosaic(np.ones((3, 2, 2)), 2)).sum() == 5 * 5 - 3 * 4
+    path = demo_figure.filters_figure(model, image, str(tmp_path / "f.png"), label=1)
+    assert (tmp_path / "f.png").read_bytes()[:8] == PNG and path.endswith("f.png")
+
+
+def test_keras_demo_figure_from_a_keras_file(tmp_path, capsys):
+    """--keras's pieces on a tiny run: Keras trains and saves, load_keras reads, predictions agree."""
+    pytest.importorskip("sklearn", reason="the digits demo needs scikit-learn (pip install scikit-learn)")
+    pytest.importorskip("h5py", reason="Keras files need h5py")
+    from fastconv import demo_keras
+    try:
+        trained = demo_keras.train_keras(str(tmp_path / "k.keras"), epochs=1, limit=16, augment=False)
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    assert trained["before"].shape == (32, 1, 3, 3)
+    result = demo_keras.from_keras_file(trained["path"], str(tmp_path), limit=16, before=trained["before"],
+                                        keras_model=trained["keras_model"])
+    assert result["max_abs_diff"] < 1e-5
+    assert result["test_accuracy"] == pytest.approx(trained["keras_test_accuracy"])
+    if _has_matplotlib():
+        assert (tmp_path / "filters_keras.png").read_bytes()[:8] == PNG
+    assert "test accuracy" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from ._threads import get_num_threads, set_num_threads, threads
 from .functional import conv2d, conv2d_backward, conv2d_input_grad, conv2d_weight_grad
 from .nn import Conv2D
 from .signal import convolve2d, correlate2d
+from .transpose import conv_transpose2d, conv_transpose2d_backward
 
 _config.apply_isa_from_env()
 
@@ -33,6 +34,8 @@ __all__ = [
     "conv2d_backward",
     "conv2d_input_grad",
     "conv2d_weight_grad",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
     "convolve2d",
     "correlate2d",
     "set_num_threads",

@@ -6,7 +6,10 @@ upsampled 2x to 16x16 and, for training, also shifted by one pixel in the four d
 (5x the images; ``--no-augment`` trains on the 1438 originals alone), or on real MNIST with
 ``--mnist DIR``. It prints loss, accuracy and images/s per epoch, and writes PNG grids of
 the first layer's 32 filters before and after training and of the second layer's filters
-(one row per filter, one column per input channel).
+(one row per filter, one column per input channel), and, with matplotlib, ``filters.png``:
+one figure of the filters before/after on a diverging scale, their responses to a test
+digit and the second layer (:mod:`fastconv.demo_figure`). ``--keras`` trains the same
+network in Keras too and draws ``filters_keras.png`` from it, read with ``load_keras``.
 """
 
 from __future__ import annotations
@@ -194,6 +197,21 @@ def _save_filters(write, out: str, stage: str, model: nn.Sequential) -> Sequence
     return paths
 
 
+def _save_figure(model: nn.Sequential, before: np.ndarray, xte: np.ndarray, yte: np.ndarray, out: str,
+                 test_accuracy, say) -> Sequence[str]:
+    """``filters.png`` (see :mod:`fastconv.demo_figure`), or nothing without matplotlib."""
+    from . import demo_figure
+
+    try:
+        acc = model.evaluate(xte, yte)["accuracy"] if test_accuracy is None else test_accuracy
+        return [demo_figure.filters_figure(
+            model, xte[0], os.path.join(out, "filters.png"), before=before, label=int(yte[0]),
+            title=f"Trained with fastconv.nn on fastconv's kernels (test accuracy {acc:.1%})")]
+    except ImportError as exc:
+        say(f"fastconv.demo: {exc}")
+        return []
+
+
 def shift_augment(x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """The images plus copies shifted by one pixel up, down, left and right (5x the data).
 
@@ -266,6 +284,7 @@ def run(epochs: int = 6, batch_size: int = 32, kernels: str = "fastconv", out: O
         f"{len(xtr)} train{shifts} / {len(xte)} test images, kernels={kernels}, "
         f"threads={threads or 'default'}")
     model.forward(xtr[:1])  # build the weights so they can be drawn before training
+    before = model.layers[0].params["kernel"].copy()
     pictures = []
     if write:
         os.makedirs(out, exist_ok=True)
@@ -278,6 +297,8 @@ def run(epochs: int = 6, batch_size: int = 32, kernels: str = "fastconv", out: O
         eval_s = time.perf_counter() - t0
     if write:
         pictures += _save_filters(write, out, "after", model)
+    if out:
+        pictures += _save_figure(model, before, xte, yte, out, test_accuracy=test["accuracy"], say=say)
     if out:
         os.makedirs(out, exist_ok=True)
         model.save(os.path.join(out, "weights.npz"))  # reload with build_model(...).load(path)
@@ -320,11 +341,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="digits: train on the original images only (no one-pixel shifts)")
     p.add_argument("--limit", type=int, default=None, help="use only this many training images")
+    p.add_argument("--keras", action="store_true",
+                   help="also train the same network in Keras, save OUT/keras_cnn.keras, read it back with "
+                        "fastconv.nn.load_keras and draw OUT/filters_keras.png (needs keras and torch)")
+    p.add_argument("--from-keras", metavar="FILE", default=None,
+                   help="only read a Keras .keras CNN for 16x16 digits with load_keras, test it and draw "
+                        "OUT/filters_keras.png")
     args = p.parse_args(argv)
     try:
+        if args.from_keras:
+            from . import demo_keras
+            demo_keras.from_keras_file(args.from_keras, args.out, seed=args.seed, limit=args.limit)
+            return 0
         run(epochs=args.epochs, batch_size=args.batch_size, kernels=args.kernels, out=args.out,
             seed=args.seed, threads=args.threads, mnist=args.mnist, upsample=args.upsample,
             augment=args.augment, limit=args.limit)
+        if args.keras:
+            from . import demo_keras
+            path = os.path.join(args.out, "keras_cnn.keras")
+            os.makedirs(args.out, exist_ok=True)
+            trained = demo_keras.train_keras(path, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                             limit=args.limit, augment=args.augment, verbose=2)
+            print(f"Keras: test accuracy {trained['keras_test_accuracy']:.4f}; wrote {path}")
+            demo_keras.from_keras_file(path, args.out, seed=args.seed, limit=args.limit,
+                                       before=trained["before"], keras_model=trained["keras_model"])
     except (ImportError, FileNotFoundError, RuntimeError) as exc:
         print(f"fastconv.demo: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import initializers
 from .._spec import resolve_padding  # the one place padding forms are understood
+from . import activations
 from .base import Layer, Shape
 
 __all__ = ["Conv2D", "resolve_kernels"]
@@ -98,6 +99,9 @@ class Conv2D(Layer):
         Build the weights now instead of on the first call.
     kernels : None, "fastconv", "reference" or module-like
         Which conv implementation to call (see :func:`resolve_kernels`).
+    activation : None or str
+        Applied to the output, as Keras's ``activation=`` (see
+        :mod:`fastconv.nn.activations`); None is linear.
 
     Attributes
     ----------
@@ -119,8 +123,9 @@ class Conv2D(Layer):
                  bias_initializer="zeros", data_format: str = "channels_first",
                  algorithm: str = "auto", dtype="float32", seed=None,
                  in_channels: Optional[int] = None, kernels=None,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, activation=None) -> None:
         super().__init__(name or "conv2d")
+        self.activation = activations.get(activation)  # applied last in forward, first in backward
         if not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
         if not isinstance(groups, (int, np.integer)) or groups < 1 or filters % groups:
@@ -288,6 +293,7 @@ class Conv2D(Layer):
             y = np.ascontiguousarray(y.transpose(0, 2, 3, 1))
         self._x = x
         self._y_shape = y.shape
+        y = self._y = self.activation.forward_owned(y)  # y is this layer's own array
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -306,7 +312,7 @@ class Conv2D(Layer):
             Same shape and layout as the last forward input.
         """
         self._need_forward(self._x, grad_output, self._y_shape or ())
-        gy = np.asarray(grad_output, dtype=self.dtype)
+        gy = self.activation.backward(np.asarray(grad_output, dtype=self.dtype), self._y)
         if self.data_format == "channels_last":
             gy = np.ascontiguousarray(gy.transpose(0, 3, 1, 2))
         mod, takes_algorithm = self._kernels()

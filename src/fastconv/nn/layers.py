@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import initializers
-from . import _ops
+from . import _ops, activations
 from .base import Layer, Shape
 
 __all__ = ["ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
@@ -329,6 +329,9 @@ class Dense(Layer):
     in_features : int, optional
         Build the weights now instead of on the first call.
     name : str, optional
+    activation : None or str
+        Applied to the output, as Keras's ``activation=`` (see
+        :mod:`fastconv.nn.activations`); None is linear.
 
     Attributes
     ----------
@@ -338,8 +341,9 @@ class Dense(Layer):
 
     def __init__(self, units: int, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", dtype="float32", seed=None,
-                 in_features: Optional[int] = None, name: Optional[str] = None) -> None:
+                 in_features: Optional[int] = None, name: Optional[str] = None, activation=None) -> None:
         super().__init__(name or "dense")
+        self.activation = activations.get(activation)  # applied last in forward, first in backward
         if not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -406,13 +410,14 @@ class Dense(Layer):
             y = x @ kernel
         if self.use_bias:
             y += self.params["bias"]
+        y = self._y = self.activation.forward_owned(y)  # y is this layer's own array
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Store kernel/bias grads; return ``grad_output @ kernel.T``."""
         expected = None if self._x is None else (self._x.shape[0], self.units)
         self._need_forward(self._x, grad_output, expected)
-        g = np.ascontiguousarray(grad_output, dtype=self.dtype)
+        g = np.ascontiguousarray(self.activation.backward(np.asarray(grad_output, dtype=self.dtype), self._y))
         kernel = self.params["kernel"]
         if _ops.native(g, self._x, kernel):
             gw = self.grads.get("kernel")

@@ -302,6 +302,8 @@ class Sequential:
             NumPy appends ``.npz`` if missing.
         """
         arrays = dict(self.parameters())
+        for i, layer in enumerate(self.layers):  # BatchNormalization's moving statistics
+            arrays.update({f"{i}.{k}": v for k, v in getattr(layer, "non_trainable", {}).items()})
         arrays["__layers__"] = np.array([type(layer).__name__ for layer in self.layers])
         np.savez(path, **arrays)
 
@@ -326,6 +328,30 @@ class Sequential:
                     layer.set_weights([data[k] for k in keys])
                 elif layer.params:
                     raise ValueError(f"{path}: no weights for layer {i} ({layer.name})")
+
+    # ------------------------------------------------------ Keras and PyTorch files
+    # (thin wrappers: the work is in keras_io.py and torch_io.py; h5py is imported there)
+    def save_keras(self, path: Union[str, os.PathLike], input_shape: Optional[Sequence[Optional[int]]] = None) -> None:
+        """Write a Keras 3 ``.keras`` file (see :func:`fastconv.nn.keras_io.save_keras`)."""
+        from .keras_io import save_keras
+        save_keras(self, path, input_shape)
+
+    def load_weights(self, path: Union[str, os.PathLike]) -> None:
+        """Read a Keras ``.weights.h5`` (or ``.keras``) file's weights, layers matched as Keras
+        matches them: in order within each Keras class (see :func:`fastconv.nn.keras_io.load_weights`)."""
+        from .keras_io import load_weights
+        load_weights(self, path)
+
+    def save_weights(self, path: Union[str, os.PathLike]) -> None:
+        """Write a Keras ``.weights.h5`` file (see :func:`fastconv.nn.keras_io.save_weights`)."""
+        from .keras_io import save_weights
+        save_weights(self, path)
+
+    def load_state_dict(self, state, strict: bool = True) -> None:
+        """Load a PyTorch-style state dict (``"<index>.weight"``, ... of NumPy or torch arrays)
+        (see :func:`fastconv.nn.torch_io.load_state_dict`)."""
+        from .torch_io import load_state_dict
+        load_state_dict(self, state, strict=strict)
 
     def summary(self, input_shape: Sequence[Optional[int]]) -> str:
         """A table of output shapes and parameter counts for ``input_shape``.
@@ -353,6 +379,9 @@ class Sequential:
 def _ensure_built(layer: Layer, input_shape) -> None:
     """Build a Conv2D or Dense from the shape it will receive (for :meth:`Sequential.summary`)."""
     if getattr(layer, "built", True):
+        return
+    if hasattr(layer, "build_for_input_shape"):
+        layer.build_for_input_shape(input_shape)
         return
     from .conv import Conv2D
     from .layers import Dense
