@@ -144,3 +144,31 @@ def test_default_isa_is_the_best_and_two_threads_reported():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     m = re.search(r"threads:\s+(\d+)", proc.stdout)
     assert m and int(m.group(1)) == cores, proc.stdout
+
+
+# ----------------------------------------------------------------------------- CPU detection
+def test_cpu_info_is_sane_and_agrees_with_the_os():
+    c = _core.cpu_info()
+    assert 4096 <= c["l1d"] <= c["l2"] <= c["l3"]
+    assert c["fma512_ports"] in ((1, 2) if _core.best_isa() >= 2 else (0,))
+    for key, name in (("l1d", "SC_LEVEL1_DCACHE_SIZE"), ("l2", "SC_LEVEL2_CACHE_SIZE")):
+        try:
+            os_value = os.sysconf(name)
+        except (ValueError, OSError, AttributeError):
+            continue
+        if os_value and os_value > 0:
+            assert c[key] == os_value, (key, c[key], os_value)
+
+
+def test_cpu_info_environment_overrides_are_reported(capsys):
+    code = ("import fastconv; from fastconv import _core; c = _core.cpu_info(); "
+            "print(c['l1d'], c['l2'], c['l3'], c['fma512_ports'], c['caches_overridden']); fastconv.show_config()")
+    proc = _python(code, FASTCONV_CPU_L1D="40K", FASTCONV_CPU_L2="3M", FASTCONV_CPU_L3=str(64 << 20),
+                   FASTCONV_CPU_FMA512_PORTS="1")
+    assert proc.returncode == 0, proc.stderr
+    first, rest = proc.stdout.split("\n", 1)
+    l1, l2, l3, ports, over = first.split()
+    assert (int(l1), int(l2), int(l3), over) == (40 << 10, 3 << 20, 64 << 20, "True")
+    if _core.best_isa() >= 2:
+        assert int(ports) == 1 and "FASTCONV_CPU_FMA512_PORTS" in rest
+    assert "L1d 40 KiB, L2 3 MiB, L3 64 MiB  (FASTCONV_CPU_*)" in rest

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet mypy typing_extensions
 pkg=$(python -c "import fastconv, os; print(os.path.dirname(fastconv.__file__))")
 echo "check_types: package at $pkg"
-(cd "$(dirname "$pkg")" && python -m mypy --config-file "$OLDPWD/pyproject.toml" -p fastconv)
+repo=$(pwd)
+# from a neutral folder, so that the installed package (found through py.typed) is checked
+(cd "$(mktemp -d)" && python -m mypy --config-file "$repo/pyproject.toml" -p fastconv)
 python -m mypy --config-file pyproject.toml tests/typing/public_api.py
 echo "check_types: OK"

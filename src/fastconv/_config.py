@@ -37,4 +37,15 @@ def show_config() -> None:
         f"  CPU best ISA:      {ISA_NAMES[_core.best_isa()]}",
         f"  ISA in use:        {isa()}" + ("  (FASTCONV_ISA)" if os.environ.get("FASTCONV_ISA") else ""),
     ]
+    c = _core.cpu_info()
+    kib = lambda b: f"{b // 1024} KiB" if b < (1 << 20) else f"{b / (1 << 20):g} MiB"  # noqa: E731
+    lines.append(f"  CPU:               {c['vendor'] or 'unknown vendor'} family {c['family']:#x} model {c['model']:#x}")
+    lines.append(f"  caches:            L1d {kib(c['l1d'])}, L2 {kib(c['l2'])}, L3 {kib(c['l3'])}"
+                 + ("  (FASTCONV_CPU_*)" if c["caches_overridden"] else ""))
+    if c["fma512_ports"]:
+        how = "FASTCONV_CPU_FMA512_PORTS" if c["ports_overridden"] else f"measured ratio {c['fma512_ratio']:.2f}"
+        lines.append(f"  512-bit FMA pipes: {c['fma512_ports']} ({how})")
+    if _core.fork_serial():
+        lines.append("  note:              forked child of a process whose OpenMP team had started: "
+                     "kernels run on one thread")
     print("\n".join(lines))

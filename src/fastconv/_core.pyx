@@ -40,6 +40,16 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv_bwd_weights(const fc_conv_desc *d, int algo, const void *grad_y, const void *x,
                             void *grad_w, void *grad_bias, void *workspace)
 
+cdef extern from "cpu_info.h" nogil:
+    ctypedef struct fc_cpu_info:
+        char vendor[16]
+        int family, model
+        int64_t l1d, l2, l3
+        int fma512_ports
+        double fma512_ratio
+        int overridden
+    void fc_cpu_info_copy(fc_cpu_info *out)
+
 cdef extern from "threads.h" nogil:
     void fc_threads_init()
     int fc_fork_serial()
@@ -165,6 +175,17 @@ def omp_num_procs():
     return fc_omp_num_procs()
 
 
+def cpu_info():
+    """What the blocking depends on: vendor, family, model, cache sizes (bytes) and the
+    512-bit FMA pipes (measured), as detected at import or set by FASTCONV_CPU_*."""
+    cdef fc_cpu_info c
+    fc_cpu_info_copy(&c)
+    return {"vendor": c.vendor.decode("ascii", "replace"), "family": c.family, "model": c.model,
+            "l1d": c.l1d, "l2": c.l2, "l3": c.l3, "fma512_ports": c.fma512_ports,
+            "fma512_ratio": c.fma512_ratio, "caches_overridden": bool(c.overridden & 1),
+            "ports_overridden": bool(c.overridden & 2)}
+
+
 def fork_serial():
     """True in a child forked after fastconv's OpenMP team had started: its kernels run on
     the calling thread (GNU libgomp's pool does not survive fork)."""
@@ -172,6 +193,7 @@ def fork_serial():
 
 
 fc_threads_init()  # the at-fork handler exists before any team does
+cpu_info()  # detect the caches and FMA pipes once, at import
 
 
 # Test and benchmark hooks, kept in their own files.
