@@ -22,10 +22,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "(dask[array] and distributed)") from exc
 
 from ._conv import conv2d, conv2d_backward
-#from ._predict import predict
+from ._predict import predict
 from ._signal import convolve2d, correlate2d
 from ._threads import task_thread_budget, task_threads
-#from ._train import DataParallelTrainer
+from ._train import DataParallelTrainer
 
 __all__ = ["conv2d", "conv2d_backward", "convolve2d", "correlate2d", "predict", "DataParallelTrainer",
            "task_thread_budget", "task_threads"]

@@ -233,13 +233,17 @@ class Sequential:
 
         Parameters
         ----------
-        x : ndarray
+        x : ndarray, or a dask array chunked along the batch (then the result is a lazy
+            dask array, see :func:`fastconv.dask.predict`)
         batch_size : int
 
         Returns
         -------
         ndarray
         """
+        if hasattr(x, "__dask_graph__"):  # a dask array: batch-chunked, lazy (fastconv[dask])
+            from ..dask import predict as dask_predict
+            return dask_predict(self, x, batch_size=batch_size)
         x = np.asarray(x)
         outs = [self.forward(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
         return np.concatenate(outs) if outs else np.empty((0,))
