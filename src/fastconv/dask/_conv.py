@@ -89,11 +89,16 @@ def _plans(x, spec: ConvSpec) -> Tuple[AxisPlan, AxisPlan]:
 
 
 def _overlapped(x, ph: AxisPlan, pw: AxisPlan):
-    """Each block extended by the first ``halo`` pixels of the next chunk along H and W."""
-    if ph.halo == 0 and pw.halo == 0:
+    """Each block extended by the first ``halo`` pixels of the next chunk along H and W.
+
+    An axis of one chunk needs no halo (the plan's block is the whole axis).
+    """
+    dh = ph.halo if len(ph.in_chunks) > 1 else 0
+    dw = pw.halo if len(pw.in_chunks) > 1 else 0
+    if dh == 0 and dw == 0:
         return x
     from dask.array.overlap import overlap
-    return overlap(x, depth={0: 0, 1: 0, 2: (0, ph.halo), 3: (0, pw.halo)}, boundary="none")
+    return overlap(x, depth={0: 0, 1: 0, 2: (0, dh), 3: (0, dw)}, boundary="none")
 
 
 def _sub_input(xb: np.ndarray, ph: AxisPiece, pw: AxisPiece):
