@@ -7,6 +7,8 @@ Cases (float32):
 - signal: convolve2d 4096x4096 with a 7x7 kernel, mode "same"; 1024x1024 chunks (16 tasks),
           and dask_image.ndfilters.convolve on the same chunks (when installed)
 - backward of the batch case (grad_x, grad_weight, grad_bias)
+- one training step of the Keras MNIST CNN (conv32-conv64-pool-dense128-dense10, 16x16
+  inputs, batch 256, SGD) in memory and with DataParallelTrainer on the LocalCluster
 
 Each is timed in memory (fastconv's default threads), with dask's synchronous scheduler
 and its threaded scheduler (``y.compute()``, which includes dask concatenating the
@@ -20,7 +22,7 @@ On a LocalCluster of several worker processes the cores are split between them w
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/dask_overhead.py --repeats 5 [--no-cluster]
+    PYTHONPATH=src python benchmarks/dask_overhead.py --repeats 9 [--threads 1] [--no-cluster]
 """
 from __future__ import annotations
 
@@ -116,6 +118,9 @@ def cluster_cases(repeats: int, rows, batch) -> None:
 
     x, w, kw, chunks = batch
     times = {"in memory (fastconv.conv2d)": None}
+    model, (tx, ty) = _train_model(), _train_data()
+    train = {"Sequential.train_on_batch, in memory": interleaved({"step": lambda: model.train_on_batch(tx, ty)},
+                                                                repeats)["step"]}
     for n_workers in (1, 2):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                           silence_logs=40) as cluster, Client(cluster) as client:
@@ -137,14 +142,42 @@ def cluster_cases(repeats: int, rows, batch) -> None:
             if times["in memory (fastconv.conv2d)"] is None:
                 times["in memory (fastconv.conv2d)"] = got["in memory (fastconv.conv2d)"]
             times.update({k: v for k, v in got.items() if k.startswith("LocalCluster")})
+            train[f"DataParallelTrainer, {n_workers} worker(s)"] = _train_step_time(client, repeats, n_workers)
     _report(rows, "cluster", times)
+    _report(rows, "train", train)
+
+
+def _train_model():
+    from fastconv import nn
+    m = nn.Sequential([nn.Conv2D(32, 3, seed=0), nn.ReLU(), nn.Conv2D(64, 3, seed=1), nn.ReLU(),
+                       nn.MaxPool2D(2), nn.Flatten(), nn.Dense(128, seed=2), nn.ReLU(), nn.Dense(10, seed=3)])
+    return m.compile("sgd")
+
+
+def _train_data():
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((256, 1, 16, 16)).astype(np.float32), rng.integers(0, 10, 256)
+
+
+def _train_step_time(client, repeats: int, n_workers: int) -> Tuple[float, float]:
+    x, y = _train_data()
+    trainer = fd.DataParallelTrainer(_train_model(), client,
+                                     threads_per_task=max(1, len(os.sched_getaffinity(0)) // n_workers))
+    return interleaved({"step": lambda: trainer.train_on_batch(x, y)}, repeats)["step"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-cluster", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="fastconv threads in memory and per sync task, and dask's threaded-pool size "
+                             "(default: fastconv's default and dask's CPU count)")
     args = parser.parse_args()
+    if args.threads is not None:
+        import dask
+        fastconv.set_num_threads(args.threads)
+        dask.config.set(num_workers=args.threads)
     print(f"fastconv {fastconv.__version__}, {os.cpu_count()} CPUs, fastconv threads {fastconv.get_num_threads()}")
     rows: List[Tuple[str, str, float, float]] = []
     batch = local_cases(args.repeats, rows)

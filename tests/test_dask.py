@@ -273,7 +273,13 @@ def test_thread_budget_outside_and_inside_the_threaded_pool():
         t = threading.Thread(target=lambda: seen.append(fd.task_thread_budget()))
         t.start()
         t.join()
-    assert seen == [max(1, len(os.sched_getaffinity(0)) // 2)]
+    assert seen == [max(1, min(fastconv.get_num_threads(), len(os.sched_getaffinity(0)) // 2))]
+    fastconv.set_num_threads(1)   # never more than the process's own setting
+    with dask.config.set(num_workers=1):
+        t = threading.Thread(target=lambda: seen.append(fd.task_thread_budget()))
+        t.start()
+        t.join()
+    assert seen[-1] == 1
 
 
 def test_task_threads_restores_the_setting():
@@ -341,11 +347,12 @@ def test_distributed_forward_bitwise_and_backward(client, rng):
 
 
 def test_thread_budget_on_a_worker(client):
-    cores = len(os.sched_getaffinity(0))
     workers = list(client.scheduler_info()["workers"])
-    futures = [client.submit(fd.task_thread_budget, workers=[w], pure=False) for w in workers]
+    futures = [client.submit(lambda: (fd.task_thread_budget(), fastconv.get_num_threads(),
+                                      len(os.sched_getaffinity(0))), workers=[w], pure=False) for w in workers]
     # threads_per_worker=1: one task at a time per worker, so it may use every core it sees
-    assert client.gather(futures) == [max(1, cores // 1)] * 2
+    for budget, default, cores in client.gather(futures):
+        assert budget == max(1, min(default, cores // 1))
 
 
 def test_distributed_training_agrees_with_one_machine(client, rng):

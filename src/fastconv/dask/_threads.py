@@ -2,8 +2,9 @@
 
 ``fastconv.threads(n)`` is process-wide, and a dask worker runs several tasks at once, so
 a task must not simply ask for every core: with ``T`` tasks running concurrently in a
-process of ``cores`` cores, each uses ``max(1, cores // T)`` threads (one each when
-``T >= cores``). ``T`` is:
+process of ``cores`` cores, each uses ``max(1, min(fastconv.get_num_threads(), cores // T))``
+threads (one each when ``T >= cores``; never more than the process's own setting, so
+``fastconv.set_num_threads(1)`` or ``OMP_NUM_THREADS=1`` still means one). ``T`` is:
 
 - on a ``dask.distributed`` worker: the worker's thread count (``nthreads``),
 - on a pool thread of dask's local threaded scheduler: ``dask.config.get("num_workers")``,
@@ -79,7 +80,7 @@ def task_thread_budget(threads_per_task: Optional[int] = None) -> Optional[int]:
         concurrent = dask.config.get("num_workers", None) or CPU_COUNT
     if concurrent is None:
         return None
-    return max(1, _cores() // int(concurrent))
+    return max(1, min(_threads.get_num_threads(), _cores() // int(concurrent)))
 
 
 @contextlib.contextmanager
