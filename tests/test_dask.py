@@ -377,3 +377,22 @@ def test_distributed_training_agrees_with_one_machine(client, rng):
     fresh = _model()
     fresh.summary((None, 2, 12, 12))                  # builds the same initial weights
     assert not np.allclose(a.get_weights()[0], fresh.get_weights()[0])  # training moved the weights
+
+
+def test_distributed_predict_and_dropout_masks_change_between_steps(client, rng):
+    from fastconv import nn
+    model = nn.Sequential([nn.Flatten(), nn.Dropout(0.5, seed=0), nn.Dense(2, dtype="float64", seed=1)])
+    model.compile(nn.SGD(0.1))
+    x = rng.standard_normal((12, 1, 4, 4))
+    y = rng.integers(0, 2, 12)
+    lazy = model.predict(da.from_array(x, chunks=5))
+    assert np.array_equal(client.compute(lazy).result(timeout=60),
+                          np.concatenate([model.predict(x[i:i + 5]) for i in range(0, 12, 5)]))
+    trainer = fd.DataParallelTrainer(model, client, seed=3)
+    before = model.get_weights()
+    trainer.train_on_batch(x, y)
+    step1 = [a - b for a, b in zip(model.get_weights(), before)]
+    model.layers[2].set_weights(before)      # same weights and data again:
+    trainer.train_on_batch(x, y)             # only fresh Dropout masks can change the update
+    step2 = [a - b for a, b in zip(model.get_weights(), before)]
+    assert np.abs(step1[0]).max() > 0 and not np.allclose(step1[0], step2[0])

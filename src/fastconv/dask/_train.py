@@ -58,9 +58,16 @@ def _skeleton(model):
     return skeleton
 
 
-def _shard_step(skeleton, weights: _Blob, x, y, threads_per_task):
-    """Leaf task: (n*grads, n, n*loss, correct) of one shard."""
+def _shard_step(skeleton, weights: _Blob, x, y, threads_per_task, seed):
+    """Leaf task: (n*grads, n, n*loss, correct) of one shard.
+
+    ``seed`` (distinct per step and shard) reseeds the layers' generators, so Dropout draws
+    fresh masks every step instead of replaying the skeleton's stream.
+    """
     model = copy.deepcopy(skeleton)
+    for i, layer in enumerate(model.layers):
+        if isinstance(getattr(layer, "_rng", None), np.random.Generator):
+            layer._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
     arrays = iter(weights.value)
     for layer in model.layers:
         if layer.params:
@@ -92,6 +99,8 @@ class DataParallelTrainer:
     threads_per_task : int, optional
         fastconv threads per shard task (default: the worker's budget, see
         ``fastconv.dask.task_thread_budget``).
+    seed : int or None
+        Seeds the per-step, per-shard random streams (Dropout masks).
 
     Examples
     --------
@@ -101,7 +110,7 @@ class DataParallelTrainer:
     >>> loss, acc = trainer.train_on_batch(x, y)                        # doctest: +SKIP
     """
 
-    def __init__(self, model, client, *, threads_per_task: Optional[int] = None) -> None:
+    def __init__(self, model, client, *, threads_per_task: Optional[int] = None, seed=None) -> None:
         if not hasattr(model, "layers") or not hasattr(model, "gradients"):
             raise TypeError(f"model must be a fastconv.nn.Sequential, got {type(model).__name__}")
         if not hasattr(client, "scatter") or not hasattr(client, "submit"):
@@ -113,6 +122,7 @@ class DataParallelTrainer:
             model.compile()
         self._skeleton_future = None
         self.weights_future = None
+        self._seeds = np.random.SeedSequence(seed)
 
     def _shards(self, x, y) -> List[Tuple[object, object]]:
         """Futures of (x_i, y_i) in shard order: the batch chunks of a dask ``x``, else one per worker."""
@@ -153,9 +163,11 @@ class DataParallelTrainer:
         if self._skeleton_future is None:
             self._skeleton_future = self.client.scatter(_skeleton(model), broadcast=True)
         self.weights_future = self.client.scatter(_Blob(model.get_weights()), broadcast=True)
+        step_seed = int(self._seeds.generate_state(1, np.uint64)[0])
+        self._seeds = self._seeds.spawn(1)[0]
         level = [self.client.submit(_shard_step, self._skeleton_future, self.weights_future, xs, ys,
-                                    self.threads_per_task, pure=False)
-                 for xs, ys in self._shards(x, y)]
+                                    self.threads_per_task, [step_seed, i], pure=False)
+                 for i, (xs, ys) in enumerate(self._shards(x, y))]
         while len(level) > 1:
             nxt = [self.client.submit(_combine, level[i], level[i + 1], pure=False)
                    for i in range(0, len(level) - 1, 2)]
