@@ -311,6 +311,10 @@ def test_predict_on_a_dask_array(rng):
     expected = np.concatenate([model.predict(x[i:i + 7]) for i in range(0, 23, 7)])
     assert np.array_equal(got, expected)                       # each chunk is that call
     np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-6)
+    # the graph holds the model as it was at the call: later training does not change it
+    model.train_on_batch(x, np.arange(23) % 3)
+    assert not np.array_equal(model.predict(x[:7]), expected[:7])
+    assert np.array_equal(lazy.compute(scheduler="sync"), expected)
 
 
 # ----------------------------------------------------------------------------- distributed

@@ -284,8 +284,8 @@ def conv2d_backward(grad_output, x, weight: np.ndarray, stride: IntPair = 1, pad
         zo = overlap(z, depth={0: 0, 1: 0, 2: 0, 3: 0, axis: (plan.halo, 0)}, boundary="none")
         chunks = list(z.chunks)
         chunks[axis] = plan.in_chunks
-        z = zo.map_blocks(_fold_block, axis=axis, halo=plan.halo, own_chunks=plan.in_chunks, chunks=tuple(chunks), dtype=spec.dtype,
-                          meta=meta4, token="fastconv-fold-halo")
+        z = zo.map_blocks(_fold_block, axis=axis, halo=plan.halo, own_chunks=plan.in_chunks,
+                          chunks=tuple(chunks), dtype=spec.dtype, meta=meta4, token="fastconv-fold-halo")
     grad_x = z if z.chunks == original_chunks else z.rechunk(original_chunks)
 
     # weight and bias gradients: one packed vector per block, summed by a fixed tree

@@ -1,6 +1,7 @@
 """``Sequential.predict`` on a dask array chunked along the batch axis."""
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
@@ -8,7 +9,30 @@ import numpy as np
 from ._conv import require_dask_array
 from ._threads import task_threads
 
-__all__ = ["predict", "output_shape"]
+__all__ = ["predict", "output_shape", "skeleton"]
+
+
+# Per-forward caches of the layers and the loss: dropped from the copy sent to the workers.
+_CACHES = ("_x", "_mask", "_cache", "_backend", "_y_shape", "_shape", "_probs", "_target")
+
+
+def skeleton(model):
+    """A copy of the model's layers and weights without cached activations or optimiser state.
+
+    What travels to the workers: the last forward's activations are dropped (they can be far
+    larger than the weights), and the copy does not change when the model is trained later.
+    """
+    from ..nn.model import Sequential
+    layers = []
+    for layer in model.layers:
+        clone = copy.copy(layer)
+        clone.__dict__ = {k: (None if k in _CACHES else v) for k, v in layer.__dict__.items()}
+        layers.append(copy.deepcopy(clone))
+    result = Sequential(layers, name=model.name)
+    loss = copy.copy(model.loss)
+    loss.__dict__ = {k: (None if k in _CACHES else v) for k, v in model.loss.__dict__.items()}
+    result.loss = copy.deepcopy(loss)
+    return result
 
 
 def output_shape(model, sample_shape) -> tuple:
@@ -36,7 +60,8 @@ def predict(model, x, batch_size: int = 256, *, threads_per_task: Optional[int] 
 
     Each batch chunk is one task running ``model.predict`` on it (inference mode, so
     Dropout is the identity); the result of a chunk equals ``model.predict`` of the same
-    samples in memory.
+    samples in memory. The graph holds a copy of the model as it is at this call (weights
+    included, cached activations not), so training the model later does not change it.
 
     Parameters
     ----------
@@ -76,6 +101,6 @@ def predict(model, x, batch_size: int = 256, *, threads_per_task: Optional[int] 
     elif ndim_out > x.ndim:
         kwargs["new_axis"] = list(range(x.ndim, ndim_out))
     dtype = _output_dtype(model, x.dtype)
-    return x.map_blocks(_predict_block, model=model, batch_size=batch_size, threads_per_task=threads_per_task,
+    return x.map_blocks(_predict_block, model=skeleton(model), batch_size=batch_size, threads_per_task=threads_per_task,
                         chunks=(x.chunks[0],) + tuple((s,) for s in out[1:]), dtype=dtype,
                         meta=np.empty((0,) * ndim_out, dtype), token="fastconv-predict", **kwargs)

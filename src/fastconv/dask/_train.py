@@ -26,36 +26,16 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ._conv import is_dask_array
-from ._predict import output_shape
+from ._predict import output_shape, skeleton as _skeleton
 from ._threads import task_threads
 
 __all__ = ["DataParallelTrainer"]
-
-# Per-forward caches of the layers: dropped from the copy sent to the workers.
-_CACHES = ("_x", "_mask", "_cache", "_backend", "_y_shape", "_shape")
-
 
 class _Blob:
     """Wraps a list so that ``Client.scatter`` sends it as one object."""
 
     def __init__(self, value) -> None:
         self.value = value
-
-
-def _skeleton(model):
-    """A copy of the model's layers without cached activations, and without its optimiser."""
-    from ..nn.model import Sequential
-    layers = []
-    for layer in model.layers:
-        clone = copy.copy(layer)
-        clone.__dict__ = {k: (None if k in _CACHES else v) for k, v in layer.__dict__.items()}
-        layers.append(copy.deepcopy(clone))
-    skeleton = Sequential(layers, name=model.name)
-    skeleton.loss = copy.deepcopy(model.loss)
-    for k in _CACHES:
-        if hasattr(skeleton.loss, k):
-            setattr(skeleton.loss, k, None)
-    return skeleton
 
 
 def _shard_step(skeleton, weights: _Blob, x, y, threads_per_task, seed):
