@@ -363,21 +363,21 @@ def test_distributed_training_agrees_with_one_machine(client, rng):
     x = rng.standard_normal((26, 2, 12, 12))
     y = rng.integers(0, 3, 26)
     a, b = _model(), _model()
-    trainer = fd.DataParallelTrainer(a, client)
+    trainer = fd.DataParallelTrainer(a, client, timeout=120)
     xd = da.from_array(x, chunks=(9, 2, 12, 12))      # three uneven shards
-    for _ in range(3):
+    for step in range(3):
         got = trainer.train_on_batch(xd, y)
         expected = b.train_on_batch(x, y)
-        np.testing.assert_allclose(got, expected, rtol=1e-12)
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(wa, wb, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"loss/accuracy, step {step}")
+    for i, (wa, wb) in enumerate(zip(a.get_weights(), b.get_weights())):
+        np.testing.assert_allclose(wa, wb, rtol=1e-10, atol=1e-12, err_msg=f"weight {i} after 3 steps")
     trainer.train_on_batch(x, y)                        # NumPy batch: one shard per worker
     b.train_on_batch(x, y)
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(wa, wb, rtol=1e-10, atol=1e-12)
-    # the broadcast weights are the ones the step started from, on every worker
+    for i, (wa, wb) in enumerate(zip(a.get_weights(), b.get_weights())):
+        np.testing.assert_allclose(wa, wb, rtol=1e-10, atol=1e-12, err_msg=f"weight {i} after 4 steps")
+    # the weights of the last step were broadcast: a replica on every worker
     held = client.who_has(trainer.weights_future)
-    assert len(next(iter(held.values()))) == 2
+    assert [len(v) for v in held.values()] == [2], held
     fresh = _model()
     fresh.summary((None, 2, 12, 12))                  # builds the same initial weights
     assert not np.allclose(a.get_weights()[0], fresh.get_weights()[0])  # training moved the weights
@@ -392,7 +392,7 @@ def test_distributed_predict_and_dropout_masks_change_between_steps(client, rng)
     lazy = model.predict(da.from_array(x, chunks=5))
     assert np.array_equal(client.compute(lazy).result(timeout=60),
                           np.concatenate([model.predict(x[i:i + 5]) for i in range(0, 12, 5)]))
-    trainer = fd.DataParallelTrainer(model, client, seed=3)
+    trainer = fd.DataParallelTrainer(model, client, seed=3, timeout=120)
     before = model.get_weights()
     trainer.train_on_batch(x, y)
     step1 = [a - b for a, b in zip(model.get_weights(), before)]

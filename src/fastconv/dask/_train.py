@@ -81,6 +81,8 @@ class DataParallelTrainer:
         ``fastconv.dask.task_thread_budget``).
     seed : int or None
         Seeds the per-step, per-shard random streams (Dropout masks).
+    timeout : float, optional
+        Seconds to wait for a step's reduced gradients (``Future.result``); None waits.
 
     Examples
     --------
@@ -90,7 +92,8 @@ class DataParallelTrainer:
     >>> loss, acc = trainer.train_on_batch(x, y)                        # doctest: +SKIP
     """
 
-    def __init__(self, model, client, *, threads_per_task: Optional[int] = None, seed=None) -> None:
+    def __init__(self, model, client, *, threads_per_task: Optional[int] = None, seed=None,
+                 timeout: Optional[float] = None) -> None:
         if not hasattr(model, "layers") or not hasattr(model, "gradients"):
             raise TypeError(f"model must be a fastconv.nn.Sequential, got {type(model).__name__}")
         if not hasattr(client, "scatter") or not hasattr(client, "submit"):
@@ -103,6 +106,7 @@ class DataParallelTrainer:
         self._skeleton_future = None
         self.weights_future = None
         self._seeds = np.random.SeedSequence(seed)
+        self.timeout = timeout
 
     def _shards(self, x, y) -> List[Tuple[object, object]]:
         """Futures of (x_i, y_i) in shard order: the batch chunks of a dask ``x``, else one per worker."""
@@ -154,7 +158,7 @@ class DataParallelTrainer:
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
-        grads, n, loss_sum, correct = level[0].result()
+        grads, n, loss_sum, correct = level[0].result(timeout=self.timeout)
         params = model.parameters()
         mean: Dict[str, np.ndarray] = {k: g / g.dtype.type(n) for k, g in grads.items()}
         model.optimizer.update(params, mean)
