@@ -107,6 +107,7 @@ class DataParallelTrainer:
         self.weights_future = None
         self._seeds = np.random.SeedSequence(seed)
         self.timeout = timeout
+        self._shard_cache = None  # ((x.name, y.name), shard futures) of the last dask batch
 
     def _shards(self, x, y) -> List[Tuple[object, object]]:
         """Futures of (x_i, y_i) in shard order: the batch chunks of a dask ``x``, else one per worker."""
@@ -115,9 +116,14 @@ class DataParallelTrainer:
             x = x.rechunk((x.chunks[0],) + tuple((s,) for s in x.shape[1:]))
             y_chunks = (x.chunks[0],) + tuple((s,) for s in np.shape(y)[1:])
             y = y.rechunk(y_chunks) if is_dask_array(y) else da.from_array(np.asarray(y), chunks=y_chunks)
-            xs = self.client.compute(list(x.to_delayed().ravel()))
-            ys = self.client.compute(list(y.to_delayed().ravel()))
-            return list(zip(xs, ys))
+            key = (x.name, y.name)
+            if self._shard_cache is None or self._shard_cache[0] != key:
+                # computed once per (x, y): later steps on the same batch find it on the workers
+                self._shard_cache = None
+                xs = self.client.compute(list(x.to_delayed().ravel()))
+                ys = self.client.compute(list(y.to_delayed().ravel()))
+                self._shard_cache = (key, list(zip(xs, ys)))
+            return self._shard_cache[1]
         x, y = np.asarray(x), np.asarray(y)
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         parts = [(a, b) for a, b in zip(np.array_split(x, workers), np.array_split(y, workers)) if len(a)]
@@ -129,8 +135,9 @@ class DataParallelTrainer:
 
         Parameters
         ----------
-        x : dask.array.Array (chunked along N: one shard per chunk) or ndarray (split into
-            one shard per worker)
+        x : dask.array.Array (chunked along N: one shard per chunk; the chunks are computed
+            once and kept on the workers while the same ``x`` comes back) or ndarray (split
+            into one shard per worker and scattered every step)
         y : labels, same length; a dask array is rechunked like ``x``
 
         Returns
