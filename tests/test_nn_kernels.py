@@ -266,20 +266,35 @@ def test_a_warm_training_step_allocates_no_new_buffers():
 
 
 def test_model_outputs_stay_valid_after_the_next_call():
-    x, _ = _data()
+    x, y = _data()
     model = _mnist_like()
+    model.train_on_batch(x, y)  # the layers now hold kept buffers
     a = model.forward(x)
     a_copy = a.copy()
     model.forward(x[::-1].copy())
+    model.train_on_batch(x, y)
     np.testing.assert_array_equal(a, a_copy)
+    assert all(not layer.reuse_buffers for layer in model.layers)  # only inside the step
+
+
+def test_concurrent_predicts_on_one_model_do_not_share_buffers():
+    import concurrent.futures
+    x, y = _data(32)
+    model = _mnist_like()
+    model.train_on_batch(x, y)
+    expected = [model.predict(x[i:i + 8]) for i in range(0, 32, 8)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda i: model.predict(x[i:i + 8]), range(0, 32, 8)))
+            for a, b in zip(got, expected):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_reused_buffers_train_like_fresh_ones():
     """A model whose layers return new arrays (reuse off) takes the same steps."""
     x, y = _data()
     fresh, kept = _mnist_like(), _mnist_like()
-    for layer in fresh.layers:
-        layer.reuse_buffers = False
+    fresh.reuse_buffers = False
     for _ in range(3):
         assert fresh.train_on_batch(x, y) == kept.train_on_batch(x, y)
     for a, b in zip(fresh.get_weights(), kept.get_weights()):

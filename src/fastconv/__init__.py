@@ -6,7 +6,8 @@ semantics, SciPy's ``convolve2d``/``correlate2d``, and a trainable Keras-style `
 Every name of the README's API table is reachable after a plain ``import fastconv``:
 ``fastconv.reference``, ``fastconv.nn``, ``fastconv.initializers`` and
 ``fastconv.functional`` are imported here; the heavier or optional parts
-(``fastconv.bench``, ``fastconv.datasets``, ``fastconv.demo``) load on first access.
+(``fastconv.bench``, ``fastconv.dask``, ``fastconv.datasets``, ``fastconv.demo``) load on
+first access.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ _config.apply_isa_from_env()
 
 # Submodules imported on first attribute access (PEP 562): they pull in optional
 # dependencies or cost import time that most users never need.
-_LAZY_SUBMODULES = ("bench", "datasets", "demo")
+_LAZY_SUBMODULES = ("bench", "dask", "datasets", "demo")
 
 __all__ = [
     "__version__",

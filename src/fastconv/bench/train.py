@@ -200,30 +200,31 @@ def breakdown(model: nn.Sequential, x: np.ndarray, y: np.ndarray, repeats: int =
     """Median ms per step of each layer kind's forward/backward, the loss and the optimiser."""
     per_step: Dict[str, List[float]] = collections.defaultdict(list)
     for _ in range(repeats + 1):
-        acc: Dict[str, float] = collections.defaultdict(float)
-        h = x
-        for layer in model.layers:
-            t0 = time.perf_counter()
-            h = layer.forward(h, training=True)
-            acc[f"{type(layer).__name__} fwd"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.loss.forward(h, y)
-        g = model.loss.backward()
-        acc["loss"] += time.perf_counter() - t0
-        first = model.layers[0]
-        first.input_grad = False
-        try:
-            for layer in reversed(model.layers):
+        with model.kept_buffers():  # as inside train_on_batch
+            acc: Dict[str, float] = collections.defaultdict(float)
+            h = x
+            for layer in model.layers:
                 t0 = time.perf_counter()
-                g = layer.backward(g)
-                acc[f"{type(layer).__name__} bwd"] += time.perf_counter() - t0
-        finally:
-            first.input_grad = True
-        t0 = time.perf_counter()
-        model.optimizer.update(model.parameters(), model.gradients())
-        acc["optimizer"] += time.perf_counter() - t0
-        for k, v in acc.items():
-            per_step[k].append(v)
+                h = layer.forward(h, training=True)
+                acc[f"{type(layer).__name__} fwd"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            model.loss.forward(h, y)
+            g = model.loss.backward()
+            acc["loss"] += time.perf_counter() - t0
+            first = model.layers[0]
+            first.input_grad = False
+            try:
+                for layer in reversed(model.layers):
+                    t0 = time.perf_counter()
+                    g = layer.backward(g)
+                    acc[f"{type(layer).__name__} bwd"] += time.perf_counter() - t0
+            finally:
+                first.input_grad = True
+            t0 = time.perf_counter()
+            model.optimizer.update(model.parameters(), model.gradients())
+            acc["optimizer"] += time.perf_counter() - t0
+            for k, v in acc.items():
+                per_step[k].append(v)
     return {k: 1e3 * float(np.median(v[1:])) for k, v in per_step.items()}
 
 

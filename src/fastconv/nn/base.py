@@ -23,10 +23,11 @@ class Layer:
     built : bool
         Whether the weights exist (layers without weights are always built).
     reuse_buffers : bool
-        When True (``Sequential`` sets it on its layers), the layer writes its outputs,
-        input gradients and parameter gradients into arrays it keeps across calls, so a
-        warm training step allocates nothing: each call overwrites the arrays the previous
-        call returned. False (the default for a layer used on its own) returns new arrays.
+        When True (``Sequential.train_on_batch`` sets it for the step), the layer writes its
+        outputs, input gradients and parameter gradients into arrays it keeps across calls,
+        so a warm training step allocates nothing: each call overwrites the arrays the
+        previous call returned. False (the default, and always outside a training step)
+        returns new arrays.
     input_grad : bool
         When False, :meth:`backward` may skip the gradient w.r.t. the input and return
         None (``Sequential`` clears it on its first layer during a training step).

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -61,9 +62,6 @@ class Sequential:
             while f"{base}_{k}" in names:
                 k += 1
             layer.name = f"{base}_{k}"
-        # Inside the model a layer's outputs are intermediate: it may keep and overwrite its
-        # buffers across steps (forward() below hands the user a copy of the last output).
-        layer.reuse_buffers = True
         self.layers.append(layer)
 
     def compile(self, optimizer: Union[str, optimizers.Optimizer] = "adam",
@@ -98,10 +96,31 @@ class Sequential:
         -------
         ndarray : the last layer's output (logits for a classifier), a new array
         """
-        out = self._forward(x, training)
-        return out.copy() if any(layer.reuse_buffers for layer in self.layers) else out
+        return self._forward(x, training)
 
     __call__ = forward
+
+    #: When True, train_on_batch (and fit) lets the layers keep their outputs and
+    #: gradients in buffers reused across steps, so a warm step allocates next to nothing.
+    reuse_buffers: bool = True
+
+    @contextlib.contextmanager
+    def kept_buffers(self) -> Iterator[None]:
+        """Context: the layers write into buffers they keep across calls (see
+        :attr:`Layer.reuse_buffers`). Only inside a training step: the arrays a layer
+        returns are overwritten by its next call, so inference (``forward``, ``predict``,
+        possibly from several threads at once) always gets new arrays."""
+        if not self.reuse_buffers:
+            yield
+            return
+        before = [layer.reuse_buffers for layer in self.layers]
+        for layer in self.layers:
+            layer.reuse_buffers = True
+        try:
+            yield
+        finally:
+            for layer, b in zip(self.layers, before):
+                layer.reuse_buffers = b
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         """forward() without the final copy: the result may be a layer's kept buffer."""
@@ -172,9 +191,10 @@ class Sequential:
         """
         if self.optimizer is None:
             self.compile()
-        out = self._forward(x, training=True)
-        loss = self.loss.forward(out, y)
-        self.backward(self.loss.backward(), input_grad=False)
+        with self.kept_buffers():
+            out = self._forward(x, training=True)
+            loss = self.loss.forward(out, y)
+            self.backward(self.loss.backward(), input_grad=False)
         self.optimizer.update(self.parameters(), self.gradients())
         return loss, float(np.mean(out.argmax(axis=1) == _class_ids(y)))
 
@@ -255,15 +275,19 @@ class Sequential:
 
         Parameters
         ----------
-        x : ndarray
+        x : ndarray, or a dask array chunked along the batch (then the result is a lazy
+            dask array, see :func:`fastconv.dask.predict`)
         batch_size : int
 
         Returns
         -------
         ndarray
         """
+        if hasattr(x, "__dask_graph__"):  # a dask array: batch-chunked, lazy (fastconv[dask])
+            from ..dask import predict as dask_predict
+            return dask_predict(self, x, batch_size=batch_size)
         x = np.asarray(x)
-        outs = [self._forward(x[i:i + batch_size], training=False).copy() for i in range(0, len(x), batch_size)]
+        outs = [self._forward(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
         return np.concatenate(outs) if outs else np.empty((0,))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Dict[str, float]:
