@@ -78,8 +78,8 @@ def _prepare(x, spec: ConvSpec, rechunk: bool, name: str = "x"):
                                  f"halo of {halo} pixels ((kernel-1)*dilation); pass rechunk=True or "
                                  f"rechunk to chunks of at least {halo}")
             chunks[axis] = ensure_minimum_chunksize(halo, chunks[axis])
-    chunks = tuple(tuple(c) for c in chunks)
-    return x if chunks == x.chunks else x.rechunk(chunks)
+    wanted = tuple(tuple(c) for c in chunks)
+    return x if wanted == x.chunks else x.rechunk(wanted)
 
 
 def _plans(x, spec: ConvSpec) -> Tuple[AxisPlan, AxisPlan]:

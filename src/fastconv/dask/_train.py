@@ -21,7 +21,7 @@ needs a model without Dropout).
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -107,7 +107,8 @@ class DataParallelTrainer:
         self.weights_future = None
         self._seeds = np.random.SeedSequence(seed)
         self.timeout = timeout
-        self._shard_cache = None  # ((x.name, y.name), shard futures) of the last dask batch
+        # ((x.name, y.name), shard futures) of the last dask batch
+        self._shard_cache: Optional[Tuple[Any, List[Tuple[Any, Any]]]] = None
 
     def _shards(self, x, y) -> List[Tuple[object, object]]:
         """Futures of (x_i, y_i) in shard order: the batch chunks of a dask ``x``, else one per worker."""
