@@ -251,3 +251,61 @@ def test_argument_errors():
         _core.gemm(a, np.ones((4, 2), np.float32), np.ones((2, 3), np.float32).T)  # col stride
     with pytest.raises(ValueError):
         _core.gemm(a, np.ones((4, 2), np.float32), bias=np.ones(4, np.float32))
+
+
+# ----------------------------------------------------------------------------- blocks per CPU
+_BLOCKS_CHILD = """
+import json, numpy as np
+from fastconv import _core
+out = {d: _core.gemm_blocking(d) for d in ("float32", "float64")}
+rng = np.random.default_rng(0)
+for d in ("float32", "float64"):
+    a = rng.standard_normal((203, 517)).astype(d); b = rng.standard_normal((517, 331)).astype(d)
+    c = _core.gemm(a, b, nthreads=2)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    out[d]["err"] = float(np.abs(c - ref).max() / (np.abs(a).astype(np.float64) @ np.abs(b)).max())
+print(json.dumps(out))
+"""
+
+
+def _blocks_in_child(**env):
+    import json
+    import subprocess
+    import sys
+
+    import helpers as H
+
+    proc = subprocess.run([sys.executable, "-c", _BLOCKS_CHILD], capture_output=True, text=True,
+                          env=H.child_env(**env), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_blocks_of_the_reference_caches_are_the_tuned_table():
+    """With Zen 4's caches, the derived blocks are the table measured best there."""
+    got = _blocks_in_child(FASTCONV_CPU_L1D="32K", FASTCONV_CPU_L2="1M", FASTCONV_CPU_L3="32M")
+    table = {0: {"float32": (256, 384, 2048), "float64": (256, 384, 2048)},    # generic 4x8 / 4x4
+             1: {"float32": (240, 384, 2048), "float64": (120, 256, 2048)},    # AVX2 6x16 / 6x8
+             2: {"float32": (256, 512, 2048), "float64": (256, 384, 2016)}}    # AVX-512 8x32 / 8x24
+    for d in ("float32", "float64"):
+        assert (got[d]["mc"], got[d]["kc"], got[d]["nc"]) == table[_core.active_isa()][d], (d, got[d])
+
+
+def test_blocks_grow_with_the_caches_and_stay_correct():
+    small = _blocks_in_child(FASTCONV_CPU_L1D="32K", FASTCONV_CPU_L2="1M", FASTCONV_CPU_L3="32M")
+    big = _blocks_in_child(FASTCONV_CPU_L1D="48K", FASTCONV_CPU_L2="2M", FASTCONV_CPU_L3="64M")
+    for d, eps in (("float32", 2.0 ** -23), ("float64", 2.0 ** -52)):
+        assert big[d]["kc"] == small[d]["kc"] * 3 // 2 // 32 * 32
+        assert big[d]["mc"] >= small[d]["mc"] and big[d]["nc"] >= small[d]["nc"]
+        assert big[d]["kc"] % 32 == 0 and big[d]["mc"] % big[d]["mr"] == 0 and big[d]["nc"] % (2 * big[d]["nr"]) == 0
+        assert big[d]["err"] < 64 * eps and small[d]["err"] < 64 * eps
+
+
+def test_blocks_override_from_the_environment():
+    got = _blocks_in_child(FASTCONV_GEMM_BLOCKS="kc=40,mc=17,nc=100")
+    for d in ("float32", "float64"):
+        b = got[d]
+        assert b["kc"] == 40
+        assert b["mc"] == -(-17 // b["mr"]) * b["mr"]
+        assert b["nc"] == -(-100 // (2 * b["nr"])) * 2 * b["nr"]
+        assert b["err"] < 64 * (2.0 ** -23 if d == "float32" else 2.0 ** -52)

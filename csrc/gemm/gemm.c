@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "../fastconv.h"
+#include "../cpu_info.h"
 #include "../threads.h"
 #include "gemm.h"
 
@@ -120,13 +121,80 @@ static const gemm_cfg cfg_table[3][2] = {
 #define FC_GEMM_NUM_ISA 1
 #endif
 
+/*
+ * Blocks derived from the caches of the CPU we run on (cpu_info.c). The table holds the
+ * values measured best on the reference machine (32 KiB L1d, 1 MiB L2, 32 MiB L3); each
+ * block keeps the share of its cache that the rules above give it there:
+ *   KC scales with L1d (the A micro-panel's share of L1), a multiple of 32;
+ *   MC scales with L2 (the A block), a multiple of MR;
+ *   NC scales with L3 (the shared B panel), a multiple of 2*NR;
+ * each factor clamped to [1/2, 2] (NC: [1/4, 2]), so an odd cache report cannot produce a
+ * pathological block. On the reference machine the table comes back exactly; on a Zen 5
+ * (48 KiB L1d) or a Xeon (48 KiB L1d, 2 MiB L2) KC and MC grow with the caches.
+ * FASTCONV_GEMM_BLOCKS="kc=..,mc=..,nc=.." overrides (every ISA and dtype), for experiments.
+ */
+static gemm_cfg derived[3][2];
+static int derived_ready = 0;
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+static double fclamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static int64_t env_block(const char *spec, const char *key)
+{
+    if (!spec)
+        return 0;
+    const char *p = strstr(spec, key);
+    if (!p || p[strlen(key)] != '=')
+        return 0;
+    long v = strtol(p + strlen(key) + 1, NULL, 10);
+    return v > 0 && v < (1L << 20) ? (int64_t)v : 0;
+}
+
+static void derive_blocks(void)
+{
+    const fc_cpu_info *ci = fc_cpu_info_get();
+    const char *env = getenv("FASTCONV_GEMM_BLOCKS");
+    for (int isa = 0; isa < FC_GEMM_NUM_ISA; isa++)
+        for (int dt = 0; dt < 2; dt++) {
+            gemm_cfg cf = cfg_table[isa][dt];
+            const double f1 = fclamp((double)ci->l1d / (32 << 10), 0.5, 2.0);
+            const double f2 = fclamp((double)ci->l2 / (1 << 20), 0.5, 2.0);
+            const double f3 = fclamp((double)ci->l3 / (32 << 20), 0.25, 2.0);
+            int64_t kc = clamp64((int64_t)(cf.kc * f1) / 32 * 32, 32, 4096);
+            int64_t mc = clamp64((int64_t)(cf.mc * f2) / cf.mr * cf.mr, cf.mr, 4096);
+            int64_t nc = clamp64((int64_t)(cf.nc * f3) / (2 * cf.nr) * (2 * cf.nr), 2 * cf.nr, 8192);
+            int64_t v;
+            if ((v = env_block(env, "kc")) > 0)
+                kc = v;
+            if ((v = env_block(env, "mc")) > 0)
+                mc = (v + cf.mr - 1) / cf.mr * cf.mr;
+            if ((v = env_block(env, "nc")) > 0)
+                nc = (v + 2 * cf.nr - 1) / (2 * cf.nr) * (2 * cf.nr);
+            cf.kc = kc;
+            cf.nc = nc;
+            cf.mc = mc;
+            derived[isa][dt] = cf;
+        }
+}
+
+/* Called once at import (fc_gemm_init), before any thread can ask. */
+void fc_gemm_init(void)
+{
+    if (!derived_ready) {
+        derive_blocks();
+        derived_ready = 1;
+    }
+}
+
 static const gemm_cfg *select_cfg(int dtype, int isa)
 {
     if (isa < 0)
         isa = 0;
     if (isa >= FC_GEMM_NUM_ISA)
         isa = FC_GEMM_NUM_ISA - 1;
-    return &cfg_table[isa][dtype == FC_F64 ? 1 : 0];
+    if (!derived_ready)
+        fc_gemm_init();
+    return &derived[isa][dtype == FC_F64 ? 1 : 0];
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

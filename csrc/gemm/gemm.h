@@ -53,6 +53,9 @@ void fc_gemm_serial(const fc_gemm_args *g, void *workspace);
    otherwise), opens ONE parallel region of nthreads, calls fc_gemm_team. */
 int fc_gemm(const fc_gemm_args *g, int nthreads);
 
+/* Derive the cache blocks from the detected CPU (idempotent; called at import). */
+void fc_gemm_init(void);
+
 /* Blocking parameters in use for this dtype and the active ISA (for tests and docs). */
 void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc);
 

@@ -23,6 +23,10 @@ cdef extern from "gemm/gemm.h" nogil:
         int dtype
     int fc_gemm(const fc_gemm_args *g, int nthreads)
     void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc)
+    void fc_gemm_init()
+
+
+fc_gemm_init()  # derive the cache blocks from the CPU once, at import
 
 
 cdef int _gemm_dtype_code(object dtype) except -1:
