@@ -322,6 +322,9 @@ def test_predict_on_a_dask_array(rng):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
+    # distributed's Nanny writes OMP_NUM_THREADS=1 (and MKL_/OPENBLAS_...) into this process's
+    # os.environ for its workers; put the environment back so later tests see the real one.
+    saved_env = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=None, silence_logs=40)
     c = distributed.Client(cluster, timeout="60s")
@@ -333,6 +336,8 @@ def client():
     finally:
         c.close()
         cluster.close()
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 def test_distributed_forward_bitwise_and_backward(client, rng):

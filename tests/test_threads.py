@@ -128,11 +128,20 @@ def test_set_and_get():
     assert fastconv.get_num_threads() == _default_threads_of_this_process()
 
 
-def _default_threads_of_this_process() -> int:
+def _startup_default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS")
     if env and env.split(",")[0].strip().isdigit():
         return int(env.split(",")[0])
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+# Read at collection, before any test runs: OpenMP read OMP_NUM_THREADS at start-up, and a
+# library (distributed's Nanny) may write os.environ later without changing that.
+_STARTUP_DEFAULT = _startup_default_threads()
+
+
+def _default_threads_of_this_process() -> int:
+    return _STARTUP_DEFAULT
 
 
 def test_threads_context_restores():
