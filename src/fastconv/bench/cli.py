@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (default 2)")
     p.add_argument("--min-sample-ms", type=float, default=10.0,
                    help="a sample repeats short calls until it lasts this long (default 10)")
-    p.add_argument("--settle-ms", type=float, default=2.0,
-                   help="sleep before each sample so the previous contender's idle threads stop spinning (default 2)")
+    p.add_argument("--settle-ms", type=float, default=30.0,
+                   help="sleep before each sample so the previous contender's idle threads (OpenMP, "
+                        "OpenBLAS) stop spinning (default 30)")
     p.add_argument("--peak-seconds", type=float, default=0.2, help="length of one FMA peak probe trial (default 0.2)")
     p.add_argument("--json", metavar="FILE", help="write the raw numbers and the environment as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the ratios (needs matplotlib)")
@@ -81,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=5, help="steps per timed block (default 5)")
     t.add_argument("--rounds", type=int, default=5, help="timed blocks per contender; the median is reported (default 5)")
     return p
+
+
+def _agreement(results: List[FigureResult]) -> str:
+    """The check that an interleaved figure is what a plain back-to-back loop shows."""
+    off = []
+    for r in results:
+        b2b = r.back_to_back_ms
+        if b2b and abs(r.ms["fastconv"] / b2b - 1.0) > 0.25:
+            off.append(f"{r.shape} {r.pass_} {r.threads}t: interleaved {r.ms['fastconv']:.3g} ms, "
+                       f"back to back {b2b:.3g} ms")
+    if not off:
+        return "check: every fastconv figure agrees within 25 % with the same call timed back to back"
+    return ("check: these fastconv figures differ by more than 25 % from the same call timed back to "
+            "back (the machine was busy, or another library's threads were still spinning):\n  " + "\n  ".join(off))
 
 
 def _main_train(args: argparse.Namespace, argv: List[str]) -> int:
@@ -179,6 +194,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"numpy {env['numpy_version']} | ISA {_config.isa()} | {env['cpu']}")
     print(head)
     print(format_table(results, format_peak(peak, _config.isa())))
+    print("outputs: fwd writes into a preallocated out= (as a layer does); bwd_data and bwd_weights "
+          "return new arrays; each contender's samples are separated by --settle-ms of sleep")
+    print(_agreement(results))
     if warning:
         print(warning)
     if args.json:

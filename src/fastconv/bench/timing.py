@@ -26,7 +26,7 @@ from .shapes import PASSES, Shape, flops
 from .threadctl import limit_threads
 
 __all__ = ["Contender", "FigureResult", "measure_interleaved", "run_figure", "workspace_limit", "make_operands",
-           "fastconv_call", "numpy_call"]
+           "fastconv_call", "numpy_call", "back_to_back"]
 
 MIB = 1 << 20
 
@@ -63,6 +63,9 @@ class FigureResult:
     workspace_limit_bytes: int
     workspace_ok: bool
     max_rel_diff: Dict[str, float] = field(default_factory=dict)
+    #: fastconv's call timed alone, back to back, after the others' pools went quiet: the
+    #: figure a user's own loop shows. The interleaved median should agree with it.
+    back_to_back_ms: Optional[float] = None
 
 
 def workspace_limit(shape: Shape) -> int:
@@ -195,6 +198,7 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
         expected = np.array(contenders[-1].call(), dtype=np.float64)
         diffs = {c.name: _rel_diff(c.call(), expected) for c in contenders[:-1]}
         timed = measure_interleaved(contenders, repeats, warmup, min_sample_s, settle_s)
+        b2b = back_to_back(contenders[0].call, timed["fastconv"]["number"], max(3, repeats // 2))
     ms = {name: 1e3 * statistics.median(t["samples"]) for name, t in timed.items()}
     n_flop = flops(shape)
     gflops = n_flop / (ms["fastconv"] * 1e-3) * 1e-9
@@ -209,4 +213,19 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
         ratio_torch=ms["torch"] / ms["fastconv"] if "torch" in ms else None,
         ratio_numpy=ms["numpy"] / ms["fastconv"],
         workspace_bytes=ws, workspace_limit_bytes=limit, workspace_ok=ws <= limit, max_rel_diff=diffs,
+        back_to_back_ms=1e3 * b2b,
     )
+
+
+def back_to_back(call: Callable[[], Any], number: int, samples: int, quiet_s: float = 0.1) -> float:
+    """Median seconds per call of ``call`` alone: a pause for the other libraries' idle
+    threads to stop spinning, one warm call, then ``samples`` blocks of ``number`` calls."""
+    time.sleep(quiet_s)
+    call()
+    per_call = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            call()
+        per_call.append((time.perf_counter() - t0) / number)
+    return statistics.median(per_call)
