@@ -117,9 +117,10 @@ def test_workspace_limit_and_geomean():
 def test_interleaved_measurement_rotates_and_counts():
     order = []
     contenders = [Contender(name, lambda name=name: order.append(name)) for name in "abc"]
-    timed = measure_interleaved(contenders, repeats=3, warmup=0, min_sample_s=0.0, settle_s=0.0)
-    assert all(len(t["samples"]) == 3 and t["number"] == 1 for t in timed.values())
-    assert order[3:] == list("abc" + "bca" + "cab")  # after one calibration call each
+    timed = measure_interleaved(contenders, repeats=6, warmup=0, min_sample_s=0.0, settle_s=0.0, rounds=3)
+    assert all(len(t["samples"]) == 6 and t["number"] == 1 for t in timed.values())
+    # after one calibration call each: rotating blocks, each a waking call + 2 samples
+    assert "".join(order[3:]) == "aaabbbccc" + "bbbcccaaa" + "cccaaabbb"
 
 
 def test_openblas_warning(monkeypatch):

@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls of each contender first (default 2)")
     p.add_argument("--min-sample-ms", type=float, default=10.0,
                    help="a sample repeats short calls until it lasts this long (default 10)")
-    p.add_argument("--settle-ms", type=float, default=30.0,
-                   help="sleep before each sample so the previous contender's idle threads (OpenMP, "
-                        "OpenBLAS) stop spinning (default 30)")
+    p.add_argument("--settle-ms", type=float, default=200.0,
+                   help="sleep before each contender's block of samples so the previous contender's idle "
+                        "threads stop spinning (OpenBLAS's spin ~0.1 s; default 200)")
     p.add_argument("--peak-seconds", type=float, default=0.2, help="length of one FMA peak probe trial (default 0.2)")
     p.add_argument("--json", metavar="FILE", help="write the raw numbers and the environment as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the ratios (needs matplotlib)")
@@ -195,7 +195,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(head)
     print(format_table(results, format_peak(peak, _config.isa())))
     print("outputs: fwd writes into a preallocated out= (as a layer does); bwd_data and bwd_weights "
-          "return new arrays; each contender's samples are separated by --settle-ms of sleep")
+          "return new arrays; each contender is timed in blocks of back-to-back samples, "
+          "--settle-ms apart")
     print(_agreement(results))
     if warning:
         print(warning)

@@ -1,11 +1,14 @@
-"""Interleaved timing of fastconv and its peers on one figure (layer x pass x threads).
+"""Timing of fastconv and its peers on one figure (layer x pass x threads), in blocks.
 
-Every contender is warmed up, then each repeat times every contender once, in an order
-that rotates from repeat to repeat, so a burst of machine noise hits all of them alike;
-a contender's figure is the median of its repeats. A sample is the mean of enough
-back-to-back calls to last ``min_sample_s`` (timer resolution and call overhead stay
-negligible), after a short sleep that lets the previous contender's idle worker threads
-(OpenMP and BLAS spin-wait) stop spinning.
+Every contender is warmed up; then, for a few rounds, each contender in turn (the order
+rotating from round to round, so a burst of machine noise hits all of them alike) gets a
+block of back-to-back samples, after a pause long enough for the previous contender's idle
+worker threads to stop spinning: OpenBLAS's spin for ~0.1 s after their last call, torch's
+and our OpenMP threads for milliseconds. A sample is the mean of enough back-to-back calls
+to last ``min_sample_s``; a contender's figure is the median of its samples. An earlier
+version alternated single samples with a 2 ms pause: at 2 threads each sample then
+measured the previous library's spinning threads (3-5x the back-to-back time), which is why
+every figure is now also checked against the same call timed alone (``back_to_back``).
 """
 from __future__ import annotations
 
@@ -83,8 +86,9 @@ def _calls_per_sample(call: Callable[[], Any], min_sample_s: float) -> int:
 
 
 def measure_interleaved(contenders: Sequence[Contender], repeats: int, warmup: int = 2,
-                        min_sample_s: float = 0.01, settle_s: float = 0.002) -> Dict[str, Dict[str, Any]]:
-    """Time ``contenders`` round-robin; returns name -> {"samples": [s], "number": calls per sample}.
+                        min_sample_s: float = 0.01, settle_s: float = 0.2,
+                        rounds: int = 3) -> Dict[str, Dict[str, Any]]:
+    """Time ``contenders`` in rotating blocks; returns name -> {"samples": [s], "number": calls per sample}.
 
     Parameters
     ----------
@@ -96,22 +100,28 @@ def measure_interleaved(contenders: Sequence[Contender], repeats: int, warmup: i
     min_sample_s : float
         A sample repeats the call until it lasts at least this long (capped at 1000 calls).
     settle_s : float
-        Sleep before each sample.
+        Sleep before each contender's block.
+    rounds : int
+        Blocks per contender; the samples are split evenly over them.
     """
     for c in contenders:
         for _ in range(max(0, warmup)):
             c.call()
     out = {c.name: {"samples": [], "number": _calls_per_sample(c.call, min_sample_s)} for c in contenders}
     k = len(contenders)
-    for r in range(max(1, repeats)):
+    rounds = max(1, min(rounds, repeats))
+    per_block = [len(range(b, max(1, repeats), rounds)) for b in range(rounds)]
+    for r in range(rounds):
         for c in (contenders[(r + i) % k] for i in range(k)):
             number = out[c.name]["number"]
             if settle_s > 0:
                 time.sleep(settle_s)
-            t0 = time.perf_counter()
-            for _ in range(number):
-                c.call()
-            out[c.name]["samples"].append((time.perf_counter() - t0) / number)
+            c.call()  # the first call of a block wakes this library's pool
+            for _ in range(per_block[r]):
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    c.call()
+                out[c.name]["samples"].append((time.perf_counter() - t0) / number)
     return out
 
 
@@ -159,7 +169,7 @@ def _rel_diff(result: Any, expected: np.ndarray) -> float:
 
 
 def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto", torch: Optional[Any] = None,
-               repeats: int = 11, warmup: int = 2, min_sample_s: float = 0.01, settle_s: float = 0.002,
+               repeats: int = 11, warmup: int = 2, min_sample_s: float = 0.01, settle_s: float = 0.2,
                peak_gflops: Optional[float] = None, seed: int = 0) -> FigureResult:
     """Measure fastconv, torch (when given) and the NumPy baseline on one figure.
 
@@ -217,7 +227,7 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
     )
 
 
-def back_to_back(call: Callable[[], Any], number: int, samples: int, quiet_s: float = 0.1) -> float:
+def back_to_back(call: Callable[[], Any], number: int, samples: int, quiet_s: float = 0.2) -> float:
     """Median seconds per call of ``call`` alone: a pause for the other libraries' idle
     threads to stop spinning, one warm call, then ``samples`` blocks of ``number`` calls."""
     time.sleep(quiet_s)
