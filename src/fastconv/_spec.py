@@ -12,6 +12,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _alloc
+
 IntPair = Union[int, Tuple[int, int]]
 Padding = Union[str, int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
 
@@ -240,9 +242,10 @@ def shape_tuple(value: Any, name: str) -> Tuple[int, int, int, int]:
 
 def check_out(out: Optional[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype,
               *inputs: Optional[np.ndarray], name: str = "out") -> np.ndarray:
-    """A user-supplied output array checked for shape, dtype, layout and overlap, or a new one."""
+    """A user-supplied output array checked for shape, dtype, layout and overlap, or a new one
+    (large ones on reused memory, see ``_alloc``)."""
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return _alloc.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
