@@ -15,6 +15,10 @@
 
 static const fc_conv_impl *const TABLE[] = {
     &fc_impl_depthwise,     /* groups == C_in: one plane per group */
+    &fc_impl_winograd,      /* 3x3, stride 1, dilation 1: fewer multiplies (tile by rule) */
+    &fc_impl_winograd_f2,   /* ... with F(2x2, 3x3) */
+    &fc_impl_winograd_f4,   /* ... with F(4x4, 3x3) */
+    &fc_impl_winograd_f6,   /* ... with F(6x6, 3x3) */
     &fc_impl_gemm_1x1,      /* 1x1, stride 1, unpadded: the input is the column matrix */
     &fc_impl_implicit_gemm, /* GEMM reading the lowered matrix through an offset table */
     &fc_impl_im2col,        /* explicit im2col + GEMM: any problem, exact on NaN/inf */

@@ -80,6 +80,8 @@ typedef struct fc_conv_impl {
 
 /* The entries, each defined in its algorithm's own file. */
 extern const fc_conv_impl fc_impl_depthwise;     /* depthwise.c */
+extern const fc_conv_impl fc_impl_winograd, fc_impl_winograd_f2, fc_impl_winograd_f4,
+    fc_impl_winograd_f6;                         /* winograd/winograd.c */
 extern const fc_conv_impl fc_impl_gemm_1x1;      /* conv_im2col.c */
 extern const fc_conv_impl fc_impl_implicit_gemm; /* conv_implicit.c */
 extern const fc_conv_impl fc_impl_im2col;        /* conv_im2col.c */

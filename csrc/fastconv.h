@@ -30,7 +30,8 @@ enum fc_pass { FC_FWD = 0, FC_BWD_DATA = 1, FC_BWD_WEIGHTS = 2 };
 enum fc_algo {
     FC_ALGO_AUTO = 0, FC_ALGO_DIRECT = 1, FC_ALGO_IM2COL = 2, FC_ALGO_DEPTHWISE = 3,
     FC_ALGO_IMPLICIT_GEMM = 4, FC_ALGO_GEMM_1X1 = 5, FC_ALGO_IM2COL_EXPLICIT = 6,
-    FC_ALGO_WINOGRAD = 7, FC_ALGO_COUNT = 8
+    FC_ALGO_WINOGRAD = 7, FC_ALGO_WINOGRAD_F2 = 8, FC_ALGO_WINOGRAD_F4 = 9, FC_ALGO_WINOGRAD_F6 = 10,
+    FC_ALGO_COUNT = 11
 };
 /* What "auto" may pick: HIGHEST only algorithms within the definition's error bound;
    MEDIUM also reduced-accuracy ones (Winograd; see docs/architecture.md). */
