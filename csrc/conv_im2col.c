@@ -6,8 +6,9 @@
  *   bwd_weights  dW_g (Kg x K)          += dY[n,g] * cols^T, over n in order (deterministic)
  *
  * with K = C_in/groups * KH * KW. The column matrix covers a tile of output rows, so the
- * workspace has a ceiling that does not grow with the batch (see tile_budget). A 1x1
- * convolution with stride 1 and no padding uses the input itself as the column matrix.
+ * workspace has a ceiling that does not grow with the batch (see tile_budget). Two table
+ * entries share this code: "im2col_explicit" (any problem) and "gemm_1x1" (1x1, stride 1,
+ * no padding: the input itself is the column matrix).
  *
  * Parallelism, in the one OpenMP region of the call:
  *   image mode  (fwd, bwd_data when the batch has >= one image-group per thread): each
@@ -65,14 +66,14 @@ static int is_pointwise(const fc_conv_desc *d)
            d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0;
 }
 
-static void make_plan(const fc_conv_desc *d, int pass, plan *p)
+static void make_plan(const fc_conv_desc *d, int pass, int pointwise, plan *p)
 {
     const size_t es = fc_elem_size(d->dtype);
     p->cg = d->c_in / d->groups;
     p->kg = d->c_out / d->groups;
     p->K = p->cg * d->kh * d->kw;
     p->plane = d->oh * d->ow;
-    p->lowered = !is_pointwise(d);
+    p->lowered = !pointwise;
     p->nt = fc_team_size(d);
     p->chunks = 0;
     int64_t budget;
@@ -141,25 +142,11 @@ static char *partials_base(const plan *p, void *ws)
     return (char *)ws + plan_bytes(p) - p->partials;
 }
 
-int fc_im2col_accepts(const fc_conv_desc *d, int pass)
-{
-    (void)d;
-    (void)pass;
-    return 1;
-}
-
-size_t fc_im2col_workspace_size(const fc_conv_desc *d, int pass)
+static size_t workspace_size(const fc_conv_desc *d, int pass, int pw)
 {
     plan p;
-    make_plan(d, pass, &p);
-    const size_t explicit_bytes = plan_bytes(&p);
-    if (!fc_implicit_accepts(d, pass))
-        return explicit_bytes;
-    const size_t implicit_bytes = fc_implicit_workspace_size(d, pass);
-    /* bwd_data falls back to the explicit lowering for non-finite weights */
-    if (pass == FC_BWD_DATA && explicit_bytes > implicit_bytes)
-        return explicit_bytes;
-    return implicit_bytes;
+    make_plan(d, pass, pw, &p);
+    return plan_bytes(&p);
 }
 
 /* ---- forward -------------------------------------------------------------- */
@@ -196,15 +183,11 @@ static void fwd_tile_gemm(const fc_conv_desc *d, const plan *p, const char *w, c
         fc_gemm_serial(&a, gemm_ws);
 }
 
-void fc_im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const void *bias_,
-                   void *y_, void *ws)
+static void im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const void *bias_,
+                       void *y_, void *ws, int pw)
 {
-    if (fc_implicit_accepts(d, FC_FWD)) {
-        fc_implicit_fwd(d, x_, w_, bias_, y_, ws);
-        return;
-    }
     plan p;
-    make_plan(d, FC_FWD, &p);
+    make_plan(d, FC_FWD, pw, &p);
     int64_t *lo;
     char *thread0, *cols_shared, *gemm_shared;
     carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
@@ -282,14 +265,11 @@ static void bwd_data_tile_gemm(const fc_conv_desc *d, const plan *p, const char 
         fc_gemm_serial(&a, gemm_ws);
 }
 
-void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *w_, void *gx_, void *ws)
+static void im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *w_, void *gx_, void *ws,
+                            int pw)
 {
-    if (fc_implicit_accepts(d, FC_BWD_DATA) && fc_implicit_weights_finite(d, w_)) {
-        fc_implicit_bwd_data(d, gy_, w_, gx_, ws);
-        return;
-    }
     plan p;
-    make_plan(d, FC_BWD_DATA, &p);
+    make_plan(d, FC_BWD_DATA, pw, &p);
     int64_t *lo;
     char *thread0, *cols_shared, *gemm_shared;
     carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
@@ -398,15 +378,11 @@ static void bwd_weights_tile(const fc_conv_desc *d, const plan *p, fc_col_range 
 DEFINE_SUM_PARTIALS(float, f32)
 DEFINE_SUM_PARTIALS(double, f64)
 
-void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_,
-                           void *gb_, void *ws)
+static void im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_,
+                               void *gb_, void *ws, int pw)
 {
-    if (fc_implicit_accepts(d, FC_BWD_WEIGHTS)) {
-        fc_implicit_bwd_weights(d, gy_, x_, gw_, gb_, ws);
-        return;
-    }
     plan p;
-    make_plan(d, FC_BWD_WEIGHTS, &p);
+    make_plan(d, FC_BWD_WEIGHTS, pw, &p);
     int64_t *lo;
     char *thread0, *cols_shared, *gemm_shared;
     carve(&p, ws, &lo, &thread0, &cols_shared, &gemm_shared);
@@ -418,7 +394,6 @@ void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x
     const size_t partial_bytes = fc_align_up((size_t)w_elems * es);
     const char *gy = (const char *)gy_, *x = (const char *)x_;
     char *gw = (char *)gw_, *gb = (char *)gb_;
-    const fc_bias_item_fn bias_item = fc_direct_ops_active()->bias[d->dtype];
 
 #pragma omp parallel num_threads(p.nt)
     {
@@ -455,21 +430,61 @@ void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x
         if (gb) {
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < d->c_out; k++)
-                bias_item(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, mine);
+                fc_bias_grad_channel(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, mine);
         }
     }
 }
 
-/* ---- the choice "auto" makes ---------------------------------------------- */
+/* ---- the table entries ---------------------------------------------------- */
 
-/* Measured on this project's shape table (benchmarks/README.md): the GEMM wins once
-   its three dimensions are all reasonably large; the direct kernels win for depthwise
-   and few-channel layers, where the GEMM's M or K is tiny. Implicit GEMM (no lowering
-   pass to amortise) wins down to K = 9: mnist_c1's forward (one input channel, 3x3,
-   32 outputs) takes 0.53 ms against the direct kernels' 0.63 ms at 1 thread. */
-int fc_im2col_preferred(const fc_conv_desc *d, int pass)
+static const char *im2col_rejects(const fc_conv_desc *d, int pass)
 {
-    const int64_t cg = d->c_in / d->groups, kg = d->c_out / d->groups;
-    const int64_t K = cg * d->kh * d->kw;
-    return kg >= 8 && K >= (fc_implicit_accepts(d, pass) ? 8 : 16);
+    (void)d;
+    (void)pass;
+    return NULL; /* any problem */
 }
+
+static const char *gemm_1x1_rejects(const fc_conv_desc *d, int pass)
+{
+    (void)pass;
+    return is_pointwise(d) ? NULL : "gemm_1x1 needs a 1x1 kernel, stride 1 and no padding";
+}
+
+static size_t im2col_ws(const fc_conv_desc *d, int pass) { return workspace_size(d, pass, 0); }
+static size_t gemm_1x1_ws(const fc_conv_desc *d, int pass) { return workspace_size(d, pass, 1); }
+static void im2col_fwd0(const fc_conv_desc *d, const void *x, const void *w, const void *b, void *y, void *ws)
+{
+    im2col_fwd(d, x, w, b, y, ws, 0);
+}
+static void gemm_1x1_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *b, void *y, void *ws)
+{
+    im2col_fwd(d, x, w, b, y, ws, 1);
+}
+static void im2col_bwd_data0(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
+{
+    im2col_bwd_data(d, gy, w, gx, ws, 0);
+}
+static void gemm_1x1_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
+{
+    im2col_bwd_data(d, gy, w, gx, ws, 1);
+}
+static void im2col_bwd_weights0(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws)
+{
+    im2col_bwd_weights(d, gy, x, gw, gb, ws, 0);
+}
+static void gemm_1x1_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws)
+{
+    im2col_bwd_weights(d, gy, x, gw, gb, ws, 1);
+}
+
+/* Both multiply the padding's zeros (materialised in the column matrix, or absent) as the
+   definition does: exact on NaN/inf, the driver's fallback. */
+const fc_conv_impl fc_impl_im2col = {
+    FC_ALGO_IM2COL_EXPLICIT, "im2col_explicit", "im2col", 0, {0, 0, 0},
+    im2col_rejects, im2col_ws, im2col_fwd0, im2col_bwd_data0, im2col_bwd_weights0,
+};
+
+const fc_conv_impl fc_impl_gemm_1x1 = {
+    FC_ALGO_GEMM_1X1, "gemm_1x1", "im2col", 0, {0, 0, 0},
+    gemm_1x1_rejects, gemm_1x1_ws, gemm_1x1_fwd, gemm_1x1_bwd_data, gemm_1x1_bwd_weights,
+};

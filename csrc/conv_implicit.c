@@ -28,17 +28,15 @@
  *
  * Compared with explicit im2col this drops the pass that writes the column matrix and the
  * pass that packs it (together ~20% of a 3x3 layer's time on the reference machine).
- * NaN/inf: the band holds the padding as zeros, so the forward and the weight gradient
- * multiply it exactly as the definition does; the input gradient via the forward would
- * also multiply the weights by grad_y's padding, so non-finite weights take the explicit
- * path (conv_im2col.c checks).
+ * NaN/inf: the band holds the padding as zeros, so the weight gradient multiplies it
+ * exactly as the definition does; the forward skips kernel rows that read only padding
+ * (and the input gradient, via the forward, grad_y's padding), so the entry declares
+ * itself inexact on non-finite weights and the driver routes those calls (conv.c).
  */
-#include <math.h>
 #include <string.h>
 
 #include "conv_internal.h"
 #include "cpu_info.h"
-#include "direct.h"
 #include "implicit/implicit.h"
 
 #ifdef _OPENMP
@@ -117,7 +115,7 @@ static int problem_accepted(const fc_conv_desc *d)
     return cg * phases(d) * band_rows(d, 1) * wp * (int64_t)fc_elem_size(d->dtype) <= MAX_BAND_ROW_BYTES;
 }
 
-int fc_implicit_accepts(const fc_conv_desc *d, int pass)
+static int implicit_accepts(const fc_conv_desc *d, int pass)
 {
     if (fc_implicit_kernels_for(d->dtype) == NULL)
         return 0;
@@ -203,7 +201,7 @@ static void carve(const iplan *p, void *ws, int64_t **off, char **shared, char *
     *thread0 = *shared + p->apack_bytes + p->bias_bytes + p->dwt_bytes;
 }
 
-size_t fc_implicit_workspace_size(const fc_conv_desc *d, int pass)
+static size_t implicit_workspace_size(const fc_conv_desc *d, int pass)
 {
     iplan p;
     if (pass == FC_BWD_DATA) {
@@ -214,20 +212,6 @@ size_t fc_implicit_workspace_size(const fc_conv_desc *d, int pass)
         make_plan(d, pass, &p);
     }
     return plan_bytes(&p);
-}
-
-int fc_implicit_weights_finite(const fc_conv_desc *d, const void *w)
-{
-    const int64_t count = d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
-    int finite = 1;
-    if (d->dtype == FC_F64) {
-        for (int64_t i = 0; i < count; i++)
-            finite &= isfinite(((const double *)w)[i]) != 0;
-    } else {
-        for (int64_t i = 0; i < count; i++)
-            finite &= isfinite(((const float *)w)[i]) != 0;
-    }
-    return finite;
 }
 
 /* ---- pieces shared by the passes ------------------------------------------ */
@@ -409,8 +393,9 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     char *y = (char *)y_;
     const int64_t items = d->n * d->groups * p.tiles;
     build_offsets(d, &p, 1, off);
-    /* bwd_data comes here only with finite weights (conv_im2col.c checks) */
-    const int skip = w_flipped || fc_implicit_weights_finite(d, w_);
+    /* the driver routes non-finite weights to an exact entry (see the table entry) */
+    const int skip = 1;
+    (void)w_flipped;
 
 #pragma omp parallel num_threads(p.nt)
     {
@@ -446,12 +431,12 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     }
 }
 
-void fc_implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws)
+static void implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws)
 {
     run_fwd(d, x, w, 0, bias, y, ws);
 }
 
-void fc_implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
+static void implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
 {
     fc_conv_desc t;
     fc_transposed_problem(d, &t);
@@ -474,7 +459,7 @@ void fc_implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, 
 DEFINE_STORE_DW(float, f32)
 DEFINE_STORE_DW(double, f64)
 
-void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_, void *gb_,
+static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_, void *gb_,
                              void *ws)
 {
     iplan p;
@@ -489,7 +474,6 @@ void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void 
     const int64_t rblocks = p.mp / MR, cblocks = p.ldb / NR, units = d->groups * rblocks * cblocks;
     const int64_t plane = d->oh * d->ow;
     const fc_implicit_wgrad_fn wgrad = p.kr->wgrad;
-    const fc_bias_item_fn bias_item = fc_direct_ops_active()->bias[d->dtype];
     build_offsets(d, &p, 0, off);
 
 #pragma omp parallel num_threads(p.nt)
@@ -538,7 +522,25 @@ void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void 
         if (gb) {
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < d->c_out; k++)
-                bias_item(d, gy + (size_t)(k * plane) * es, gb + (size_t)k * es, bt);
+                fc_bias_grad_channel(d, gy + (size_t)(k * plane) * es, gb + (size_t)k * es, bt);
         }
     }
 }
+
+/* ---- the table entry ------------------------------------------------------ */
+
+static const char *implicit_rejects(const fc_conv_desc *d, int pass)
+{
+    if (fc_implicit_kernels_for(d->dtype) == NULL)
+        return "implicit_gemm needs AVX-512 (not active on this CPU or disabled by FASTCONV_ISA)";
+    if (pass == FC_BWD_DATA && (d->stride_h != 1 || d->stride_w != 1))
+        return "implicit_gemm computes the input gradient for unit strides only";
+    return implicit_accepts(d, pass) ? NULL
+                                     : "implicit_gemm does not take this geometry (1x1 unpadded, strides "
+                                       "longer than the kernel, padding that dwarfs the output, or a band too large)";
+}
+
+const fc_conv_impl fc_impl_implicit_gemm = {
+    FC_ALGO_IMPLICIT_GEMM, "implicit_gemm", "im2col", 0, {FC_OPND_1, FC_OPND_1, 0},
+    implicit_rejects, implicit_workspace_size, implicit_fwd, implicit_bwd_data, implicit_bwd_weights,
+};

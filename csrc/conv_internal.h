@@ -1,6 +1,17 @@
-/* conv_internal.h: what the driver (conv.c) and the algorithm files share. */
+/*
+ * conv_internal.h: the one internal layer every algorithm file may use (and that uses none
+ * of them): size helpers, team size, aligned allocation, the valid-column table, the
+ * transposed (input-gradient) problem, 180-degree weight rotation, finiteness checks and
+ * the bias gradient; and the type of an entry of the implementation table (conv.c).
+ *
+ * Dependencies run one way: conv.c (driver, table) -> algorithm files -> this layer
+ * (conv_common.c) and their own kernels. No algorithm file calls another algorithm or
+ * the driver.
+ */
 #ifndef FASTCONV_CONV_INTERNAL_H
 #define FASTCONV_CONV_INTERNAL_H
+
+#include <stddef.h>
 
 #include "fastconv.h"
 
@@ -12,34 +23,74 @@ static inline int64_t fc_round_up(int64_t a, int64_t b) { return fc_ceil_div(a, 
 static inline int64_t fc_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t fc_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* Valid output-column range [lo[m], hi[m]) of kernel column m: the columns j whose
+   input column j*stride_w + m*dil_w - pad_left lies inside the image. Built once per
+   call by the driver so the inner loops carry no bounds test. */
+typedef struct fc_col_range {
+    const int64_t *lo, *hi;
+    const void *zeros; /* fwd: a row of >= padded-width zeros, read for rows outside the image */
+} fc_col_range;
+
+/* ---- conv_common.c ------------------------------------------------------------------ */
 size_t fc_elem_size(int dtype);
 size_t fc_align_up(size_t n);
 int64_t fc_macs(const fc_conv_desc *d);
-/* Threads one call of this problem uses: 1 below the serial threshold, else d->nthreads. */
+/* Threads one call of this problem uses: 1 below the serial threshold, else
+   fc_team_limit(d->nthreads). */
 int fc_team_size(const fc_conv_desc *d);
 void *fc_aligned_alloc(size_t bytes);
+/* Fills the fc_col_range tables lo, hi (kw entries each). */
 void fc_build_col_ranges(const fc_conv_desc *d, int64_t *lo, int64_t *hi);
 /* The unit-stride input gradient as a forward problem: grad_x = conv(grad_y, rot180(w) with
    its channel axes swapped), padding (eff_k - 1 - pad) per side (negative: a crop). */
 void fc_transposed_problem(const fc_conv_desc *d, fc_conv_desc *t);
+/* wt (the transposed problem's weight, (C_in, C_out/groups, KH, KW)) = rot180(w) with the
+   channel axes of each group swapped. */
+void fc_rotate_weights(const fc_conv_desc *d, const void *w, void *wt);
+/* 1 when all count elements of a (dtype) are finite. */
+int fc_all_finite(const void *a, int64_t count, int dtype);
+/* Bias gradient of one output channel k: *gb_k = sum of grad_y[:, k] in a fixed order;
+   gy_k points at grad_y[0, k], acc is scratch of fc_bias_acc_elems(d) elements. */
+int64_t fc_bias_acc_elems(const fc_conv_desc *d);
+void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k, void *acc);
 
+/* ---- the implementation table ------------------------------------------------------- */
 
-/* conv_im2col.c: im2col + GEMM for the three passes. */
-int fc_im2col_accepts(const fc_conv_desc *d, int pass);
-int fc_im2col_preferred(const fc_conv_desc *d, int pass);
-size_t fc_im2col_workspace_size(const fc_conv_desc *d, int pass);
-void fc_im2col_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws);
-void fc_im2col_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
-void fc_im2col_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
+/* Operands of a pass, in the entry points' order: fwd (x, w), bwd_data (grad_y, w),
+   bwd_weights (grad_y, x). An entry's inexact[pass] has bit FC_OPND_0 / FC_OPND_1 set when
+   a NaN or inf in that operand may not land where the definition puts it (the driver then
+   routes the call to an exact entry). */
+#define FC_OPND_0 1u
+#define FC_OPND_1 2u
 
-/* conv_implicit.c: implicit GEMM (no column matrix) for unit-stride layers, used by the
-   im2col entry points where it accepts the problem. */
-int fc_implicit_accepts(const fc_conv_desc *d, int pass);
-size_t fc_implicit_workspace_size(const fc_conv_desc *d, int pass);
-/* 1 when every weight is finite: the implicit input gradient needs that (see the file). */
-int fc_implicit_weights_finite(const fc_conv_desc *d, const void *w);
-void fc_implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws);
-void fc_implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
-void fc_implicit_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
+typedef struct fc_conv_impl {
+    int id;                 /* enum fc_algo */
+    const char *name;       /* algorithm= name */
+    const char *family;     /* the public algorithm it belongs to ("im2col" groups the GEMMs) */
+    int reduced_precision;  /* 1: its error bound exceeds the definition's (winograd) */
+    unsigned inexact[3];    /* per pass: FC_OPND_* bits, see above */
+    /* NULL when the entry can run this pass of this problem, else why not (capability
+       only: whether it is fast is the preference rule's business, conv_choose.c). */
+    const char *(*rejects)(const fc_conv_desc *d, int pass);
+    size_t (*workspace_size)(const fc_conv_desc *d, int pass);
+    void (*fwd)(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws);
+    void (*bwd_data)(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
+    void (*bwd_weights)(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
+} fc_conv_impl;
+
+/* The entries, each defined in its algorithm's own file. */
+extern const fc_conv_impl fc_impl_depthwise;     /* depthwise.c */
+extern const fc_conv_impl fc_impl_winograd, fc_impl_winograd_f2, fc_impl_winograd_f4,
+    fc_impl_winograd_f6;                         /* winograd/winograd.c */
+extern const fc_conv_impl fc_impl_gemm_1x1;      /* conv_im2col.c */
+extern const fc_conv_impl fc_impl_implicit_gemm; /* conv_implicit.c */
+extern const fc_conv_impl fc_impl_im2col;        /* conv_im2col.c */
+extern const fc_conv_impl fc_impl_direct;        /* conv_direct.c */
+
+/* conv.c: the table, most specialised first; the entry of an id (NULL if none). */
+const fc_conv_impl *fc_impl_at(int index); /* NULL past the end */
+const fc_conv_impl *fc_impl_by_id(int id);
+/* conv_choose.c: the preference rule of "auto" (an id). */
+int fc_conv_prefer(const fc_conv_desc *d, int pass);
 
 #endif

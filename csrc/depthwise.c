@@ -401,15 +401,6 @@ DW_SCATTER(scatter_f32, float)
 DW_SCATTER(scatter_f64, double)
 #undef DW_SCATTER
 
-static int all_finite(const void *a, int64_t n, int dtype)
-{
-    for (int64_t i = 0; i < n; i++) {
-        const double v = dtype == FC_F64 ? ((const double *)a)[i] : (double)((const float *)a)[i];
-        if (!(v - v == 0)) /* NaN or inf, without <math.h> */
-            return 0;
-    }
-    return 1;
-}
 
 
 typedef struct dw_bwd_ctx {
@@ -514,7 +505,7 @@ void fc_depthwise_bwd_data(const fc_conv_desc *d, const void *gy, const void *w,
                 memcpy(krot + (size_t)(k * kk + t) * es, wb + (size_t)(k * kk + kk - 1 - t) * es, es);
     }
     dw_bwd_ctx c = {d, &p, dw_ops(), (const char *)gy, (const char *)w, (char *)gx, (char *)ws,
-                    !all_finite(w, d->c_out * kk, d->dtype)};
+                    0 /* the driver routes non-finite weights elsewhere */};
     if (p.team > 1) {
 #pragma omp parallel num_threads(p.team)
         bwd_body(&c);
@@ -654,3 +645,21 @@ void fc_depthwise_bwd_weights(const fc_conv_desc *d, const void *gy, const void 
         bww_body(&c);
     }
 }
+
+/* ---- the table entry ------------------------------------------------------------------ */
+
+static const char *depthwise_rejects(const fc_conv_desc *d, int pass)
+{
+    if (d->groups != d->c_in)
+        return "depthwise needs groups == C_in";
+    return fc_depthwise_accepts(d, pass) ? NULL : "depthwise does not take this shape (see depthwise.c)";
+}
+
+/* The kernels skip the padding (fwd, bwd_weights) or multiply by inserted zeros without
+   the definition's 0 * w terms for w = inf (bwd_data): not exact on non-finite weights or
+   grad_y. */
+const fc_conv_impl fc_impl_depthwise = {
+    FC_ALGO_DEPTHWISE, "depthwise", "depthwise", 0, {FC_OPND_1, FC_OPND_1, FC_OPND_0},
+    depthwise_rejects, fc_depthwise_workspace_size, fc_depthwise_fwd, fc_depthwise_bwd_data,
+    fc_depthwise_bwd_weights,
+};

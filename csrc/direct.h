@@ -14,20 +14,13 @@
 #ifndef FASTCONV_DIRECT_H
 #define FASTCONV_DIRECT_H
 
-#include "fastconv.h"
+#include "conv_internal.h"
 
 /* Channels updated together from one loaded row: 4 rows of outputs plus one input row
    stay in L1 for any width up to a few thousand pixels, and 4 independent FMA chains
    hide the FMA latency of the row update. */
 #define FC_DIRECT_KB 4
 
-/* Valid output-column range [lo[m], hi[m]) of kernel column m: the columns j whose
-   input column j*stride_w + m*dil_w - pad_left lies inside the image. Built once per
-   call by the driver so the inner loops carry no bounds test. */
-typedef struct fc_col_range {
-    const int64_t *lo, *hi;
-    const void *zeros; /* fwd: a row of >= padded-width zeros, read for rows outside the image */
-} fc_col_range;
 
 /* Forward items take any number kc of channels (done FC_DIRECT_KB at a time) and a
    per-thread scratch of fc_direct_fwd_scratch_elems() elements. */
@@ -61,9 +54,18 @@ const fc_direct_ops *fc_direct_ops_active(void);
 
 /* Width of the column-padded input rows the unit-stride forward reads: every tap of every
    output column lands inside, so its inner loops carry no bounds test. */
-int64_t fc_direct_padded_width(const fc_conv_desc *d);
-/* 1 when the forward item may take the register-blocked path on column-padded rows. */
-int fc_direct_fwd_padded(const fc_conv_desc *d);
+static inline int64_t fc_direct_padded_width(const fc_conv_desc *d)
+{
+    return d->ow + (d->kw - 1) * d->dil_w;
+}
+/* 1 when the forward item may take the register-blocked path on column-padded rows. The
+   register-blocked forward copies the image with its column padding materialised. Where
+   the padding dwarfs the output (a huge dilation with "same" padding, say), that copy
+   would cost memory out of all proportion, so the row kernel, which needs none, runs. */
+static inline int fc_direct_fwd_padded(const fc_conv_desc *d)
+{
+    return d->stride_w == 1 && fc_direct_padded_width(d) <= 4 * d->ow + 64;
+}
 /* Elements of per-thread scratch the forward item needs (a column-padded image group). */
 int64_t fc_direct_fwd_scratch_elems(const fc_conv_desc *d);
 

@@ -24,8 +24,18 @@ extern "C" {
 enum fc_status { FC_OK = 0, FC_ENOMEM = 1, FC_EINVAL = 2, FC_EUNSUPPORTED = 3 };
 enum fc_dtype { FC_F32 = 0, FC_F64 = 1 };
 enum fc_pass { FC_FWD = 0, FC_BWD_DATA = 1, FC_BWD_WEIGHTS = 2 };
-/* FC_ALGO_DEPTHWISE is reached only through "auto" (fc_conv_choose). */
-enum fc_algo { FC_ALGO_AUTO = 0, FC_ALGO_DIRECT = 1, FC_ALGO_IM2COL = 2, FC_ALGO_DEPTHWISE = 3 };
+/* Algorithms: every entry of the implementation table (conv.c) has an id; FC_ALGO_AUTO
+   asks the preference rule (conv_choose.c); FC_ALGO_IM2COL names the GEMM family (the
+   first of gemm_1x1, implicit_gemm, im2col_explicit that accepts the problem). */
+enum fc_algo {
+    FC_ALGO_AUTO = 0, FC_ALGO_DIRECT = 1, FC_ALGO_IM2COL = 2, FC_ALGO_DEPTHWISE = 3,
+    FC_ALGO_IMPLICIT_GEMM = 4, FC_ALGO_GEMM_1X1 = 5, FC_ALGO_IM2COL_EXPLICIT = 6,
+    FC_ALGO_WINOGRAD = 7, FC_ALGO_WINOGRAD_F2 = 8, FC_ALGO_WINOGRAD_F4 = 9, FC_ALGO_WINOGRAD_F6 = 10,
+    FC_ALGO_COUNT = 11
+};
+/* What "auto" may pick: HIGHEST only algorithms within the definition's error bound;
+   MEDIUM also reduced-accuracy ones (Winograd; see docs/architecture.md). */
+enum fc_precision { FC_PRECISION_HIGHEST = 0, FC_PRECISION_MEDIUM = 1 };
 /* Instruction sets, ordered: a higher value implies every lower one. */
 enum fc_isa { FC_ISA_GENERIC = 0, FC_ISA_AVX2 = 1, FC_ISA_AVX512 = 2 };
 
@@ -39,6 +49,7 @@ typedef struct fc_conv_desc {
     int64_t groups;
     int dtype;                    /* enum fc_dtype */
     int nthreads;                 /* >= 1: OpenMP team size for this call */
+    int precision;                /* enum fc_precision: what "auto" may pick */
 } fc_conv_desc;
 
 /* ---- CPU features (cpu.c) ------------------------------------------------ */
@@ -50,15 +61,29 @@ int fc_omp_max_threads(void);     /* omp_get_max_threads(), or 1 */
 int fc_omp_num_procs(void);       /* omp_get_num_procs(), or 1 */
 
 /* ---- Convolution (conv.c) ------------------------------------------------ */
-/* Which algorithm "auto" resolves to for this pass and problem. */
+/* Which table entry (an FC_ALGO_* id, never AUTO or IM2COL) a call with algo runs for this
+   pass and problem, before the non-finite routing (which depends on the operands' values:
+   a non-finite operand an entry is not exact on moves the call to the first exact entry
+   that accepts it). FC_ALGO_AUTO: the preference rule. -1: algo cannot run it. */
+int fc_conv_resolve(const fc_conv_desc *d, int pass, int algo);
+/* Which algorithm "auto" resolves to (fc_conv_resolve(d, pass, FC_ALGO_AUTO)). */
 int fc_conv_choose(const fc_conv_desc *d, int pass);
+/* NULL when algo can run this pass of this problem, else a sentence saying why not. */
+const char *fc_conv_rejects(const fc_conv_desc *d, int pass, int algo);
+/* An algorithm id's name ("direct", "winograd", ...), its family and whether its error
+   bound exceeds the definition's; NULL / -1 for an unknown id. */
+const char *fc_algo_name(int algo);
+const char *fc_algo_family(int algo);
+int fc_algo_reduced_precision(int algo);
 
-/* Workspace bytes the (pass, algo) call needs; 0 when it needs none. */
+/* Workspace bytes the (pass, algo) call needs; 0 when it needs none. (A call that the
+   non-finite routing moves to another entry allocates that entry's own workspace.) */
 size_t fc_conv_workspace_size(const fc_conv_desc *d, int pass, int algo);
 
 int fc_conv_fwd(const fc_conv_desc *d, int algo,
                 const void *x, const void *w, const void *bias /* nullable */,
                 void *y, void *workspace /* nullable */);
+/* (Every entry point returns FC_EINVAL when algo cannot run the problem.) */
 
 int fc_conv_bwd_data(const fc_conv_desc *d, int algo,
                      const void *grad_y, const void *w,

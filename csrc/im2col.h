@@ -10,7 +10,7 @@
 #ifndef FASTCONV_IM2COL_H
 #define FASTCONV_IM2COL_H
 
-#include "direct.h" /* fc_col_range */
+#include "conv_internal.h" /* fc_col_range */
 
 /* cols rows [k0, k1) of the tile; x_g points at x[n, g*Cg]. */
 void fc_im2col_tile(const fc_conv_desc *d, fc_col_range cols_rng, const void *x_g, int64_t i0,

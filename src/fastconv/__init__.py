@@ -17,6 +17,8 @@ from typing import Any
 from ._version import __version__
 from . import _config, functional, initializers, nn, reference, signal
 from ._config import show_config
+from ._precision import get_precision, set_precision
+from . import _precision
 from ._threads import get_num_threads, set_num_threads, threads
 from .functional import conv2d, conv2d_backward, conv2d_input_grad, conv2d_weight_grad
 from .nn import Conv2D
@@ -24,6 +26,7 @@ from .signal import convolve2d, correlate2d
 from .transpose import conv_transpose2d, conv_transpose2d_backward
 
 _config.apply_isa_from_env()
+_precision.apply_precision_from_env()
 
 # Submodules imported on first attribute access (PEP 562): they pull in optional
 # dependencies or cost import time that most users never need.
@@ -42,6 +45,8 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "threads",
+    "set_precision",
+    "get_precision",
     "show_config",
     "Conv2D",
     "functional",

@@ -6,9 +6,30 @@ import numpy as np
 
 WORKSPACE_ALIGN: int
 DEF_ALIGN: int
-_Desc = Tuple[int, ...]
+FWD: int
+BWD_DATA: int
+BWD_WEIGHTS: int
+DTYPE_F32: int
+DTYPE_F64: int
+ALGO_AUTO: int
+ALGO_IM2COL: int
+PRECISION_HIGHEST: int
+PRECISION_MEDIUM: int
 
+class ConvDesc:
+    def __init__(self, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int, oh: int,
+                 ow: int, stride_h: int, stride_w: int, pad_top: int, pad_bottom: int, pad_left: int,
+                 pad_right: int, dil_h: int, dil_w: int, groups: int, dtype: int, nthreads: int,
+                 precision: int = ...) -> None: ...
+    @property
+    def nthreads(self) -> int: ...
+
+_Desc = ConvDesc
+
+def algorithms() -> Dict[str, Tuple[int, str, bool]]: ...
 def choose(desc: _Desc, pass_: int) -> int: ...
+def resolve(desc: _Desc, pass_: int, algo: int) -> int: ...
+def rejects(desc: _Desc, pass_: int, algo: int) -> Optional[str]: ...
 def implicit_accepts(desc: _Desc, pass_: int) -> bool: ...
 def workspace_size(desc: _Desc, pass_: int, algo: int) -> int: ...
 def conv_fwd(desc: _Desc, algo: int, x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray],

@@ -15,6 +15,18 @@ cdef extern from "fastconv.h" nogil:
         FC_ENOMEM
         FC_EINVAL
         FC_EUNSUPPORTED
+    enum:
+        FC_FWD
+        FC_BWD_DATA
+        FC_BWD_WEIGHTS
+        FC_F32
+        FC_F64
+        FC_ALGO_AUTO
+        FC_ALGO_IM2COL
+        FC_ALGO_IMPLICIT_GEMM
+        FC_ALGO_COUNT
+        FC_PRECISION_HIGHEST
+        FC_PRECISION_MEDIUM
     ctypedef struct fc_conv_desc:
         int64_t n, c_in, h, w
         int64_t c_out, kh, kw
@@ -25,6 +37,7 @@ cdef extern from "fastconv.h" nogil:
         int64_t groups
         int dtype
         int nthreads
+        int precision
     int fc_cpu_best_isa()
     int fc_active_isa()
     int fc_set_isa(int isa)
@@ -32,6 +45,11 @@ cdef extern from "fastconv.h" nogil:
     int fc_omp_max_threads()
     int fc_omp_num_procs()
     int fc_conv_choose(const fc_conv_desc *d, int pass_)
+    int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
+    const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
+    const char *fc_algo_name(int algo)
+    const char *fc_algo_family(int algo)
+    int fc_algo_reduced_precision(int algo)
     size_t fc_conv_workspace_size(const fc_conv_desc *d, int pass_, int algo)
     int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w,
                     const void *bias, void *y, void *workspace)
@@ -54,21 +72,48 @@ cdef extern from "threads.h" nogil:
     void fc_threads_init()
     int fc_fork_serial()
 
-cdef extern from "conv_internal.h" nogil:
-    int fc_implicit_accepts(const fc_conv_desc *d, int pass_)
-
 DEF_ALIGN = 64
 WORKSPACE_ALIGN = DEF_ALIGN
 cdef uintptr_t ALIGN_MASK = DEF_ALIGN - 1
 
 
-cdef fc_conv_desc make_desc(tuple desc) except *:
-    """desc = (n, c_in, h, w, c_out, kh, kw, oh, ow, sh, sw, pt, pb, pl, pr, dh, dw, groups, dtype, nthreads)."""
+# The C enums, exported so Python never retypes their values.
+FWD, BWD_DATA, BWD_WEIGHTS = FC_FWD, FC_BWD_DATA, FC_BWD_WEIGHTS
+DTYPE_F32, DTYPE_F64 = FC_F32, FC_F64
+ALGO_AUTO, ALGO_IM2COL = FC_ALGO_AUTO, FC_ALGO_IM2COL
+PRECISION_HIGHEST, PRECISION_MEDIUM = FC_PRECISION_HIGHEST, FC_PRECISION_MEDIUM
+
+
+def algorithms():
+    """{name: (id, family, reduced_precision)} for "auto", "im2col" and every table entry."""
+    out = {}
+    cdef int a
+    for a in range(FC_ALGO_COUNT):
+        name = fc_algo_name(a)
+        if name != NULL:
+            out[name.decode()] = (a, fc_algo_family(a).decode(), bool(fc_algo_reduced_precision(a) == 1))
+    return out
+
+
+cdef class ConvDesc:
+    """The C descriptor (fc_conv_desc), built by keyword: one struct on both sides."""
     cdef fc_conv_desc d
-    (d.n, d.c_in, d.h, d.w, d.c_out, d.kh, d.kw, d.oh, d.ow, d.stride_h, d.stride_w,
-     d.pad_top, d.pad_bottom, d.pad_left, d.pad_right, d.dil_h, d.dil_w, d.groups,
-     d.dtype, d.nthreads) = desc
-    return d
+
+    def __init__(self, *, int64_t n, int64_t c_in, int64_t h, int64_t w, int64_t c_out, int64_t kh,
+                 int64_t kw, int64_t oh, int64_t ow, int64_t stride_h, int64_t stride_w,
+                 int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
+                 int64_t dil_h, int64_t dil_w, int64_t groups, int dtype, int nthreads,
+                 int precision=FC_PRECISION_HIGHEST):
+        self.d.n, self.d.c_in, self.d.h, self.d.w = n, c_in, h, w
+        self.d.c_out, self.d.kh, self.d.kw, self.d.oh, self.d.ow = c_out, kh, kw, oh, ow
+        self.d.stride_h, self.d.stride_w = stride_h, stride_w
+        self.d.pad_top, self.d.pad_bottom, self.d.pad_left, self.d.pad_right = pad_top, pad_bottom, pad_left, pad_right
+        self.d.dil_h, self.d.dil_w, self.d.groups = dil_h, dil_w, groups
+        self.d.dtype, self.d.nthreads, self.d.precision = dtype, nthreads, precision
+
+    @property
+    def nthreads(self):
+        return self.d.nthreads
 
 
 cdef void *data_or_null(object a):
@@ -91,27 +136,37 @@ cdef int check(int status) except -1:
         return 0
     if status == FC_ENOMEM:
         raise MemoryError("fastconv: the C kernel could not allocate its workspace")
+    if status == FC_EINVAL:
+        raise ValueError("fastconv: the algorithm cannot run this problem")
     raise RuntimeError(f"fastconv: the C kernel returned status {status}")
 
 
-def choose(tuple desc, int pass_):
-    cdef fc_conv_desc d = make_desc(desc)
-    return fc_conv_choose(&d, pass_)
+def choose(ConvDesc desc, int pass_):
+    """The entry id "auto" runs for this pass (before the NaN/inf routing)."""
+    return fc_conv_choose(&desc.d, pass_)
 
 
-def implicit_accepts(tuple desc, int pass_):
+def resolve(ConvDesc desc, int pass_, int algo):
+    """The entry id a call with ``algo`` runs for this pass, or -1 when it cannot."""
+    return fc_conv_resolve(&desc.d, pass_, algo)
+
+
+def rejects(ConvDesc desc, int pass_, int algo):
+    """None when ``algo`` can run this pass of the problem, else why not."""
+    cdef const char *why = fc_conv_rejects(&desc.d, pass_, algo)
+    return None if why == NULL else why.decode()
+
+
+def implicit_accepts(ConvDesc desc, int pass_):
     """True when algorithm "im2col" runs this pass as implicit GEMM on the active ISA."""
-    cdef fc_conv_desc d = make_desc(desc)
-    return bool(fc_implicit_accepts(&d, pass_))
+    return fc_conv_resolve(&desc.d, pass_, FC_ALGO_IM2COL) == FC_ALGO_IMPLICIT_GEMM
 
 
-def workspace_size(tuple desc, int pass_, int algo):
-    cdef fc_conv_desc d = make_desc(desc)
-    return fc_conv_workspace_size(&d, pass_, algo)
+def workspace_size(ConvDesc desc, int pass_, int algo):
+    return fc_conv_workspace_size(&desc.d, pass_, algo)
 
 
-def conv_fwd(tuple desc, int algo, x, w, bias, y, workspace=None):
-    cdef fc_conv_desc d = make_desc(desc)
+def conv_fwd(ConvDesc desc, int algo, x, w, bias, y, workspace=None):
     cdef const void *px = data_or_null(x)
     cdef const void *pw = data_or_null(w)
     cdef const void *pb = data_or_null(bias)
@@ -119,24 +174,22 @@ def conv_fwd(tuple desc, int algo, x, w, bias, y, workspace=None):
     cdef void *pws = workspace_ptr(workspace)
     cdef int status
     with nogil:
-        status = fc_conv_fwd(&d, algo, px, pw, pb, py, pws)
+        status = fc_conv_fwd(&desc.d, algo, px, pw, pb, py, pws)
     check(status)
 
 
-def conv_bwd_data(tuple desc, int algo, grad_y, w, grad_x, workspace=None):
-    cdef fc_conv_desc d = make_desc(desc)
+def conv_bwd_data(ConvDesc desc, int algo, grad_y, w, grad_x, workspace=None):
     cdef const void *pgy = data_or_null(grad_y)
     cdef const void *pw = data_or_null(w)
     cdef void *pgx = data_or_null(grad_x)
     cdef void *pws = workspace_ptr(workspace)
     cdef int status
     with nogil:
-        status = fc_conv_bwd_data(&d, algo, pgy, pw, pgx, pws)
+        status = fc_conv_bwd_data(&desc.d, algo, pgy, pw, pgx, pws)
     check(status)
 
 
-def conv_bwd_weights(tuple desc, int algo, grad_y, x, grad_w, grad_bias, workspace=None):
-    cdef fc_conv_desc d = make_desc(desc)
+def conv_bwd_weights(ConvDesc desc, int algo, grad_y, x, grad_w, grad_bias, workspace=None):
     cdef const void *pgy = data_or_null(grad_y)
     cdef const void *px = data_or_null(x)
     cdef void *pgw = data_or_null(grad_w)
@@ -144,7 +197,7 @@ def conv_bwd_weights(tuple desc, int algo, grad_y, x, grad_w, grad_bias, workspa
     cdef void *pws = workspace_ptr(workspace)
     cdef int status
     with nogil:
-        status = fc_conv_bwd_weights(&d, algo, pgy, px, pgw, pgb, pws)
+        status = fc_conv_bwd_weights(&desc.d, algo, pgy, px, pgw, pgb, pws)
     check(status)
 
 

@@ -21,7 +21,10 @@ Padding = Union[str, int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int
 # overflow: 2**62 leaves room for the products of an index with a stride.
 _INDEX_LIMIT = 2**62
 
-_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+def _dtype_code(dtype: np.dtype) -> int:
+    from . import _core
+
+    return _core.DTYPE_F64 if np.dtype(dtype) == np.float64 else _core.DTYPE_F32
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,19 @@ class ConvSpec:
         """True when the output or the batch has no elements (no kernel call needed)."""
         return self.n == 0 or self.c_out == 0
 
-    def desc(self, nthreads: int) -> tuple:
-        """The flat descriptor ``fastconv._core`` expects."""
-        return (self.n, self.c_in, self.h, self.w, self.c_out, self.kh, self.kw, self.oh, self.ow,
-                *self.stride, *self.padding, *self.dilation, self.groups,
-                _DTYPE_CODES[self.dtype], nthreads)
+    def desc(self, nthreads: int, precision: Optional[int] = None) -> Any:
+        """The C descriptor (``fastconv._core.ConvDesc``, built by field name). ``precision``:
+        what "auto" may pick (default: ``fastconv.get_precision()``)."""
+        from . import _core, _precision
+
+        if precision is None:
+            precision = _precision.precision_code()
+        return _core.ConvDesc(
+            n=self.n, c_in=self.c_in, h=self.h, w=self.w, c_out=self.c_out, kh=self.kh, kw=self.kw,
+            oh=self.oh, ow=self.ow, stride_h=self.stride[0], stride_w=self.stride[1],
+            pad_top=self.padding[0], pad_bottom=self.padding[1], pad_left=self.padding[2],
+            pad_right=self.padding[3], dil_h=self.dilation[0], dil_w=self.dilation[1], groups=self.groups,
+            dtype=_dtype_code(self.dtype), nthreads=nthreads, precision=precision)
 
 
 def _as_int(value: Any, name: str) -> int:

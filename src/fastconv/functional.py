@@ -18,9 +18,13 @@ from ._threads import get_num_threads
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_input_grad", "conv2d_weight_grad"]
 
-FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
-ALGORITHMS = {"auto": 0, "direct": 1, "im2col": 2}
-_ALGORITHM_NAMES = {**{v: k for k, v in ALGORITHMS.items()}, 3: "depthwise"}  # 3: only via "auto"
+FWD, BWD_DATA, BWD_WEIGHTS = _core.FWD, _core.BWD_DATA, _core.BWD_WEIGHTS
+#: name -> C id of every algorithm= value: "auto", "im2col" (the GEMM family: the first of
+#: gemm_1x1, implicit_gemm, im2col_explicit that accepts the problem) and every entry of the
+#: C implementation table (csrc/conv.c).
+ALGORITHMS = {name: info[0] for name, info in _core.algorithms().items()}
+_ALGORITHM_NAMES = {code: name for name, code in ALGORITHMS.items()}
+_FAMILIES = {info[0]: info[1] for info in _core.algorithms().values()}
 _IN = "(N, C_in, H, W)"
 _WT = "(C_out, C_in/groups, kh, kw)"
 _OUT = "(N, C_out, H_out, W_out)"
@@ -30,6 +34,13 @@ def _algorithm_code(algorithm: str) -> int:
     if not isinstance(algorithm, str) or algorithm.lower() not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
     return ALGORITHMS[algorithm.lower()]
+
+
+def _check_runs(spec: ConvSpec, pass_: int, algo: int) -> None:
+    """A ValueError naming the reason when an explicitly requested algorithm cannot run."""
+    why = _core.rejects(spec.desc(get_num_threads()), pass_, algo)
+    if why is not None:
+        raise ValueError(f"algorithm={_ALGORITHM_NAMES[algo]!r} cannot run this problem: {why}")
 
 
 
@@ -56,12 +67,20 @@ class _WorkspaceCache(threading.local):
 _workspace = _WorkspaceCache()
 
 
-def chosen_algorithm(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> str:
-    """The algorithm ("direct", "im2col" or "depthwise") a call with these arguments runs for ``pass_``."""
-    code = _algorithm_code(algorithm)
-    if code == 0:
-        code = _core.choose(spec.desc(get_num_threads()), pass_)
+def chosen_implementation(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> str:
+    """The table entry ("direct", "implicit_gemm", "winograd", ...) a call with these
+    arguments runs for ``pass_`` when its operands are finite (a NaN or inf the entry is not
+    exact on moves the call to an exact one, see docs/architecture.md)."""
+    code = _core.resolve(spec.desc(get_num_threads()), pass_, _algorithm_code(algorithm))
+    if code < 0:
+        _check_runs(spec, pass_, _algorithm_code(algorithm))
     return _ALGORITHM_NAMES[code]
+
+
+def chosen_algorithm(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> str:
+    """The algorithm family ("direct", "im2col", "depthwise", "winograd") of
+    ``chosen_implementation``; "im2col" covers every GEMM entry."""
+    return _FAMILIES[ALGORITHMS[chosen_implementation(spec, pass_, algorithm)]]
 
 
 def workspace_bytes(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> int:
@@ -83,35 +102,16 @@ def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray]) -
 
 # NaN and inf. The definition (and torch) multiply the zero padding by the weights, so a
 # NaN/inf weight spreads to every output whose window touches padding, and a NaN/inf in
-# grad_output to every weight tap that reads padding. Only the im2col path materialises
-# that padding; the direct and depthwise kernels skip it for speed. Problems with
-# non-finite weights (or, for the weight gradient, non-finite results) therefore run on
-# im2col, so every algorithm propagates NaN/inf exactly as the reference does.
-_IM2COL = ALGORITHMS["im2col"]
-
-
-def _resolved(spec: ConvSpec, pass_: int, algo: int) -> int:
-    return _core.choose(spec.desc(get_num_threads()), pass_) if algo == 0 else algo
-
-
-def _some_window_misses_image(spec: ConvSpec) -> bool:
-    """True when some output's window lies wholly in the padding (or between dilated taps)."""
-    for size, out, k, s, d, p in ((spec.h, spec.oh, spec.kh, spec.stride[0], spec.dilation[0], spec.padding[0]),
-                                  (spec.w, spec.ow, spec.kw, spec.stride[1], spec.dilation[1], spec.padding[2])):
-        if out * k > 10**7:
-            return True  # too big to enumerate: assume so (im2col is always exact)
-        pos = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - p
-        if not ((pos >= 0) & (pos < size)).any(axis=1).all():
-            return True
-    return False
+# grad_output to every weight tap that reads padding. The C driver owns that policy: every
+# entry of its table declares which operands it is not exact on, and a call with such an
+# operand holding a NaN/inf runs on an exact entry (csrc/conv.c).
 
 
 def _forward(spec: ConvSpec, algo: int, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
              out: np.ndarray) -> np.ndarray:
     if spec.n == 0 or spec.c_out == 0:
         return out
-    if _resolved(spec, FWD, algo) != _IM2COL and not np.isfinite(w).all():
-        algo = _IM2COL
+    _check_runs(spec, FWD, algo)
     _run(FWD, spec, algo, x, w, b, out)
     return out
 
@@ -124,8 +124,7 @@ def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray,
     if spec.is_empty:
         gx.fill(0)
         return gx
-    if _resolved(spec, BWD_DATA, algo) != _IM2COL and not np.isfinite(w).all():
-        algo = _IM2COL
+    _check_runs(spec, BWD_DATA, algo)
     _run(BWD_DATA, spec, algo, gy, w, gx)
     return gx
 
@@ -145,14 +144,7 @@ def _weight_grad(spec: ConvSpec, algo: int, gy: np.ndarray, x: np.ndarray, with_
         if gb is not None:
             gb.fill(0)
         return gw, gb
-    if _resolved(spec, BWD_WEIGHTS, algo) != _IM2COL:
-        if _some_window_misses_image(spec):
-            algo = _IM2COL
-        else:
-            _run(BWD_WEIGHTS, spec, algo, gy, x, gw, gb)
-            if np.isfinite(gw).all():
-                return gw, gb
-            algo = _IM2COL  # a NaN/inf met: recompute with the padding materialised
+    _check_runs(spec, BWD_WEIGHTS, algo)
     _run(BWD_WEIGHTS, spec, algo, gy, x, gw, gb)
     return gw, gb
 
@@ -188,8 +180,10 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
         bottom/right. Otherwise H_out = floor((H + top + bottom - dilation*(kh-1) - 1)/stride) + 1.
     groups : int
         Channel groups; ``groups == C_in == C_out`` is a depthwise convolution.
-    algorithm : {"auto", "direct", "im2col"}
-        Kernel family; "auto" picks per problem (see ``fastconv.show_config``).
+    algorithm : str
+        "auto" (picks per problem), "direct", "im2col" (the GEMM family), "winograd", or
+        any entry of ``fastconv.functional.ALGORITHMS``; an algorithm that cannot run the
+        problem raises ValueError saying why.
     out : ndarray, optional
         C-contiguous array of the output shape and result dtype to write into.
 
@@ -248,8 +242,8 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
         The arguments of the forward call.
     bias : bool
         Whether the forward call had a bias (then its gradient is returned).
-    algorithm : {"auto", "direct", "im2col"}
-        Kernel family, chosen per pass when "auto".
+    algorithm : str
+        As for ``conv2d``, chosen per pass when "auto".
     input_grad : bool, default True
         False skips the input gradient (``grad_x`` is None), as for a network's first layer.
     out : (grad_x, grad_weight, grad_bias), optional

@@ -134,8 +134,11 @@ def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarra
         raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {bias.shape}")
     out_hw, core_hw, pads = transposed_geometry(x.shape[2:], weight.shape[2:], stride, padding,
                                                 output_padding, dilation)
-    core = functional.conv2d_input_grad(x, weight, (x.shape[0], c_out, *core_hw), stride, pads, dilation,
-                                        groups, algorithm=algorithm).astype(dtype, copy=False)
+    if min(core_hw) < 1:  # output_padding > padding on a 1-pixel-wide result: no input reaches it
+        core = np.zeros((x.shape[0], c_out, max(core_hw[0], 0), max(core_hw[1], 0)), dtype=dtype)
+    else:
+        core = functional.conv2d_input_grad(x, weight, (x.shape[0], c_out, *core_hw), stride, pads, dilation,
+                                            groups, algorithm=algorithm).astype(dtype, copy=False)
     if core_hw != out_hw:
         y = np.zeros((x.shape[0], c_out, *out_hw), dtype=dtype)
         y[:, :, :core_hw[0], :core_hw[1]] = core
@@ -179,9 +182,11 @@ def conv_transpose2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np
     expected = (x.shape[0], weight.shape[1] * int(groups), *out_hw)
     if gy.shape != expected:
         raise ValueError(f"grad_output must have the output's shape {expected}, got {gy.shape}")
+    gb = gy.astype(dtype, copy=False).sum(axis=(0, 2, 3)) if bias else None
+    if min(core_hw) < 1:  # no input reaches the output (see conv_transpose2d)
+        return np.zeros(x.shape, dtype), np.zeros(weight.shape, dtype), gb
     gy_core = gy[:, :, :core_hw[0], :core_hw[1]]
     gx = functional.conv2d(gy_core, weight, None, stride, pads, dilation, groups, algorithm=algorithm)
     gw = functional.conv2d_weight_grad(x, gy_core, weight.shape, stride, pads, dilation, groups,
                                        algorithm=algorithm)
-    gb = gy.astype(dtype, copy=False).sum(axis=(0, 2, 3)) if bias else None
     return gx.astype(dtype, copy=False), gw.astype(dtype, copy=False), gb

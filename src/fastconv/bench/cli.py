@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of fwd,bwd_data,bwd_weights")
     p.add_argument("--threads", type=_threads, default=[1, 2], help="comma-separated thread counts (default 1,2)")
     p.add_argument("--dtype", choices=("f32", "f64"), help="compute every shape in this dtype instead of its own")
-    p.add_argument("--algorithm", choices=("auto", "direct", "im2col"), default="auto",
+    p.add_argument("--algorithm", choices=sorted(fastconv.functional.ALGORITHMS), default="auto",
                    help="fastconv's algorithm (default auto; the table shows what auto chose)")
     p.add_argument("--repeats", type=int, default=11,
                    help="timed samples per contender; the median is reported (default 11)")

@@ -198,7 +198,7 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
     if torch is not None:
         contenders.append(Contender("torch", TorchPeer(torch, shape).bound(pass_, a, b)))
     contenders.append(Contender("numpy", numpy_call(shape, pass_, a, b)))
-    code = PASSES.index(pass_)
+    code = (F.FWD, F.BWD_DATA, F.BWD_WEIGHTS)[PASSES.index(pass_)]
     spec = make_spec(shape.input_shape, shape.weight_shape, shape.stride, shape.padding, shape.dilation,
                      shape.groups, shape.np_dtype)
     with limit_threads(threads, torch):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _core
 from .._threads import get_num_threads
 
-_DTYPE_CODE = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+_DTYPE_CODE = {np.dtype(np.float32): _core.DTYPE_F32, np.dtype(np.float64): _core.DTYPE_F64}
 
 
 def native(*arrays: np.ndarray) -> bool:

@@ -1,0 +1,162 @@
+/*
+ * conv_common.c: the helpers every algorithm file shares (declared in conv_internal.h).
+ * This file calls no algorithm and no driver function.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_internal.h"
+#include "threads.h"
+
+/* Below this many multiply-adds a call runs on the calling thread: waking a team costs
+   a few microseconds, more than such a call computes. */
+#define FC_SERIAL_MACS 32768
+
+size_t fc_elem_size(int dtype) { return dtype == FC_F64 ? sizeof(double) : sizeof(float); }
+
+size_t fc_align_up(size_t n) { return (n + FC_ALIGN - 1) & ~(size_t)(FC_ALIGN - 1); }
+
+int64_t fc_macs(const fc_conv_desc *d)
+{
+    return d->n * d->c_out * d->oh * d->ow * (d->c_in / d->groups) * d->kh * d->kw;
+}
+
+int fc_team_size(const fc_conv_desc *d)
+{
+    if (d->nthreads <= 1 || fc_macs(d) < FC_SERIAL_MACS)
+        return 1;
+    return fc_team_limit(d->nthreads);
+}
+
+void *fc_aligned_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = FC_ALIGN;
+    if (posix_memalign(&p, FC_ALIGN, fc_align_up(bytes)) != 0)
+        return NULL;
+    return p;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) /* b > 0 */
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+void fc_build_col_ranges(const fc_conv_desc *d, int64_t *lo, int64_t *hi)
+{
+    for (int64_t m = 0; m < d->kw; m++) {
+        const int64_t off = m * d->dil_w - d->pad_left; /* input column = j*sw + off */
+        int64_t a = -floor_div(off, d->stride_w);      /* ceil(-off / sw) */
+        int64_t b = floor_div(d->w - 1 - off, d->stride_w) + 1;
+        if (a < 0) a = 0;
+        if (a > d->ow) a = d->ow; /* padding wider than the output: no valid column */
+        if (b > d->ow) b = d->ow;
+        if (b < a) b = a;
+        lo[m] = a;
+        hi[m] = b;
+    }
+}
+
+void fc_transposed_problem(const fc_conv_desc *d, fc_conv_desc *t)
+{
+    *t = *d;
+    t->c_in = d->c_out;
+    t->h = d->oh;
+    t->w = d->ow;
+    t->c_out = d->c_in;
+    t->oh = d->h;
+    t->ow = d->w;
+    t->pad_top = (d->kh - 1) * d->dil_h - d->pad_top;
+    t->pad_bottom = (d->kh - 1) * d->dil_h - d->pad_bottom;
+    t->pad_left = (d->kw - 1) * d->dil_w - d->pad_left;
+    t->pad_right = (d->kw - 1) * d->dil_w - d->pad_right;
+}
+
+#define DEFINE_ROTATE(REAL, SFX)                                                               \
+    static void rotate_weights_##SFX(const fc_conv_desc *d, const REAL *w, REAL *wt)          \
+    {                                                                                          \
+        const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G, KK = d->kh * d->kw; \
+        for (int64_t g = 0; g < G; g++)                                                        \
+            for (int64_t k = 0; k < kg; k++)                                                   \
+                for (int64_t c = 0; c < cg; c++)                                               \
+                    for (int64_t t = 0; t < KK; t++)                                           \
+                        wt[((g * cg + c) * kg + k) * KK + (KK - 1 - t)] =                      \
+                            w[((g * kg + k) * cg + c) * KK + t];                               \
+    }
+DEFINE_ROTATE(float, f32)
+DEFINE_ROTATE(double, f64)
+
+void fc_rotate_weights(const fc_conv_desc *d, const void *w, void *wt)
+{
+    if (d->dtype == FC_F64)
+        rotate_weights_f64(d, (const double *)w, (double *)wt);
+    else
+        rotate_weights_f32(d, (const float *)w, (float *)wt);
+}
+
+/* x - x is 0 for finite x and NaN otherwise: a branch-free test, kept in 16 independent
+   lanes so the compiler vectorises it without reassociating (one pass at memory speed). */
+#define FINITE_LANES 16
+#define DEFINE_FINITE(REAL, SFX)                                                               \
+    static int all_finite_##SFX(const REAL *p, int64_t count)                                  \
+    {                                                                                          \
+        REAL lane[FINITE_LANES] = {0};                                                         \
+        int64_t i = 0;                                                                         \
+        for (; i + FINITE_LANES <= count; i += FINITE_LANES)                                   \
+            for (int l = 0; l < FINITE_LANES; l++)                                             \
+                lane[l] += p[i + l] - p[i + l];                                                \
+        REAL s = 0;                                                                            \
+        for (; i < count; i++)                                                                 \
+            s += p[i] - p[i];                                                                  \
+        for (int l = 0; l < FINITE_LANES; l++)                                                 \
+            s += lane[l];                                                                      \
+        return s == 0;                                                                         \
+    }
+DEFINE_FINITE(float, f32)
+DEFINE_FINITE(double, f64)
+
+int fc_all_finite(const void *a, int64_t count, int dtype)
+{
+    return dtype == FC_F64 ? all_finite_f64((const double *)a, count) : all_finite_f32((const float *)a, count);
+}
+
+int64_t fc_bias_acc_elems(const fc_conv_desc *d) { return d->ow; }
+
+#define BIAS_LANES 16
+#define DEFINE_BIAS(REAL, SFX)                                                                 \
+    static void bias_grad_##SFX(const fc_conv_desc *d, const REAL *gy, REAL *gb, REAL *acc)   \
+    {                                                                                          \
+        const int64_t OW = d->ow, plane = d->oh * d->ow;                                       \
+        for (int64_t j = 0; j < OW; j++)                                                       \
+            acc[j] = 0;                                                                        \
+        for (int64_t n = 0; n < d->n; n++)                                                     \
+            for (int64_t i = 0; i < d->oh; i++) {                                              \
+                const REAL *row = gy + n * d->c_out * plane + i * OW;                          \
+                for (int64_t j = 0; j < OW; j++)                                               \
+                    acc[j] += row[j];                                                          \
+            }                                                                                  \
+        REAL lane[BIAS_LANES] = {0};                                                           \
+        int64_t j = 0;                                                                         \
+        for (; j + BIAS_LANES <= OW; j += BIAS_LANES)                                          \
+            for (int l = 0; l < BIAS_LANES; l++)                                               \
+                lane[l] += acc[j + l];                                                         \
+        REAL s = 0;                                                                            \
+        for (int l = 0; l < BIAS_LANES; l++)                                                   \
+            s += lane[l];                                                                      \
+        for (; j < OW; j++)                                                                    \
+            s += acc[j];                                                                       \
+        *gb = s;                                                                               \
+    }
+DEFINE_BIAS(float, f32)
+DEFINE_BIAS(double, f64)
+
+void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k, void *acc)
+{
+    if (d->dtype == FC_F64)
+        bias_grad_f64(d, (const double *)gy_k, (double *)gb_k, (double *)acc);
+    else
+        bias_grad_f32(d, (const float *)gy_k, (float *)gb_k, (float *)acc);
+}
