@@ -97,26 +97,11 @@ class MaxPool2D(Layer):
     def _pads(self, h: int, w: int) -> Tuple[int, int, int, int]:
         if self.padding == "valid":
             return 0, 0, 0, 0
-        pads = []
-        for n, p, s in ((h, self.pool_size[0], self.strides[0]), (w, self.pool_size[1], self.strides[1])):
-            total = max((-(-n // s) - 1) * s + p - n, 0)
-            pads += [total // 2, total - total // 2]
-        return tuple(pads)
+        return same_pool_pads(h, w, self.pool_size, self.strides)
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         """Output shape for a 4-D ``input_shape`` in the layer's data format."""
-        if len(input_shape) != 4:
-            raise ValueError(f"{self.name}: expected a 4-D input shape, got {tuple(input_shape)}")
-        if self.data_format == "channels_first":
-            n, c, h, w = input_shape
-        else:
-            n, h, w, c = input_shape
-        t, b, l, r = self._pads(h, w)
-        oh = (h + t + b - self.pool_size[0]) // self.strides[0] + 1
-        ow = (w + l + r - self.pool_size[1]) // self.strides[1] + 1
-        if oh < 1 or ow < 1:
-            raise ValueError(f"{self.name}: input {tuple(input_shape)} smaller than pool {self.pool_size}")
-        return (n, c, oh, ow) if self.data_format == "channels_first" else (n, oh, ow, c)
+        return pool_output_shape(self, input_shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Max over each window (see :meth:`Layer.forward`).
@@ -208,6 +193,33 @@ class MaxPool2D(Layer):
         if self.data_format == "channels_last":
             gx = gx.transpose(0, 2, 3, 1)
         return np.ascontiguousarray(gx)
+
+
+def same_pool_pads(h: int, w: int, pool_size: Tuple[int, int],
+                   strides: Tuple[int, int]) -> Tuple[int, int, int, int]:
+    """(top, bottom, left, right) of TensorFlow's "same" pooling: output ceil(in / stride),
+    the odd pixel of padding at the bottom/right."""
+    pads = []
+    for n, p, s in ((h, pool_size[0], strides[0]), (w, pool_size[1], strides[1])):
+        total = max((-(-n // s) - 1) * s + p - n, 0)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+def pool_output_shape(layer, input_shape: Sequence[Optional[int]]) -> Shape:
+    """Output shape of a pooling layer (``pool_size``, ``strides``, ``_pads``, ``data_format``)."""
+    if len(input_shape) != 4:
+        raise ValueError(f"{layer.name}: expected a 4-D input shape, got {tuple(input_shape)}")
+    if layer.data_format == "channels_first":
+        n, c, h, w = input_shape
+    else:
+        n, h, w, c = input_shape
+    t, b, l, r = layer._pads(h, w)
+    oh = (h + t + b - layer.pool_size[0]) // layer.strides[0] + 1
+    ow = (w + l + r - layer.pool_size[1]) // layer.strides[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{layer.name}: input {tuple(input_shape)} smaller than pool {layer.pool_size}")
+    return (n, c, oh, ow) if layer.data_format == "channels_first" else (n, oh, ow, c)
 
 
 def _tap(a: np.ndarray, axis: int, tap: int, stride: int, n_out: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .base import Layer, Shape
+from .layers import pool_output_shape, same_pool_pads
 
 __all__ = ["AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D"]
 
@@ -69,26 +70,13 @@ class AveragePooling2D(Layer):
         if self.padding == "valid":
             return 0, 0, 0, 0
         if self.padding == "same":
-            pads = []
-            for n, p, s in ((h, self.pool_size[0], self.strides[0]), (w, self.pool_size[1], self.strides[1])):
-                total = max((-(-n // s) - 1) * s + p - n, 0)
-                pads += [total // 2, total - total // 2]
-            return tuple(pads)
+            return same_pool_pads(h, w, self.pool_size, self.strides)
         ph, pw = self.padding
         return ph, ph, pw, pw
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         """Output shape for a 4-D ``input_shape`` in the layer's data format."""
-        if self.data_format == "channels_first":
-            n, c, h, w = input_shape
-        else:
-            n, h, w, c = input_shape
-        t, b, l, r = self._pads(h, w)
-        oh = (h + t + b - self.pool_size[0]) // self.strides[0] + 1
-        ow = (w + l + r - self.pool_size[1]) // self.strides[1] + 1
-        if oh < 1 or ow < 1:
-            raise ValueError(f"{self.name}: input {tuple(input_shape)} smaller than pool {self.pool_size}")
-        return (n, c, oh, ow) if self.data_format == "channels_first" else (n, oh, ow, c)
+        return pool_output_shape(self, input_shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Window means (see :meth:`Layer.forward`)."""
