@@ -86,52 +86,35 @@ static void x86_identify(void)
     }
 }
 
-/* FMA throughput of `chains` independent accumulator chains over `iters` rounds, in FMAs
-   per second (vector FMAs, not FLOPs). 12 chains cover 4-cycle latency x 2 pipes + slack. */
+/* Vector FMAs per second of 12 independent accumulator chains over `iters` rounds
+   (12 chains cover a 4-cycle latency on two pipes, with slack). */
+#define DEFINE_FMA_RATE(NAME, VT, SET1, FMA, ADD, FIRST)                                      \
+    static double NAME(int64_t iters)                                                         \
+    {                                                                                         \
+        VT acc[12];                                                                           \
+        const VT a = SET1(0.999f), b = SET1(1e-3f);                                           \
+        for (int i = 0; i < 12; i++)                                                          \
+            acc[i] = SET1((float)i);                                                          \
+        struct timespec t0, t1;                                                               \
+        clock_gettime(CLOCK_MONOTONIC, &t0);                                                  \
+        for (int64_t r = 0; r < iters; r++)                                                   \
+            for (int i = 0; i < 12; i++)                                                      \
+                acc[i] = FMA(acc[i], a, b);                                                   \
+        clock_gettime(CLOCK_MONOTONIC, &t1);                                                  \
+        VT s = acc[0];                                                                        \
+        for (int i = 1; i < 12; i++)                                                          \
+            s = ADD(s, acc[i]);                                                               \
+        volatile float keep = FIRST(s); /* the chains' result is observable */                \
+        (void)keep;                                                                           \
+        const double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec); \
+        return dt > 0 ? (double)iters * 12.0 / dt : 0.0;                                      \
+    }
+/* (the target pragmas stay outside the macro: gcc misplaces a _Pragma from a macro body) */
 FC_TARGET_PUSH("avx2,fma")
-static double fma256_rate(int64_t iters)
-{
-    __m256 acc[12];
-    const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
-    for (int i = 0; i < 12; i++)
-        acc[i] = _mm256_set1_ps((float)i);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int64_t r = 0; r < iters; r++)
-        for (int i = 0; i < 12; i++)
-            acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    __m256 s = acc[0];
-    for (int i = 1; i < 12; i++)
-        s = _mm256_add_ps(s, acc[i]);
-    volatile float keep = _mm256_cvtss_f32(s);
-    (void)keep;
-    const double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    return dt > 0 ? (double)iters * 12.0 / dt : 0.0;
-}
+DEFINE_FMA_RATE(fma256_rate, __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_cvtss_f32)
 FC_TARGET_POP
-
 FC_TARGET_PUSH("avx512f")
-static double fma512_rate(int64_t iters)
-{
-    __m512 acc[12];
-    const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
-    for (int i = 0; i < 12; i++)
-        acc[i] = _mm512_set1_ps((float)i);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int64_t r = 0; r < iters; r++)
-        for (int i = 0; i < 12; i++)
-            acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    __m512 s = acc[0];
-    for (int i = 1; i < 12; i++)
-        s = _mm512_add_ps(s, acc[i]);
-    volatile float keep = _mm512_reduce_add_ps(s);
-    (void)keep;
-    const double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    return dt > 0 ? (double)iters * 12.0 / dt : 0.0;
-}
+DEFINE_FMA_RATE(fma512_rate, __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_cvtss_f32)
 FC_TARGET_POP
 
 /* Best of a few short trials each (~3 ms in all): the ratio of 512-bit to 256-bit vector

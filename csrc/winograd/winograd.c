@@ -155,6 +155,22 @@ static void gemm_serial(int64_t m, int64_t n, int64_t k, const char *a, int64_t 
     fc_gemm_serial(&g, ws);
 }
 
+/* One channel's tiles s0..s1 of the block (tiles numbered across the batch: image
+   s / tiles, tile s % tiles): gathered into D from each image's plane (channel_plane +
+   n * image_stride bytes), then transformed into dst (position stride ps). */
+static void transform_block_channel(fc_wino_gather_fn gather, fc_wino_src_tf_fn transform,
+                                    const fc_wino_geom *geom, const char *channel_plane,
+                                    size_t image_stride, int64_t tiles, int64_t s0, int64_t s1,
+                                    int64_t T, size_t es, char *D, char *dst, int64_t ps, char *scratch)
+{
+    for (int64_t s = s0; s < s1;) {
+        const int64_t n = s / tiles, t0 = s % tiles, t1 = fc_min64(tiles, t0 + (s1 - s));
+        gather(geom, channel_plane + (size_t)n * image_stride, t0, t1, D + (size_t)(s - s0) * es, T);
+        s += t1 - t0;
+    }
+    transform(D, s1 - s0, T, dst, ps, scratch);
+}
+
 static void run_fwd(const fc_conv_desc *d, int m, const void *x_, const void *w_, const void *bias_, void *y_,
                     void *ws)
 {
@@ -184,15 +200,11 @@ static void run_fwd(const fc_conv_desc *d, int m, const void *x_, const void *w_
             for (int64_t b = 0; b < p.blocks; b++) {
                 const int64_t s0 = b * T, s1 = fc_min64(d->n * p.tiles, s0 + T), nT = s1 - s0;
 #pragma omp for schedule(static)
-                for (int64_t c = 0; c < cg; c++) {
-                    for (int64_t s = s0; s < s1;) {
-                        const int64_t n = s / p.tiles, t0 = s % p.tiles, t1 = fc_min64(p.tiles, t0 + (s1 - s));
-                        ops->input_gather[dt](&gin, x + (size_t)((n * d->c_in + g * cg + c) * d->h * d->w) * es,
-                                              t0, t1, D + (size_t)(s - s0) * es, T);
-                        s += t1 - t0;
-                    }
-                    ops->input[dt](D, nT, T, V + (size_t)(c * T) * es, psv, scratch);
-                }
+                for (int64_t c = 0; c < cg; c++)
+                    transform_block_channel(ops->input_gather[dt], ops->input[dt], &gin,
+                                            x + (size_t)((g * cg + c) * d->h * d->w) * es,
+                                            (size_t)(d->c_in * d->h * d->w) * es, p.tiles, s0, s1, T, es, D,
+                                            V + (size_t)(c * T) * es, psv, scratch);
 #pragma omp for schedule(static)
                 for (int64_t pos = 0; pos < a2; pos++)
                     gemm_serial(kg, nT, cg, U + (size_t)((g * a2 + pos) * psu) * es, cg, 1,
@@ -247,25 +259,16 @@ static void run_bwd_weights(const fc_conv_desc *d, int m, const void *gy_, const
             for (int64_t b = 0; b < p.blocks; b++) {
                 const int64_t s0 = b * T, s1 = fc_min64(d->n * p.tiles, s0 + T), nT = s1 - s0;
 #pragma omp for schedule(static)
-                for (int64_t c = 0; c < cg; c++) {
-                    for (int64_t s = s0; s < s1;) {
-                        const int64_t n = s / p.tiles, t0 = s % p.tiles, t1 = fc_min64(p.tiles, t0 + (s1 - s));
-                        ops->input_gather[dt](&gin, x + (size_t)((n * d->c_in + g * cg + c) * d->h * d->w) * es,
-                                              t0, t1, D + (size_t)(s - s0) * es, T);
-                        s += t1 - t0;
-                    }
-                    ops->input[dt](D, nT, T, V + (size_t)(c * T) * es, psv, scratch);
-                }
+                for (int64_t c = 0; c < cg; c++)
+                    transform_block_channel(ops->input_gather[dt], ops->input[dt], &gin,
+                                            x + (size_t)((g * cg + c) * d->h * d->w) * es,
+                                            (size_t)(d->c_in * d->h * d->w) * es, p.tiles, s0, s1, T, es, D,
+                                            V + (size_t)(c * T) * es, psv, scratch);
 #pragma omp for schedule(static)
-                for (int64_t k = 0; k < kg; k++) {
-                    for (int64_t s = s0; s < s1;) {
-                        const int64_t n = s / p.tiles, t0 = s % p.tiles, t1 = fc_min64(p.tiles, t0 + (s1 - s));
-                        ops->grad_gather[dt](&ggy, gy + (size_t)((n * d->c_out + g * kg + k) * plane) * es, t0,
-                                             t1, D + (size_t)(s - s0) * es, T);
-                        s += t1 - t0;
-                    }
-                    ops->grad[dt](D, nT, T, Yb + (size_t)(k * T) * es, psm, scratch);
-                }
+                for (int64_t k = 0; k < kg; k++)
+                    transform_block_channel(ops->grad_gather[dt], ops->grad[dt], &ggy,
+                                            gy + (size_t)((g * kg + k) * plane) * es, (size_t)(d->c_out * plane) * es,
+                                            p.tiles, s0, s1, T, es, D, Yb + (size_t)(k * T) * es, psm, scratch);
                 /* dU[pos] (+)= Ybar[pos] V[pos]^T: the blocks in order, whatever the team */
 #pragma omp for schedule(static)
                 for (int64_t pos = 0; pos < a2; pos++)

@@ -6,9 +6,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "param_dtype", "layer_rng"]
 
 Shape = Tuple[Optional[int], ...]
+
+
+def param_dtype(dtype) -> np.dtype:
+    """A layer's parameter dtype: float32 or float64, else a TypeError."""
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def layer_rng(seed) -> np.random.Generator:
+    """A layer's generator from an int seed, None or a Generator (used as is)."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 class Layer:
@@ -137,6 +150,15 @@ class Layer:
             buf = np.empty(shape, dtype=dtype)
             buffers[key] = buf
         return buf
+
+    def _grad_buffer(self, key: str) -> Optional[np.ndarray]:
+        """The gradient array of parameter ``key`` to overwrite in place (buffers kept and it
+        still fits the parameter), else None: the caller then makes a new one."""
+        p, g = self.params.get(key), self.grads.get(key)
+        if not self.reuse_buffers or p is None or g is None or g.shape != p.shape or g.dtype != p.dtype \
+                or not g.flags.c_contiguous:
+            return None
+        return g
 
     def _need_forward(self, cached, grad_output: np.ndarray, expected_shape) -> None:
         """Raise a clear ValueError if backward comes before forward or with a bad shape."""

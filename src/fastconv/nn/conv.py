@@ -11,7 +11,7 @@ import numpy as np
 from .. import initializers
 from .._spec import resolve_padding  # the one place padding forms are understood
 from . import activations
-from .base import Layer, Shape
+from .base import Layer, Shape, layer_rng, param_dtype
 
 __all__ = ["Conv2D", "resolve_kernels"]
 
@@ -132,9 +132,7 @@ class Conv2D(Layer):
             raise ValueError(f"groups must be a positive int dividing filters={filters}, got {groups!r}")
         if data_format not in ("channels_first", "channels_last"):
             raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = param_dtype(dtype)
         self.filters = int(filters)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
@@ -147,7 +145,7 @@ class Conv2D(Layer):
         self.data_format = data_format
         self.algorithm = algorithm
         self.kernels = kernels
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._rng = layer_rng(seed)
         self._backend: Optional[Tuple[ModuleType, bool]] = None
         self._x: Optional[np.ndarray] = None  # NCHW input of the last forward
         self._y_shape: Optional[tuple] = None  # output shape of the last forward, user's layout
@@ -332,13 +330,6 @@ class Conv2D(Layer):
         if self.data_format == "channels_last":
             gx = np.ascontiguousarray(gx.transpose(0, 2, 3, 1))
         return gx
-
-    def _grad_buffer(self, key: str) -> Optional[np.ndarray]:
-        """The existing gradient array of ``key``, to be overwritten in place, if it fits."""
-        p, g = self.params.get(key), self.grads.get(key)
-        if p is None or g is None or g.shape != p.shape or g.dtype != p.dtype or not g.flags.c_contiguous:
-            return None
-        return g
 
     def __repr__(self) -> str:
         return (f"Conv2D(filters={self.filters}, kernel_size={self.kernel_size}, strides={self.strides}, "

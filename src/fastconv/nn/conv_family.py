@@ -17,7 +17,7 @@ import numpy as np
 from .. import initializers
 from .._spec import resolve_padding
 from . import activations
-from .base import Layer, Shape
+from .base import Layer, Shape, layer_rng, param_dtype
 
 __all__ = ["Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Conv1D"]
 
@@ -71,10 +71,8 @@ class _ConvBase(Layer):
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.dtype = param_dtype(dtype)
+        self._rng = layer_rng(seed)
         self._x: Optional[np.ndarray] = None
         self._y: Optional[np.ndarray] = None
         self.in_channels: Optional[int] = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import initializers
 from . import _ops, activations
-from .base import Layer, Shape
+from .base import Layer, Shape, layer_rng, param_dtype
 
 __all__ = ["ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
 
@@ -115,7 +115,7 @@ class MaxPool2D(Layer):
             raise ValueError(f"{self.name}: expected a 4-D input, got shape {x.shape}")
         if self.data_format == "channels_last":
             x = x.transpose(0, 3, 1, 2)
-            if _ops.native(np.ascontiguousarray(x[:1])):
+            if x.dtype in (np.float32, np.float64):  # the C kernel wants NCHW in one piece
                 x = np.ascontiguousarray(x)
         N, C, H, W = x.shape
         if _ops.native(x):
@@ -259,7 +259,7 @@ class Dropout(Layer):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._rng = layer_rng(seed)
         self._mask: Optional[np.ndarray] = None
         self._key: Optional[int] = None  # the C path's mask, recomputed from this key
         self._shape: Optional[tuple] = None
@@ -362,10 +362,8 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.dtype = param_dtype(dtype)
+        self._rng = layer_rng(seed)
         self._x: Optional[np.ndarray] = None
         self.in_features: Optional[int] = None
         self.built = False
@@ -416,8 +414,8 @@ class Dense(Layer):
         self._x = x
         kernel = self.params["kernel"]
         if _ops.native(x, kernel):  # fastconv's GEMM on its own team: no BLAS pool wakes up
-            y = _ops.gemm(x, kernel, self._buffer("y", (x.shape[0], self.units), x.dtype)
-                          if self.reuse_buffers else np.empty((x.shape[0], self.units), x.dtype))
+            y = self._buffer("y", (x.shape[0], self.units), x.dtype)
+            y = _ops.gemm(x, kernel, np.empty((x.shape[0], self.units), x.dtype) if y is None else y)
         else:
             y = x @ kernel
         if self.use_bias:
@@ -432,15 +430,10 @@ class Dense(Layer):
         g = np.ascontiguousarray(self.activation.backward(np.asarray(grad_output, dtype=self.dtype), self._y))
         kernel = self.params["kernel"]
         if _ops.native(g, self._x, kernel):
-            gw = self.grads.get("kernel")
-            if not (self.reuse_buffers and gw is not None and gw.shape == kernel.shape and gw.dtype == kernel.dtype):
-                gw = np.empty_like(kernel)
-            self.grads["kernel"] = _ops.gemm(self._x, g, gw, trans_a=True)
+            gw = self._grad_buffer("kernel")
+            self.grads["kernel"] = _ops.gemm(self._x, g, np.empty_like(kernel) if gw is None else gw, trans_a=True)
             if self.use_bias:
-                gb = self.grads.get("bias")
-                if not (self.reuse_buffers and gb is not None and gb.shape == (self.units,)):
-                    gb = np.empty(self.units, self.dtype)
-                self.grads["bias"] = np.sum(g, axis=0, out=gb)
+                self.grads["bias"] = np.sum(g, axis=0, out=self._grad_buffer("bias"))
             if not self.input_grad:
                 return None
             gx = self._buffer("gx", self._x.shape, self.dtype)

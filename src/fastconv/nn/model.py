@@ -10,7 +10,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from . import optimizers
-from .base import Layer
+from .base import Layer, layer_rng
 from .losses import SoftmaxCrossEntropy
 from .progress import Progress
 
@@ -233,7 +233,7 @@ class Sequential:
             raise ValueError("batch_size must be >= 1 and epochs >= 0")
         if self.optimizer is None:
             self.compile()
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = layer_rng(seed)
         keys = ["loss", "accuracy", "time", "images_per_s"]
         if validation_data is not None:
             keys += ["val_loss", "val_accuracy"]

@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, param_dtype
 
 __all__ = ["BatchNormalization"]
 
@@ -52,9 +52,7 @@ class BatchNormalization(Layer):
         self.axis = None if axis is None else int(axis)
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = param_dtype(dtype)
         self.moving_mean: Optional[np.ndarray] = None
         self.moving_variance: Optional[np.ndarray] = None
         self.channels: Optional[int] = None
