@@ -128,14 +128,15 @@ static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, i
                                  const void *op0, const void *op1)
 {
     const unsigned mask = e->inexact[pass];
-    if (mask == 0)
+    const int padded = d->pad_top || d->pad_bottom || d->pad_left || d->pad_right;
+    if ((mask & (FC_OPND_0 | FC_OPND_1)) == 0 || ((mask & FC_OPND_IF_PADDED) && !padded))
         return e;
     const int finite = (!(mask & FC_OPND_0) || fc_all_finite(op0, operand_elems(d, pass, 0), d->dtype)) &&
                        (!(mask & FC_OPND_1) || fc_all_finite(op1, operand_elems(d, pass, 1), d->dtype));
     if (finite)
         return e;
     for (int i = 0; i < TABLE_LEN; i++)
-        if (TABLE[i]->inexact[pass] == 0 && accepts(TABLE[i], d, pass))
+        if ((TABLE[i]->inexact[pass] & (FC_OPND_0 | FC_OPND_1)) == 0 && accepts(TABLE[i], d, pass))
             return TABLE[i];
     return &fc_impl_im2col;
 }

@@ -83,10 +83,12 @@ typedef void (*fc_dw_copy_fn)(const fc_dw_geom *g, const void *src, void *buf, i
 typedef void (*fc_dw_fwd_fn)(const fc_dw_geom *g, const void *buf, int64_t nsrc, const void *k,
                              const void *bias /* nullable: one scalar */, void *out,
                              int64_t ldo, int64_t nrows, int accum, const fc_dw_pf *pf);
-/* Weight-gradient partial sums of one band: acc (kh*kw + 1 vectors of 64 bytes, the last
-   the bias sum) += per-lane sums of gy[i][j] * band(i, j, tap), gy rows [0, nrows). */
-typedef void (*fc_dw_bww_fn)(const fc_dw_geom *g, const void *buf, const void *gy,
-                             int64_t nrows, void *acc, const fc_dw_pf *pf);
+/* Weight-gradient partial sums of one band for nk output channels of its input channel
+   (channel q's grad_y rows at gy + q * gs elements): acc (nk groups of kh*kw + 1 vectors
+   of 64 bytes, the last of a group the bias sum) += per-lane sums of gy_q[i][j] *
+   band(i, j, tap), gy rows [0, nrows). */
+typedef void (*fc_dw_bww_fn)(const fc_dw_geom *g, const void *buf, const void *gy, int64_t gs,
+                             int64_t nk, int64_t nrows, void *acc, const fc_dw_pf *pf);
 /* (The kernels take pf, nullable: memory to prefetch into L2, spread over their row
    tiles, so that fetching the next band overlaps this band's arithmetic.) */
 /* Reduce acc (as above) lanes in fixed order into out[kh*kw + 1]. */

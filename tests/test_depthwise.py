@@ -81,6 +81,10 @@ CASES = [
     DW("k3_same_s3", 1, 2, 10, 11, 1, (3, 3), 3, "same"),
     DW("k3_valid_cin1_mult8", 3, 1, 28, 28, 8, (3, 3), 1, "valid"),
     DW("k3_mult20", 1, 2, 9, 9, 20, (3, 3), 1, 1),
+    # bwd_weights blocks of 4 outputs per item: pairs, then a single (5 = 4 + 1, 3 = 2 + 1);
+    # rows wider than a vector and bands taller than the band budget
+    DW("k3_mult5_bands", 2, 2, 40, 37, 5, (3, 3), 1, 1),
+    DW("k3_s2_mult3_w40", 2, 1, 23, 40, 3, (3, 3), 2, 1),
     DW("k3_1x1_image", 1, 3, 1, 1, 1, (3, 3), 1, 1),
     DW("k3_bands_chunks", 2, 2, 70, 300, 1, (3, 3), 1, 1),
     DW("k5_s2_bands", 1, 2, 61, 250, 1, (5, 5), 2, 2),
