@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from functools import cached_property
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -68,13 +69,27 @@ class ConvSpec:
         """True when the output or the batch has no elements (no kernel call needed)."""
         return self.n == 0 or self.c_out == 0
 
+    @cached_property
+    def _descs(self) -> Dict[Tuple[int, int], Any]:
+        return {}
+
     def desc(self, nthreads: int, precision: Optional[int] = None) -> Any:
         """The C descriptor (``fastconv._core.ConvDesc``, built by field name). ``precision``:
-        what "auto" may pick (default: ``fastconv.get_precision()``)."""
-        from . import _core, _precision
+        what "auto" may pick (default: ``fastconv.get_precision()``). Built once per thread
+        count and precision (descriptors are immutable)."""
+        from . import _precision
 
         if precision is None:
             precision = _precision.precision_code()
+        key = (nthreads, precision)
+        d = self._descs.get(key)
+        if d is None:
+            d = self._descs[key] = self._build_desc(nthreads, precision)
+        return d
+
+    def _build_desc(self, nthreads: int, precision: int) -> Any:
+        from . import _core
+
         return _core.ConvDesc(
             n=self.n, c_in=self.c_in, h=self.h, w=self.w, c_out=self.c_out, kh=self.kh, kw=self.kw,
             oh=self.oh, ow=self.ow, stride_h=self.stride[0], stride_w=self.stride[1],
@@ -168,6 +183,9 @@ def as_array(value: Any, name: str) -> np.ndarray:
 
 def as_operand(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """C-contiguous, aligned, native-endian, of ``dtype``: a view when possible, else a copy."""
+    flags = a.flags
+    if a.dtype == dtype and flags.c_contiguous and flags.aligned and a.dtype.isnative:
+        return a  # the common case, without np.require's argument parsing
     return np.require(a, dtype=dtype, requirements=("C", "A"))
 
 
@@ -181,9 +199,54 @@ def _check_size(what: str, *factors: int) -> None:
         raise MemoryError(f"fastconv: {what} would have {math.prod(factors)} elements, too many to index or allocate")
 
 
+class _Unkeyable(Exception):
+    pass
+
+
+def _plain(v: Any) -> Any:
+    """``v`` when it is an int, a str or a tuple of those (types for which equal values pass
+    or fail validation alike; True == 1 but a bool stride is an error), else _Unkeyable."""
+    t = type(v)
+    if t is int or t is str:
+        return v
+    if t is tuple:
+        for e in v:
+            _plain(e)
+        return v
+    raise _Unkeyable
+
+
+# Validated problems by their arguments: a training loop or a per-chunk map calls with the
+# same few problems again and again, and validating one costs ~7 us (torch's whole call on
+# a tiny layer takes about that). Only plain-typed arguments are cached (see _plain).
+_SPEC_CACHE: Dict[Tuple[Any, ...], ConvSpec] = {}
+_SPEC_CACHE_MAX = 512
+
+
 def make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntPair, padding: Padding,
               dilation: IntPair, groups: int, dtype: np.dtype, *, input_name: str = "x",
               weight_name: str = "weight") -> ConvSpec:
+    """Validate one convolution problem and compute its output shape (see _make_spec).
+    Equal plain-typed arguments give the same (immutable) ConvSpec object."""
+    try:
+        key = (_plain(tuple(input_shape)), _plain(tuple(weight_shape)), _plain(stride), _plain(padding),
+               _plain(dilation), _plain(groups), np.dtype(dtype), input_name, weight_name)
+    except (_Unkeyable, TypeError):
+        return _make_spec(input_shape, weight_shape, stride, padding, dilation, groups, dtype,
+                          input_name=input_name, weight_name=weight_name)
+    spec = _SPEC_CACHE.get(key)
+    if spec is None:
+        spec = _make_spec(input_shape, weight_shape, stride, padding, dilation, groups, dtype,
+                          input_name=input_name, weight_name=weight_name)
+        if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[key] = spec
+    return spec
+
+
+def _make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntPair, padding: Padding,
+               dilation: IntPair, groups: int, dtype: np.dtype, *, input_name: str = "x",
+               weight_name: str = "weight") -> ConvSpec:
     """Validate one convolution problem and compute its output shape.
 
     Raises
