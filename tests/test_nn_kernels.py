@@ -103,6 +103,27 @@ def test_maxpool_layer_matches_a_loop_oracle(dtype, shape, pool, strides, paddin
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 6, 70), (1, 2, 4, 33), (1, 2, 5, 24), (1, 1, 2, 2)])
+def test_maxpool_2x2_vector_path_ties_and_late_nan(dtype, shape):
+    """The 2x2/stride-2 kernel (AVX-512: 16 windows a step, the row's last step masked):
+    many ties (three values), first maximum in row-major order wins; a NaN in the last,
+    masked step of a row of one plane wins its window there and leaves the others alone."""
+    x = _rng(2).integers(0, 3, size=shape).astype(dtype)
+    n, c, h, w = shape
+    x[-1, -1, 1, 2 * (w // 2) - 1] = np.nan  # the last window of the first output row
+    layer = nn.MaxPool2D(2)
+    y = layer.forward(x)
+    y_ref, arg_ref = _maxpool_oracle(x, (2, 2), (2, 2), (0, 0, 0, 0), y.shape[2:])
+    np.testing.assert_array_equal(y, y_ref)
+    g = _rng(3).standard_normal(y.shape).astype(dtype)
+    gx = layer.backward(g)
+    gx_ref = np.zeros(shape, np.float64)
+    for idx in np.ndindex(*y.shape):
+        gx_ref[idx[0], idx[1]].flat[arg_ref[idx]] += g[idx]
+    np.testing.assert_array_equal(gx, gx_ref.astype(dtype))
+
+
 def test_maxpool_channels_last_and_torch():
     torch = pytest.importorskip("torch", reason="torch is not installed")
     x = _rng().standard_normal((3, 4, 9, 10)).astype(np.float32)

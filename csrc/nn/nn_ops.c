@@ -168,15 +168,31 @@ MAXPOOL(double)
             }                                                                               \
         }                                                                                   \
         return nan;                                                                         \
-    }                                                                                       \
-    static void maxpool2_or_general_##T(const T *x, T *y, int32_t *arg, int64_t h, int64_t w, \
-                                        int64_t oh, int64_t ow)                             \
-    {                                                                                       \
-        if (maxpool2_plane_##T(x, y, arg, w, oh, ow))                                       \
-            maxpool_plane_##T(x, y, arg, h, w, oh, ow, 2, 2, 2, 2, 0, 0);                   \
     }
 MAXPOOL2(float)
 MAXPOOL2(double)
+
+/* float32 on AVX-512: the explicit kernel (maxpool2_avx512.c), same results. */
+static int maxpool2_fast_float(const float *x, float *y, int32_t *arg, int64_t w, int64_t oh,
+                               int64_t ow)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (fc_active_isa() == FC_ISA_AVX512)
+        return fc_maxpool2_plane_f32_avx512(x, y, arg, w, oh, ow);
+#endif
+    return maxpool2_plane_float(x, y, arg, w, oh, ow);
+}
+#define maxpool2_fast_double maxpool2_plane_double
+
+#define MAXPOOL2_OR_GENERAL(T)                                                              \
+    static void maxpool2_or_general_##T(const T *x, T *y, int32_t *arg, int64_t h, int64_t w, \
+                                        int64_t oh, int64_t ow)                             \
+    {                                                                                       \
+        if (maxpool2_fast_##T(x, y, arg, w, oh, ow))                                        \
+            maxpool_plane_##T(x, y, arg, h, w, oh, ow, 2, 2, 2, 2, 0, 0);                   \
+    }
+MAXPOOL2_OR_GENERAL(float)
+MAXPOOL2_OR_GENERAL(double)
 
 /* Planes are grouped so that one scheduled item holds at least ~16k input elements. */
 static int64_t planes_per_item(int64_t plane_elems)
