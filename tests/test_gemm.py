@@ -232,7 +232,7 @@ def test_isa_kernels_agree_to_rounding():
 def test_blocking_reports_active_kernel(isa):
     for dtype in DTYPES:
         bl = _core.gemm_blocking(dtype)
-        assert set(bl) == {"mr", "nr", "mc", "kc", "nc"}
+        assert set(bl) == {"mr", "nr", "mc", "kc", "nc", "panel"} and bl["panel"] in ("l2", "l3")
         assert bl["mc"] % bl["mr"] == 0 and bl["nc"] % bl["nr"] == 0
         assert bl["kc"] > 0
 
@@ -283,7 +283,8 @@ def _blocks_in_child(**env):
 
 def test_blocks_of_the_reference_caches_are_the_tuned_table():
     """With Zen 4's caches, the derived blocks are the table measured best there."""
-    got = _blocks_in_child(FASTCONV_CPU_L1D="32K", FASTCONV_CPU_L2="1M", FASTCONV_CPU_L3="32M")
+    got = _blocks_in_child(FASTCONV_CPU_L1D="32K", FASTCONV_CPU_L2="1M", FASTCONV_CPU_L3="32M",
+                           FASTCONV_GEMM_PANEL="l3")
     table = {0: {"float32": (256, 384, 2048), "float64": (256, 384, 2048)},    # generic 4x8 / 4x4
              1: {"float32": (240, 384, 2048), "float64": (120, 256, 2048)},    # AVX2 6x16 / 6x8
              2: {"float32": (256, 512, 2048), "float64": (256, 384, 2016)}}    # AVX-512 8x32 / 8x24
@@ -292,13 +293,33 @@ def test_blocks_of_the_reference_caches_are_the_tuned_table():
 
 
 def test_blocks_grow_with_the_caches_and_stay_correct():
-    small = _blocks_in_child(FASTCONV_CPU_L1D="32K", FASTCONV_CPU_L2="1M", FASTCONV_CPU_L3="32M")
-    big = _blocks_in_child(FASTCONV_CPU_L1D="48K", FASTCONV_CPU_L2="2M", FASTCONV_CPU_L3="64M")
+    small = _blocks_in_child(FASTCONV_CPU_L1D="32K", FASTCONV_CPU_L2="1M", FASTCONV_CPU_L3="32M",
+                             FASTCONV_GEMM_PANEL="l3")
+    big = _blocks_in_child(FASTCONV_CPU_L1D="48K", FASTCONV_CPU_L2="2M", FASTCONV_CPU_L3="64M",
+                           FASTCONV_GEMM_PANEL="l3")
     for d, eps in (("float32", 2.0 ** -23), ("float64", 2.0 ** -52)):
         assert big[d]["kc"] == small[d]["kc"] * 3 // 2 // 32 * 32
         assert big[d]["mc"] >= small[d]["mc"] and big[d]["nc"] >= small[d]["nc"]
         assert big[d]["kc"] % 32 == 0 and big[d]["mc"] % big[d]["mr"] == 0 and big[d]["nc"] % (2 * big[d]["nr"]) == 0
         assert big[d]["err"] < 64 * eps and small[d]["err"] < 64 * eps
+
+
+def test_l2_panel_placement_fits_the_panel_in_half_the_l2_and_stays_correct():
+    """The placement chosen for mesh-L3 CPUs (GenuineIntel, or forced): KC x NC x size <=
+    L2 / 2 with NC = 1024 (f32) / 480 (f64) columns, KC a multiple of 32 >= 128."""
+    for l2, kc32 in (("2M", 256), ("1M", 128)):
+        got = _blocks_in_child(FASTCONV_CPU_L1D="48K", FASTCONV_CPU_L2=l2, FASTCONV_CPU_L3="105M",
+                               FASTCONV_GEMM_PANEL="l2")
+        l2b = int(l2[:-1]) << 20
+        for d, es, eps in (("float32", 4, 2.0 ** -23), ("float64", 8, 2.0 ** -52)):
+            b = got[d]
+            assert b["panel"] == "l2"
+            assert b["kc"] * b["nc"] * es <= l2b // 2 or b["kc"] == 128, (d, b)
+            assert b["kc"] % 32 == 0 and b["kc"] >= 128 and b["nc"] % (2 * b["nr"]) == 0
+            assert b["err"] < 64 * eps
+        if _core.active_isa() == 2:  # AVX-512: 8x32 f32, 8x24 f64
+            assert (got["float32"]["kc"], got["float32"]["nc"]) == (kc32, 1024)
+            assert got["float64"]["nc"] == 480
 
 
 def test_blocks_override_from_the_environment():

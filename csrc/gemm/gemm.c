@@ -132,8 +132,22 @@ static const gemm_cfg cfg_table[3][2] = {
  * pathological block. On the reference machine the table comes back exactly; on a Zen 5
  * (48 KiB L1d) or a Xeon (48 KiB L1d, 2 MiB L2) KC and MC grow with the caches.
  * FASTCONV_GEMM_BLOCKS="kc=..,mc=..,nc=.." overrides (every ISA and dtype), for experiments.
+ *
+ * Where the B panel lives. Loop 1 streams the B micro-panels past the A micro-panel held in
+ * L1: at two 512-bit FMAs a cycle the 8x32 kernel takes 16 bytes of B a cycle. An AMD L3
+ * (one CCX's, next to the core) delivers that, so the panel is sized to L3 as measured best
+ * on Zen 4 and confirmed on Zen 5. A mesh L3 (Intel server parts) gives one core less:
+ * issue 12's Xeon lost ground as the panel outgrew its 2 MiB L2 (sgemm 0.82x OpenBLAS at
+ * n = 1024, 0.68x at 2048, 0.57x on 2 threads). There ("l2" placement) the panel is cut to
+ * half the L2: NC = 1024 (f32) / 480 (f64) columns and KC = what fits, >= 128, so it stays
+ * in L2 for every A micro-panel; A is repacked per panel, which at NC >= 1024 costs ~2 %
+ * (Zen 5 with the placement forced: 0.98-1.00x at 1 thread, 0.97-0.99x at 2). Chosen by
+ * vendor (GenuineIntel: l2, else l3), FASTCONV_GEMM_PANEL=l2|l3 overrides. NC and MC never
+ * change a result; KC does (the order of the partial sums), so this choice is fixed per CPU
+ * model, never timed at run time.
  */
 static gemm_cfg derived[3][2];
+static int panel_l2 = 0;
 static int derived_ready = 0;
 
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -150,10 +164,21 @@ static int64_t env_block(const char *spec, const char *key)
     return v > 0 && v < (1L << 20) ? (int64_t)v : 0;
 }
 
+static int choose_panel_l2(const fc_cpu_info *ci)
+{
+    const char *env = getenv("FASTCONV_GEMM_PANEL");
+    if (env && strcmp(env, "l2") == 0)
+        return 1;
+    if (env && strcmp(env, "l3") == 0)
+        return 0;
+    return strcmp(ci->vendor, "GenuineIntel") == 0;
+}
+
 static void derive_blocks(void)
 {
     const fc_cpu_info *ci = fc_cpu_info_get();
     const char *env = getenv("FASTCONV_GEMM_BLOCKS");
+    panel_l2 = choose_panel_l2(ci);
     for (int isa = 0; isa < FC_GEMM_NUM_ISA; isa++)
         for (int dt = 0; dt < 2; dt++) {
             gemm_cfg cf = cfg_table[isa][dt];
@@ -163,6 +188,13 @@ static void derive_blocks(void)
             int64_t kc = clamp64((int64_t)(cf.kc * f1) / 32 * 32, 32, 4096);
             int64_t mc = clamp64((int64_t)(cf.mc * f2) / cf.mr * cf.mr, cf.mr, 4096);
             int64_t nc = clamp64((int64_t)(cf.nc * f3) / (2 * cf.nr) * (2 * cf.nr), 2 * cf.nr, 8192);
+            if (panel_l2) {
+                const int64_t es = dt == FC_F64 ? 8 : 4;
+                const int64_t ncl2 = (dt == FC_F64 ? 512 : 1024) / (2 * cf.nr) * (2 * cf.nr);
+                const int64_t kcl2 = clamp64(ci->l2 / 2 / (ncl2 * es) / 32 * 32, 128, 4096);
+                kc = kc < kcl2 ? kc : kcl2;
+                nc = nc < ncl2 ? nc : ncl2;
+            }
             int64_t v;
             if ((v = env_block(env, "kc")) > 0)
                 kc = v;
@@ -237,6 +269,12 @@ size_t fc_gemm_workspace_size(int dtype, int64_t m, int64_t n, int64_t k, int nt
             best = s;
     }
     return best + FC_ALIGN; /* slack to align the caller's pointer */
+}
+
+int fc_gemm_panel_l2(void)
+{
+    fc_gemm_init();
+    return panel_l2;
 }
 
 void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc)

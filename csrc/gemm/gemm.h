@@ -58,6 +58,8 @@ void fc_gemm_init(void);
 
 /* Blocking parameters in use for this dtype and the active ISA (for tests and docs). */
 void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc);
+/* 1 when the B panel is sized to L2 rather than L3 (gemm.c, "Where the B panel lives"). */
+int fc_gemm_panel_l2(void);
 
 /* ---- Internal: micro-kernels (one file each, named dtype-gemm-MRxNR-isa.c) ----------------
  * C[0:MR, 0:NR] (row stride rsc) = alpha * Apanel * Bpanel + (beta ? C : 0) + (bias ? bias[i] : 0)

@@ -45,6 +45,12 @@ def show_config() -> None:
     if c["fma512_ports"]:
         how = "FASTCONV_CPU_FMA512_PORTS" if c["ports_overridden"] else f"measured ratio {c['fma512_ratio']:.2f}"
         lines.append(f"  512-bit FMA pipes: {c['fma512_ports']} ({how})")
+    for dt in ("float32", "float64"):
+        b = _core.gemm_blocking(dt)
+        lines.append(f"  GEMM {dt}:     {b['mr']}x{b['nr']} kernel, MC {b['mc']}, KC {b['kc']}, NC {b['nc']}, "
+                     f"B panel in {b['panel'].upper()}"
+                     + ("  (FASTCONV_GEMM_PANEL)" if os.environ.get("FASTCONV_GEMM_PANEL") else "")
+                     + ("  (FASTCONV_GEMM_BLOCKS)" if os.environ.get("FASTCONV_GEMM_BLOCKS") else ""))
     if _core.fork_serial():
         lines.append("  note:              forked child of a process whose OpenMP team had started: "
                      "kernels run on one thread")

@@ -24,6 +24,7 @@ cdef extern from "gemm/gemm.h" nogil:
     int fc_gemm(const fc_gemm_args *g, int nthreads)
     void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc)
     void fc_gemm_init()
+    int fc_gemm_panel_l2()
 
 
 fc_gemm_init()  # derive the cache blocks from the CPU once, at import
@@ -53,12 +54,14 @@ cdef object _gemm_operand(object x, object dtype, str name):
 
 def gemm_blocking(dtype):
     """Block sizes of the GEMM for ``dtype`` under the active ISA: a dict with the
-    micro-kernel tile ``mr`` x ``nr`` and the cache blocks ``mc``, ``kc``, ``nc``."""
+    micro-kernel tile ``mr`` x ``nr``, the cache blocks ``mc``, ``kc``, ``nc`` and where the
+    B panel is meant to stay, ``panel`` ("l2" or "l3", see gemm.c)."""
     cdef int code = _gemm_dtype_code(_np_gemm.dtype(dtype))
     cdef int mr, nr
     cdef int64_t mc, kc, nc
     fc_gemm_blocking(code, &mr, &nr, &mc, &kc, &nc)
-    return {"mr": mr, "nr": nr, "mc": mc, "kc": kc, "nc": nc}
+    return {"mr": mr, "nr": nr, "mc": mc, "kc": kc, "nc": nc,
+            "panel": "l2" if fc_gemm_panel_l2() else "l3"}
 
 
 def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0, bias=None,
