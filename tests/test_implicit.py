@@ -190,3 +190,20 @@ def test_non_finite_weights_propagate_as_the_definition(bad, rng):
     y = fastconv.conv2d(x, w, b, 1, case.padding, algorithm="im2col")
     assert np.array_equal(np.isnan(y), np.isnan(y_exp))
     assert np.array_equal(np.isinf(y), np.isinf(y_exp))
+
+
+@needs_avx512
+@pytest.mark.parametrize("c_in, k, want_fwd", [(3, 3, "im2col_explicit"), (7, 3, "im2col_explicit"),
+                                               (8, 3, "implicit_gemm"), (3, 7, "implicit_gemm")])
+def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_fwd):
+    """conv_choose.c: a forward with C_in/groups * kh * kw < 72 runs explicit im2col under
+    "auto" (the implicit tile's transpose outweighs its few FMAs); the weight gradient stays
+    implicit, and the input gradient follows its own (transposed, K = C_out * kh * kw) size."""
+    with fastconv.threads(1):
+        spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
+        assert F.chosen_implementation(spec, FWD) == want_fwd
+        assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
+        assert F.chosen_implementation(spec, BWD_DATA) == "implicit_gemm"  # K_t = 32 * k * k >= 288
+        few_out = make_spec((16, 32, 32, 32), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
+        assert F.chosen_implementation(few_out, BWD_DATA) == "im2col_explicit"  # K_t = 8 * 4
+        assert F.chosen_implementation(few_out, FWD) == "implicit_gemm"          # K = 32 * 4
