@@ -45,7 +45,7 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
         /* the problem the forward kernels compute: bwd_data runs the transposed one */
         const int64_t K_run = pass == FC_BWD_DATA ? kg * d->kh * d->kw : K;
         if (implicit && pass != FC_BWD_WEIGHTS && K_run < FC_IMPLICIT_MIN_K &&
-            !accepts(&fc_impl_gemm_1x1, d, pass) && accepts(&fc_impl_im2col, d, pass))
+            !accepts(&fc_impl_gemm_1x1, d, pass)) /* explicit im2col accepts every problem */
             return FC_ALGO_IM2COL_EXPLICIT;
         return FC_ALGO_IM2COL;
     }

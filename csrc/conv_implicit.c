@@ -344,9 +344,6 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
         *hi = *lo;
 }
 
-/* skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
-   and are left out (a tap range per pixel group: the union over its rows; the partial sums
-   of the other taps are bitwise the same, so tiling and thread count still do not matter). */
 /* Pixel groups (of MR) per chunk of fwd_tile: every channel block's packed weights are read
    once per chunk rather than once per group. The whole W^T of a large layer (VGG-sized,
    256 -> 256 channels 3x3: 2.4 MB) does not fit L2, so with one group per pass it streamed
@@ -358,6 +355,9 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    resnet_3x3 and mnist_c2 1.02-1.03x, the small layers within +-1 %; 16 groups no better. */
 #define FWD_CHUNK_GROUPS 8
 
+/* skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
+   and are left out (a tap range per pixel group: the union over its rows; the partial sums
+   of the other taps are bitwise the same, so tiling and thread count still do not matter). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
                      const int64_t *off, const char *band, char *y_t, int64_t i0, int64_t rows, int skip)
 {

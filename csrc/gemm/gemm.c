@@ -140,8 +140,8 @@ static const gemm_cfg cfg_table[3][2] = {
  * issue 12's Xeon lost ground as the panel outgrew its 2 MiB L2 (sgemm 0.82x OpenBLAS at
  * n = 1024, 0.68x at 2048, 0.57x on 2 threads). There ("l2" placement) the panel is cut to
  * half the L2: NC = 1024 (f32) / 480 (f64) columns and KC = what fits, >= 128, so it stays
- * in L2 for every A micro-panel; A is repacked per panel, which at NC >= 1024 costs ~2 %
- * (Zen 5 with the placement forced: 0.98-1.00x at 1 thread, 0.97-0.99x at 2). Chosen by
+ * in L2 for every A micro-panel; A is repacked per panel. Cost where L3 is fast: on Zen 5
+ * with the placement forced (KC 128 there, its L2 being 1 MiB) 0-4 % against "l3". Chosen by
  * vendor (GenuineIntel: l2, else l3), FASTCONV_GEMM_PANEL=l2|l3 overrides. NC and MC never
  * change a result; KC does (the order of the partial sums), so this choice is fixed per CPU
  * model, never timed at run time.

@@ -229,18 +229,19 @@ def make_spec(input_shape: Sequence[int], weight_shape: Sequence[int], stride: I
     """Validate one convolution problem and compute its output shape (see _make_spec).
     Equal plain-typed arguments give the same (immutable) ConvSpec object."""
     try:
-        key = (_plain(tuple(input_shape)), _plain(tuple(weight_shape)), _plain(stride), _plain(padding),
-               _plain(dilation), _plain(groups), np.dtype(dtype), input_name, weight_name)
+        key: Optional[Tuple[Any, ...]] = (
+            _plain(tuple(input_shape)), _plain(tuple(weight_shape)), _plain(stride), _plain(padding),
+            _plain(dilation), _plain(groups), np.dtype(dtype), input_name, weight_name)
     except (_Unkeyable, TypeError):
-        return _make_spec(input_shape, weight_shape, stride, padding, dilation, groups, dtype,
-                          input_name=input_name, weight_name=weight_name)
-    spec = _SPEC_CACHE.get(key)
+        key = None  # validated every time (and any error raised) below
+    spec = _SPEC_CACHE.get(key) if key is not None else None
     if spec is None:
         spec = _make_spec(input_shape, weight_shape, stride, padding, dilation, groups, dtype,
                           input_name=input_name, weight_name=weight_name)
-        if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
-            _SPEC_CACHE.clear()
-        _SPEC_CACHE[key] = spec
+        if key is not None:
+            if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
+                _SPEC_CACHE.clear()
+            _SPEC_CACHE[key] = spec
     return spec
 
 

@@ -19,6 +19,18 @@ def param_dtype(dtype) -> np.dtype:
     return dt
 
 
+def image_shape(layer, input_shape: Sequence[Optional[int]]) -> Tuple[Optional[int], Optional[int], int, int]:
+    """``(N, C, H, W)`` of a 4-D input shape in the layer's ``data_format`` (channels_last
+    is ``(N, H, W, C)``); a ValueError naming the layer otherwise."""
+    if len(input_shape) != 4:
+        raise ValueError(f"{layer.name}: expected a 4-D input shape, got {tuple(input_shape)}")
+    if layer.data_format == "channels_first":
+        n, c, h, w = input_shape
+    else:
+        n, h, w, c = input_shape
+    return n, c, h, w
+
+
 def layer_rng(seed) -> np.random.Generator:
     """A layer's generator from an int seed, None or a Generator (used as is)."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

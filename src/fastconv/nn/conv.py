@@ -11,7 +11,7 @@ import numpy as np
 from .. import initializers
 from .._spec import resolve_padding  # the one place padding forms are understood
 from . import activations
-from .base import Layer, Shape, layer_rng, param_dtype
+from .base import Layer, Shape, image_shape, layer_rng, param_dtype
 
 __all__ = ["Conv2D", "resolve_kernels"]
 
@@ -226,12 +226,7 @@ class Conv2D(Layer):
         -------
         tuple
         """
-        if len(input_shape) != 4:
-            raise ValueError(f"{self.name}: expected a 4-D input shape, got {tuple(input_shape)}")
-        if self.data_format == "channels_first":
-            n, _, h, w = input_shape
-        else:
-            n, h, w, _ = input_shape
+        n, _, h, w = image_shape(self, input_shape)
         pads = resolve_padding(self.padding, (h, w), self.kernel_size, self.strides, self.dilation_rate)
         out = []
         for axis, size in enumerate((h, w)):

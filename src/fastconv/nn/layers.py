@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import initializers
 from . import _ops, activations
-from .base import Layer, Shape, layer_rng, param_dtype
+from .base import Layer, Shape, image_shape, layer_rng, param_dtype
 
 __all__ = ["ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
 
@@ -208,12 +208,7 @@ def same_pool_pads(h: int, w: int, pool_size: Tuple[int, int],
 
 def pool_output_shape(layer, input_shape: Sequence[Optional[int]]) -> Shape:
     """Output shape of a pooling layer (``pool_size``, ``strides``, ``_pads``, ``data_format``)."""
-    if len(input_shape) != 4:
-        raise ValueError(f"{layer.name}: expected a 4-D input shape, got {tuple(input_shape)}")
-    if layer.data_format == "channels_first":
-        n, c, h, w = input_shape
-    else:
-        n, h, w, c = input_shape
+    n, c, h, w = image_shape(layer, input_shape)
     t, b, l, r = layer._pads(h, w)
     oh = (h + t + b - layer.pool_size[0]) // layer.strides[0] + 1
     ow = (w + l + r - layer.pool_size[1]) // layer.strides[1] + 1
