@@ -61,9 +61,11 @@ static int64_t tile_bytes_limit(void)
 
 const fc_implicit_kernels *fc_implicit_kernels_for(int dtype)
 {
-#ifdef FC_IMPLICIT_HAVE_AVX512
+#ifdef FC_IMPLICIT_HAVE_X86
     if (fc_active_isa() >= FC_ISA_AVX512)
         return dtype == FC_F64 ? &fc_implicit_f64_8x24__avx512 : &fc_implicit_f32_8x32__avx512;
+    if (fc_active_isa() >= FC_ISA_AVX2)
+        return dtype == FC_F64 ? &fc_implicit_f64_6x8__avx2 : &fc_implicit_f32_6x16__avx2;
 #endif
     (void)dtype;
     return NULL;
@@ -548,7 +550,7 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
 static const char *implicit_rejects(const fc_conv_desc *d, int pass)
 {
     if (fc_implicit_kernels_for(d->dtype) == NULL)
-        return "implicit_gemm needs AVX-512 (not active on this CPU or disabled by FASTCONV_ISA)";
+        return "implicit_gemm needs AVX2 or AVX-512 (not active on this CPU or disabled by FASTCONV_ISA)";
     if (pass == FC_BWD_DATA && (d->stride_h != 1 || d->stride_w != 1))
         return "implicit_gemm computes the input gradient for unit strides only";
     return implicit_accepts(d, pass) ? NULL

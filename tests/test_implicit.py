@@ -1,6 +1,6 @@
 """The implicit-GEMM path of algorithm "im2col" (csrc/conv_implicit.c).
 
-On AVX-512 machines every non-pointwise problem runs its forward and weight gradient as
+On AVX2 and AVX-512 machines every non-pointwise problem runs its forward and weight gradient as
 implicit GEMM (micro-kernels read the lowered matrix straight from a padded band of the
 image, split by stride phase, through an offset table), and unit-stride ones their input
 gradient too. These tests check that the path is taken where it should
@@ -32,10 +32,21 @@ from helpers import (assert_close_to_reference, nan_filled, poison_workspace, re
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
 IM2COL = F.ALGORITHMS["im2col"]
-AVX512 = 2
+AVX2, AVX512 = 1, 2
 
-needs_avx512 = pytest.mark.skipif(_core.best_isa() < AVX512,
-                                  reason="the implicit kernels are AVX-512 ones")
+
+@pytest.fixture(params=[AVX2, AVX512], ids=["avx2", "avx512"])
+def implicit_isa(request):
+    """An ISA with implicit-GEMM kernels (AVX2: 6x16 / 6x8 tiles, AVX-512: 8x32 / 8x24), made
+    active for the test; skipped where the CPU lacks it."""
+    if request.param > _core.best_isa():
+        pytest.skip("this CPU does not support avx512")
+    before = _core.active_isa()
+    _core.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        _core.set_isa(before)
 
 
 class Case(NamedTuple):
@@ -117,15 +128,13 @@ def check_pass(pass_, res, case: Case, x, w, b, gy, dtype):
         assert_close_to_reference(res[1], *ref_bias_grad(gy), dtype, what="grad_b")
 
 
-@needs_avx512
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_problems_take_the_implicit_path(case):
+def test_problems_take_the_implicit_path(case, implicit_isa):
     spec = make_spec(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation,
                      case.groups, np.dtype(np.float32))
     unit_stride = spec.stride == (1, 1)
     before = _core.active_isa()
     try:
-        _core.set_isa(AVX512)
         assert [_core.implicit_accepts(spec.desc(1), p) for p in PASSES] == [True, unit_stride, True]
         _core.set_isa(0)  # the generic build has no implicit kernels: explicit lowering
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
@@ -142,14 +151,12 @@ def test_pointwise_and_input_skipping_strides_are_lowered_explicitly():
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
 
 
-@needs_avx512
-def test_auto_takes_the_implicit_path_for_one_input_channel():
+def test_auto_takes_the_implicit_path_for_one_input_channel(implicit_isa):
     """mnist_c1's forward (K = 9) measured faster as implicit GEMM than direct; without the
     implicit kernels the explicit lowering is not worth it and "auto" stays direct."""
     spec = make_spec((64, 1, 28, 28), (32, 1, 3, 3), 1, 0, 1, 1, np.dtype(np.float32))
     before = _core.active_isa()
     try:
-        _core.set_isa(AVX512)
         assert F.chosen_algorithm(spec, FWD) == "im2col"
         _core.set_isa(0)
         assert F.chosen_algorithm(spec, FWD) == "direct"
@@ -159,7 +166,9 @@ def test_auto_takes_the_implicit_path_for_one_input_channel():
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_every_pass_against_reference_and_bitwise_across_threads(case, dtype, rng):
+def test_every_pass_against_reference_and_bitwise_across_threads(case, dtype, isa, rng):
+    """Under each ISA: the implicit kernels of AVX2 and AVX-512, the explicit lowering of the
+    generic build."""
     spec, x, w, b, gy = make_data(rng, case, dtype)
     for pass_ in PASSES:
         results = []
@@ -192,10 +201,9 @@ def test_non_finite_weights_propagate_as_the_definition(bad, rng):
     assert np.array_equal(np.isinf(y), np.isinf(y_exp))
 
 
-@needs_avx512
 @pytest.mark.parametrize("c_in, k, want_fwd", [(3, 3, "im2col_explicit"), (7, 3, "im2col_explicit"),
                                                (8, 3, "implicit_gemm"), (3, 7, "implicit_gemm")])
-def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_fwd):
+def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_fwd, implicit_isa):
     """conv_choose.c: a forward with C_in/groups * kh * kw < 72 runs explicit im2col under
     "auto" (the implicit tile's transpose outweighs its few FMAs); the weight gradient stays
     implicit, and the input gradient follows its own (transposed, K = C_out * kh * kw) size."""

@@ -10,11 +10,11 @@
  * micro-kernels below read the band in place through that offset table: no im2col pass, no
  * B packing; the band, a few rows of a few channels, stays in L1/L2.
  *
- * fwd[v]: 8 output pixels x v vectors (v*vl channels, v*vl <= NR). For pixel t with band
+ * fwd[v]: MR (<= 8) output pixels x v vectors (v*vl channels, v*vl <= NR). For pixel t with band
  *         pointer px[t] (= band + its q) and channel j: sum over p < kc of
  *         px[t][off[p]] * wt[p*v*vl + j], wt = W^T packed for those channels (64-byte
  *         aligned), + bias[j] when bias is not NULL (v*vl elements). The tile is transposed in registers and stored as
- *         y[j*y_plane + t] for t < npx, j < nch: 8 consecutive output pixels per channel.
+ *         y[j*y_plane + t] for t < npx, j < nch: MR consecutive output pixels per channel.
  *         Pixels are broadcast, weights loaded as aligned vectors: no load splits a cache
  *         line, and gap columns (j >= OW of a band row) are never computed.
  * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
@@ -49,9 +49,11 @@ typedef struct fc_implicit_kernels {
 const fc_implicit_kernels *fc_implicit_kernels_for(int dtype);
 
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(FC_GEMM_NO_X86_KERNELS)
-#define FC_IMPLICIT_HAVE_AVX512 1
+#define FC_IMPLICIT_HAVE_X86 1
 extern const fc_implicit_kernels fc_implicit_f32_8x32__avx512;
 extern const fc_implicit_kernels fc_implicit_f64_8x24__avx512;
+extern const fc_implicit_kernels fc_implicit_f32_6x16__avx2;
+extern const fc_implicit_kernels fc_implicit_f64_6x8__avx2;
 #endif
 
 #endif /* FASTCONV_IMPLICIT_H */

@@ -2,7 +2,7 @@
    (the GEMM's tiles: same register budget, see gemm/f32-gemm-8x32-avx512.c). */
 #include "implicit.h"
 
-#ifdef FC_IMPLICIT_HAVE_AVX512
+#ifdef FC_IMPLICIT_HAVE_X86
 #include "../isa_target.h"
 FC_TARGET_PUSH("avx512f")
 #include <immintrin.h>
@@ -121,6 +121,7 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
         _mm512_mask_storeu_pd(y + c * y_plane, m, col[c]);
 }
 
+#define MR 8
 #define REAL float
 #define VEC __m512
 #define VL 16
@@ -135,7 +136,7 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
 #define TBLOCK f32_tblock
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
-#include "implicit_avx512.inc"
+#include "implicit_kernels.inc"
 #undef REAL
 #undef VEC
 #undef VL
@@ -165,7 +166,8 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
 #define TBLOCK f64_tblock
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
-#include "implicit_avx512.inc"
+#include "implicit_kernels.inc"
+#undef MR
 
 const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
     8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v}, f32_8x32_wgrad, f32_8x32_pack_bt};
