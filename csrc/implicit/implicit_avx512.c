@@ -7,6 +7,8 @@
 FC_TARGET_PUSH("avx512f")
 #include <immintrin.h>
 
+#include "transpose_avx2.h"
+
 /* 16 x 16 floats: dst[j*ldd + i] = src[i*lds + j]. Pairs of rows interleaved, then pairs
    of pairs (as doubles), then 128-bit lanes gathered across the four groups of four rows. */
 static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
@@ -69,29 +71,13 @@ static inline __attribute__((always_inline)) void f32_transpose_store(__m512 acc
 {
     const __mmask16 m = (__mmask16)((1u << npx) - 1);
     for (int h = 0; h < 2; h++) {
-        __m256 r[8], t[8], s[8];
+        __m256 r[8], col[8];
         for (int i = 0; i < 8; i++)
             r[i] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][v]), 1))
                   : _mm512_castps512_ps256(acc[i][v]);
-        for (int i = 0; i < 8; i += 2) {
-            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-        }
-        for (int g = 0; g < 8; g += 4) {
-            s[g + 0] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
-            s[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
-            s[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-            s[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-        }
-        for (int c = 0; c < 8; c++) {
-            const int ch = h * 8 + c;
-            if (ch >= nch)
-                return;
-            /* (immediates must be literals even where the loop is not unrolled, e.g. -O1) */
-            const __m256 col = c < 4 ? _mm256_permute2f128_ps(s[c & 3], s[4 + (c & 3)], 0x20)
-                                     : _mm256_permute2f128_ps(s[c & 3], s[4 + (c & 3)], 0x31);
-            _mm512_mask_storeu_ps(y + ch * y_plane, m, _mm512_castps256_ps512(col));
-        }
+        f32_transpose8(r, col);
+        for (int c = 0; c < 8 && h * 8 + c < nch; c++)
+            _mm512_mask_storeu_ps(y + (h * 8 + c) * y_plane, m, _mm512_castps256_ps512(col[c]));
     }
 }
 
@@ -137,20 +123,7 @@ static inline __attribute__((always_inline)) void f64_transpose_store(__m512d ac
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
 #include "implicit_kernels.inc"
-#undef REAL
-#undef VEC
-#undef VL
-#undef NV
-#undef LOADU
-#undef STOREU
-#undef SET1
-#undef FMADD
-#undef ADD
-#undef ZERO
 #undef FN
-#undef TBLOCK
-#undef LOAD
-#undef TRANSPOSE_STORE
 
 #define REAL double
 #define VEC __m512d
