@@ -71,6 +71,16 @@ const fc_implicit_kernels *fc_implicit_kernels_for(int dtype)
     return NULL;
 }
 
+int fc_implicit_tile(int dtype, int *mr, int *nr)
+{
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(dtype);
+    if (!kr)
+        return 0;
+    *mr = kr->mr;
+    *nr = kr->nr;
+    return 1;
+}
+
 typedef struct iplan {
     const fc_implicit_kernels *kr;
     int64_t cg, kg, KK, K;  /* of the problem computed (the transposed one for bwd_data) */

@@ -68,6 +68,9 @@ int fc_omp_num_procs(void);       /* omp_get_num_procs(), or 1 */
 int fc_conv_resolve(const fc_conv_desc *d, int pass, int algo);
 /* Which algorithm "auto" resolves to (fc_conv_resolve(d, pass, FC_ALGO_AUTO)). */
 int fc_conv_choose(const fc_conv_desc *d, int pass);
+/* The implicit-GEMM micro-kernel tile for dtype on the active ISA (MR pixels x NR channels):
+   1 and *mr, *nr set, or 0 where the ISA has no implicit kernels (explicit lowering). */
+int fc_implicit_tile(int dtype, int *mr, int *nr);
 /* NULL when algo can run this pass of this problem, else a sentence saying why not. */
 const char *fc_conv_rejects(const fc_conv_desc *d, int pass, int algo);
 /* An algorithm id's name ("direct", "winograd", ...), its family and whether its error

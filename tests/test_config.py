@@ -74,6 +74,22 @@ def test_show_config_reports_isa(capsys, isa):
     assert best and best.group(1) == ISA_NAMES[_core.best_isa()], out
 
 
+IMPLICIT_TILES = {"generic": "none on this ISA (explicit im2col)",
+                  "avx2": "6x16 kernel (float32), 6x8 kernel (float64)",
+                  "avx512": "8x32 kernel (float32), 8x24 kernel (float64)"}
+
+
+def test_show_config_reports_the_implicit_tile_of_the_isa(capsys, isa):
+    out = _config_text(capsys)
+    m = re.search(r"implicit GEMM:\s+(.+)", out)
+    assert m and m.group(1).strip() == IMPLICIT_TILES[isa], out
+
+
+def test_implicit_tile_rejects_an_unknown_dtype():
+    with pytest.raises(ValueError, match="implicit_tile: dtype must be DTYPE_F32 or DTYPE_F64, got 7"):
+        _core.implicit_tile(7)
+
+
 def test_cpu_detection_matches_proc_cpuinfo():
     """The best ISA fastconv detects agrees with the kernel's view of the CPU flags."""
     path = pathlib.Path("/proc/cpuinfo")

@@ -51,6 +51,12 @@ def show_config() -> None:
                      f"B panel in {b['panel'].upper()}"
                      + ("  (FASTCONV_GEMM_PANEL)" if os.environ.get("FASTCONV_GEMM_PANEL") else "")
                      + ("  (FASTCONV_GEMM_BLOCKS)" if os.environ.get("FASTCONV_GEMM_BLOCKS") else ""))
+    tiles = []
+    for dt, code in (("float32", _core.DTYPE_F32), ("float64", _core.DTYPE_F64)):
+        tile = _core.implicit_tile(code)
+        if tile is not None:
+            tiles.append(f"{tile[0]}x{tile[1]} kernel ({dt})")
+    lines.append("  implicit GEMM:     " + (", ".join(tiles) if tiles else "none on this ISA (explicit im2col)"))
     if _core.fork_serial():
         lines.append("  note:              forked child of a process whose OpenMP team had started: "
                      "kernels run on one thread")

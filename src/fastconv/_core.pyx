@@ -45,6 +45,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_omp_max_threads()
     int fc_omp_num_procs()
     int fc_conv_choose(const fc_conv_desc *d, int pass_)
+    int fc_implicit_tile(int dtype, int *mr, int *nr)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_algo_name(int algo)
@@ -160,6 +161,15 @@ def rejects(ConvDesc desc, int pass_, int algo):
 def implicit_accepts(ConvDesc desc, int pass_):
     """True when algorithm "im2col" runs this pass as implicit GEMM on the active ISA."""
     return fc_conv_resolve(&desc.d, pass_, FC_ALGO_IM2COL) == FC_ALGO_IMPLICIT_GEMM
+
+
+def implicit_tile(int dtype):
+    """(MR, NR) of the implicit-GEMM micro-kernel for ``dtype`` (DTYPE_F32 or DTYPE_F64) on
+    the active ISA, or None where it has none (the "im2col" family then lowers explicitly)."""
+    cdef int mr = 0, nr = 0
+    if dtype not in (FC_F32, FC_F64):
+        raise ValueError(f"implicit_tile: dtype must be DTYPE_F32 or DTYPE_F64, got {dtype}")
+    return (mr, nr) if fc_implicit_tile(dtype, &mr, &nr) else None
 
 
 def workspace_size(ConvDesc desc, int pass_, int algo):
