@@ -40,7 +40,8 @@ import sys, tarfile, zipfile
 sdist, wheel = sys.argv[1:]
 names = [n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n]
 need = ["src/fastconv/_core.pyx", "src/fastconv/_gemm.pxi", "src/fastconv/_peak.pxi", "src/fastconv/py.typed",
-        "csrc/fastconv.h", "csrc/direct_kernels.inc", "csrc/implicit/implicit_avx512.inc", "LICENSE",
+        "csrc/fastconv.h", "csrc/direct_kernels.inc", "csrc/implicit/implicit_kernels.inc",
+        "csrc/implicit/transpose_avx2.h", "LICENSE",
         "tests/conftest.py", "docs/architecture.md", "setup.py", "pyproject.toml"]
 missing = [n for n in need if n not in names]
 generated = [n for n in names if n.endswith((".so", ".o")) or n == "src/fastconv/_core.c"]
