@@ -44,20 +44,32 @@ static inline __attribute__((always_inline)) void ukernel(int64_t kc, const floa
         _mm_prefetch((const char *)(c + i * rsc + nvu * VL - 1), _MM_HINT_T0);
     }
 
-    for (int64_t p = 0; p < kc; p++) {
-        const __m256 b0 = _mm256_load_ps(b + 0 * VL);
-        const __m256 b1 = 1 < nvu ? _mm256_load_ps(b + 1 * VL) : _mm256_setzero_ps();
 #define STEP(i) \
     { \
         const __m256 ai = _mm256_set1_ps(a[i]); \
         c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0); \
         if (1 < nvu) { c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1); } \
     }
-        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5)
-#undef STEP
-        a += MR;
-        b += NR;
+#define KSTEP() \
+    { \
+        const __m256 b0 = _mm256_load_ps(b + 0 * VL); \
+        const __m256 b1 = 1 < nvu ? _mm256_load_ps(b + 1 * VL) : _mm256_setzero_ps(); \
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) \
+        a += MR; \
+        b += NR; \
     }
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        _mm_prefetch((const char *)(b + 16 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 17 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 18 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 19 * NR), _MM_HINT_T0);
+        KSTEP() KSTEP() KSTEP() KSTEP()
+    }
+    for (; p < kc; p++)
+        KSTEP()
+#undef KSTEP
+#undef STEP
 
     /* Epilogue: (alpha * acc) + C + bias, in that order, for every tile (partial tiles come
        here through a temporary tile, so they round exactly like full ones). */
