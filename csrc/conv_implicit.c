@@ -244,6 +244,12 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
             }
 }
 
+/* The band's rows are read in address order (rows of a channel, then the next channel), but
+   the hardware prefetchers stop at every 4 KiB page, a few rows apart on small images: the
+   copy of a grouped 3x3 layer's band waited on L3 for 7 % of its forward. Each source row is
+   therefore prefetched this far ahead (a prefetch past the end of x is harmless). */
+#define COPY_PF_BYTES 2048
+
 /* Band of channels [c0, c1) of image group x_g for output rows [i0, i0 + rows): phase
    plane (c, a, b) row r holds input row sh*(i0 + r) + a - pad_top, column j input column
    sw*j + b - pad_left; zero outside the image (and in rows past this tile's). Plain loops,
@@ -275,9 +281,11 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                         if (hi > lo) {                                                            \
                             const REAL *restrict src =                                            \
                                 x_g + (c * d->h + ih) * d->w + (sw * lo + b - d->pad_left);       \
+                            const char *ahead = (const char *)src + COPY_PF_BYTES;                \
+                            for (int64_t o = 0; o < (hi - lo) * sw * (int64_t)sizeof(REAL); o += 64) \
+                                __builtin_prefetch(ahead + o);                                    \
                             if (sw == 1)                                                          \
-                                for (int64_t j = lo; j < hi; j++)                                 \
-                                    dst[j] = src[j - lo];                                         \
+                                memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(REAL));          \
                             else                                                                  \
                                 for (int64_t j = lo; j < hi; j++)                                 \
                                     dst[j] = src[(j - lo) * sw];                                  \
@@ -473,19 +481,8 @@ static void implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void 
 
 /* ---- backward weights ----------------------------------------------------- */
 
-/* grad_w[g*kg + i, k] = dwt[g][k][i] for the flattened (g, i) rows [r0, r1). */
-#define DEFINE_STORE_DW(REAL, SFX)                                                                \
-    static void store_dw_##SFX(const iplan *p, const REAL *dwt, REAL *gw, int64_t r0, int64_t r1) \
-    {                                                                                             \
-        for (int64_t gi = r0; gi < r1; gi++) {                                                    \
-            const int64_t g = gi / p->kg, i = gi % p->kg;                                         \
-            const REAL *src = dwt + g * p->mp * p->ldb + i;                                       \
-            for (int64_t k = 0; k < p->K; k++)                                                    \
-                gw[gi * p->K + k] = src[k * p->ldb];                                              \
-        }                                                                                         \
-    }
-DEFINE_STORE_DW(float, f32)
-DEFINE_STORE_DW(double, f64)
+/* Channels per store item of the weight gradient: whole register blocks of the transpose. */
+#define STORE_DW_CHANNELS 16
 
 static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_, void *gb_,
                              void *ws)
@@ -539,13 +536,15 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
             }
         }
 #pragma omp barrier
-        const int64_t out_rows = d->groups * p.kg;
+        /* grad_w[g*kg + i, k] = dwt[g][k][i]: the transpose pack_bt does, in register blocks
+           (element by element, its strided reads took 3 % of a VGG-sized weight gradient) */
+        const int64_t sblocks = fc_ceil_div(p.kg, STORE_DW_CHANNELS);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < out_rows; r++) {
-            if (d->dtype == FC_F64)
-                store_dw_f64(&p, (const double *)dwt, (double *)gw, r, r + 1);
-            else
-                store_dw_f32(&p, (const float *)dwt, (float *)gw, r, r + 1);
+        for (int64_t s = 0; s < d->groups * sblocks; s++) {
+            const int64_t g = s / sblocks, i0 = s % sblocks * STORE_DW_CHANNELS;
+            const int64_t width = fc_min64(STORE_DW_CHANNELS, p.kg - i0);
+            p.kr->pack_bt(p.K, width, dwt + (size_t)(g * p.mp * p.ldb + i0) * es, p.ldb,
+                          gw + (size_t)((g * p.kg + i0) * p.K) * es, p.K);
         }
         if (gb) {
 #pragma omp for schedule(static)
