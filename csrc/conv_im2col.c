@@ -26,6 +26,7 @@
 #include "conv_internal.h"
 #include "gemm/gemm.h"
 #include "im2col.h"
+#include "pointwise_wgrad.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -451,7 +452,16 @@ static const char *gemm_1x1_rejects(const fc_conv_desc *d, int pass)
 }
 
 static size_t im2col_ws(const fc_conv_desc *d, int pass) { return workspace_size(d, pass, 0); }
-static size_t gemm_1x1_ws(const fc_conv_desc *d, int pass) { return workspace_size(d, pass, 1); }
+/* The pointwise weight gradient runs on the implicit-GEMM micro-kernels where the ISA has
+   them (pointwise_wgrad.c: no packing of the larger operand), else on the GEMM. */
+static int pointwise_wgrad(const fc_conv_desc *d, int pass)
+{
+    return pass == FC_BWD_WEIGHTS && fc_pointwise_wgrad_suits(d);
+}
+static size_t gemm_1x1_ws(const fc_conv_desc *d, int pass)
+{
+    return pointwise_wgrad(d, pass) ? fc_pointwise_wgrad_workspace(d) : workspace_size(d, pass, 1);
+}
 static void im2col_fwd0(const fc_conv_desc *d, const void *x, const void *w, const void *b, void *y, void *ws)
 {
     im2col_fwd(d, x, w, b, y, ws, 0);
@@ -474,7 +484,10 @@ static void im2col_bwd_weights0(const fc_conv_desc *d, const void *gy, const voi
 }
 static void gemm_1x1_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws)
 {
-    im2col_bwd_weights(d, gy, x, gw, gb, ws, 1);
+    if (pointwise_wgrad(d, FC_BWD_WEIGHTS))
+        fc_pointwise_wgrad(d, gy, x, gw, gb, ws);
+    else
+        im2col_bwd_weights(d, gy, x, gw, gb, ws, 1);
 }
 
 /* Both multiply the padding's zeros (materialised in the column matrix, or absent) as the

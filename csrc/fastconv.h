@@ -71,6 +71,9 @@ int fc_conv_choose(const fc_conv_desc *d, int pass);
 /* The implicit-GEMM micro-kernel tile for dtype on the active ISA (MR pixels x NR channels):
    1 and *mr, *nr set, or 0 where the ISA has no implicit kernels (explicit lowering). */
 int fc_implicit_tile(int dtype, int *mr, int *nr);
+/* 1 when the gemm_1x1 entry computes this (pointwise) problem's weight gradient on the
+   implicit-GEMM micro-kernels rather than the GEMM (pointwise_wgrad.c), on the active ISA. */
+int fc_pointwise_wgrad_suits(const fc_conv_desc *d);
 /* NULL when algo can run this pass of this problem, else a sentence saying why not. */
 const char *fc_conv_rejects(const fc_conv_desc *d, int pass, int algo);
 /* An algorithm id's name ("direct", "winograd", ...), its family and whether its error

@@ -46,6 +46,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_omp_num_procs()
     int fc_conv_choose(const fc_conv_desc *d, int pass_)
     int fc_implicit_tile(int dtype, int *mr, int *nr)
+    int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_algo_name(int algo)
@@ -170,6 +171,13 @@ def implicit_tile(int dtype):
     if dtype not in (FC_F32, FC_F64):
         raise ValueError(f"implicit_tile: dtype must be DTYPE_F32 or DTYPE_F64, got {dtype}")
     return (mr, nr) if fc_implicit_tile(dtype, &mr, &nr) else None
+
+
+def pointwise_wgrad_runs(ConvDesc desc):
+    """True when the gemm_1x1 entry computes this problem's weight gradient on the
+    implicit-GEMM micro-kernels (csrc/pointwise_wgrad.c) on the active ISA, False when on
+    the GEMM. Meaningful for pointwise problems (1x1, stride 1, unpadded) only."""
+    return fc_pointwise_wgrad_suits(&desc.d) != 0
 
 
 def workspace_size(ConvDesc desc, int pass_, int algo):
