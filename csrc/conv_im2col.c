@@ -58,7 +58,7 @@ typedef struct plan {
     int lowered;              /* 0: 1x1/stride 1/no padding, the input is the column matrix */
     int team;                 /* 1: team mode, 0: image (or chunk) mode */
     int nt;                   /* threads of the region */
-    size_t tables, bias_acc, cols, gemm, per_thread, partials;
+    size_t tables, cols, gemm, per_thread, partials;
 } plan;
 
 static int is_pointwise(const fc_conv_desc *d)
@@ -114,10 +114,9 @@ static void make_plan(const fc_conv_desc *d, int pass, int pointwise, plan *p)
         gm = p->kg; gn = p->K; gk = ncols;
     }
     p->tables = fc_align_up(2 * (size_t)d->kw * sizeof(int64_t));
-    p->bias_acc = pass == FC_BWD_WEIGHTS ? fc_align_up((size_t)d->ow * es) : 0;
     p->cols = p->lowered ? fc_align_up((size_t)(p->K * ncols) * es) : 0;
     p->gemm = fc_align_up(fc_gemm_workspace_size(d->dtype, gm, gn, gk, p->team ? p->nt : 1));
-    p->per_thread = p->bias_acc + (p->team ? 0 : p->cols + p->gemm);
+    p->per_thread = p->team ? 0 : p->cols + p->gemm;
     /* chunk 0 accumulates straight into grad_w; the others need a partial each */
     p->partials = p->chunks > 1 ? (size_t)(p->chunks - 1) * fc_align_up((size_t)(d->c_out * p->K) * es) : 0;
 }
@@ -216,7 +215,7 @@ static void im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, co
             }
         } else {
             char *mine = thread0 + (size_t)THREAD_ID() * p.per_thread;
-            char *cols = mine + p.bias_acc, *gemm_ws = cols + p.cols;
+            char *cols = mine, *gemm_ws = cols + p.cols;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t ng = 0; ng < d->n * d->groups; ng++) {
                 const int64_t n = ng / d->groups, g = ng % d->groups;
@@ -304,7 +303,7 @@ static void im2col_bwd_data(const fc_conv_desc *d, const void *gy_, const void *
             }
         } else {
             char *mine = thread0 + (size_t)THREAD_ID() * p.per_thread;
-            char *dcols = mine + p.bias_acc, *gemm_ws = dcols + p.cols;
+            char *dcols = mine, *gemm_ws = dcols + p.cols;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t ng = 0; ng < d->n * d->groups; ng++) {
                 const int64_t n = ng / d->groups, g = ng % d->groups;
@@ -406,7 +405,7 @@ static void im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const voi
                         bwd_weights_tile(d, &p, rng, gy, x, gw, cols_shared, n, g, t, n > 0 || t > 0,
                                          gemm_shared, 1);
         } else {
-            char *cols = mine + p.bias_acc, *gemm_ws = cols + p.cols;
+            char *cols = mine, *gemm_ws = cols + p.cols;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t c = 0; c < p.chunks; c++) {
                 char *dst = c == 0 ? gw : partials + (size_t)(c - 1) * partial_bytes;
@@ -431,7 +430,7 @@ static void im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const voi
         if (gb) {
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < d->c_out; k++)
-                fc_bias_grad_channel(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, mine);
+                fc_bias_grad_channel(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es);
         }
     }
 }

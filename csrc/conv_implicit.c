@@ -182,9 +182,6 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
         p->bias_bytes = 0;
         p->tile_bytes = fc_align_up((size_t)(rows * d->ow * p->ldb * es));
         p->dwt_bytes = fc_align_up((size_t)(d->groups * p->mp * p->ldb * es));
-        /* the bias item's accumulator (one output row) shares the tile's space */
-        if (p->tile_bytes < fc_align_up((size_t)(d->ow * es)))
-            p->tile_bytes = fc_align_up((size_t)(d->ow * es));
     } else {
         p->mp = 0;
         /* kv vectors of channels split evenly into cb blocks (f64, kg = 32: 16 + 16, not
@@ -521,6 +518,10 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
                     copy_band(d, &p, x_g, i0, rows, k_lo / p.KK, (k_hi - 1) / p.KK + 1, band);
                     /* bt[(r*OW + j)*ldb + k] = grad_y[g*kg + k, i0 + r, j] */
                     p.kr->pack_bt(p.kg, rows * d->ow, gy_g + (size_t)(i0 * d->ow) * es, plane, bt, p.ldb);
+                    if (gb) /* the bias from the tile in L2, not a second pass over grad_y */
+                        fc_bias_add_bt_share(d->dtype, bt, rows * d->ow, p.ldb, p.kg, units, p.nt, tid,
+                                             g * rblocks * cblocks, (g + 1) * rblocks * cblocks,
+                                             gb + (size_t)(g * p.kg) * es, n == 0 && t == 0);
                     for (; u < ue; u++) {
                         const int64_t rb = (u / cblocks) % rblocks, cb = u % cblocks;
                         const void *a[8];
@@ -545,11 +546,6 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
             const int64_t width = fc_min64(STORE_DW_CHANNELS, p.kg - i0);
             p.kr->pack_bt(p.K, width, dwt + (size_t)(g * p.mp * p.ldb + i0) * es, p.ldb,
                           gw + (size_t)((g * p.kg + i0) * p.K) * es, p.K);
-        }
-        if (gb) {
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < d->c_out; k++)
-                fc_bias_grad_channel(d, gy + (size_t)(k * plane) * es, gb + (size_t)k * es, bt);
         }
     }
 }

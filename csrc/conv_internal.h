@@ -50,9 +50,17 @@ void fc_rotate_weights(const fc_conv_desc *d, const void *w, void *wt);
 /* 1 when all count elements of a (dtype) are finite. */
 int fc_all_finite(const void *a, int64_t count, int dtype);
 /* Bias gradient of one output channel k: *gb_k = sum of grad_y[:, k] in a fixed order;
-   gy_k points at grad_y[0, k], acc is scratch of fc_bias_acc_elems(d) elements. */
-int64_t fc_bias_acc_elems(const fc_conv_desc *d);
-void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k, void *acc);
+   gy_k points at grad_y[0, k]. */
+void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k);
+/* The bias gradient fused into a weight gradient's own pass over grad_y (first: the first
+   block, which sets rather than adds). fc_bias_add_rows: gb[r] (+)= sum of a[r*lda + 0..len)
+   for r < count (grad_y rows in place). fc_bias_add_bt_share: of a packed tile bt (pixels x
+   ldb, grad_y^T) of one group's kg channels, which every thread whose unit range (of units
+   split over nt threads) meets the group's units [g_u0, g_u1) has packed, thread tid's
+   share of the columns: gb_g[k] (+)= sum over the pixels of bt[q*ldb + k]. */
+void fc_bias_add_rows(int dtype, const void *a, int64_t lda, int64_t count, int64_t len, void *gb, int first);
+void fc_bias_add_bt_share(int dtype, const void *bt, int64_t pixels, int64_t ldb, int64_t kg, int64_t units,
+                          int nt, int tid, int64_t g_u0, int64_t g_u1, void *gb_g, int first);
 
 /* ---- the implementation table ------------------------------------------------------- */
 

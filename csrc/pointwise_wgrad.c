@@ -60,8 +60,7 @@ static void make_plan(const fc_conv_desc *d, pplan *p)
     p->chunk = fc_min64(p->plane, fc_max64(p->kr->vl, budget / (p->ldb * es) / p->kr->vl * p->kr->vl));
     p->nt = fc_team_size(d);
     p->c_bytes = fc_align_up((size_t)(d->groups * p->mp * p->ldb * es));
-    /* the bias gradient's accumulator shares the panel's space */
-    p->bt_bytes = fc_align_up((size_t)(fc_max64(p->chunk * p->ldb, fc_bias_acc_elems(d)) * es));
+    p->bt_bytes = fc_align_up((size_t)(p->chunk * p->ldb * es));
 }
 
 /* Where this beats the GEMM: the packed operand is narrow (the GEMM's packing of the other
@@ -133,6 +132,9 @@ void fc_pointwise_wgrad(const fc_conv_desc *d, const void *gy_, const void *x_, 
                     const char *gy_g = gy + (size_t)(((n * d->c_out + g * p.kg) * p.plane) + q0) * es;
                     const char *a_base = p.a_is_gy ? gy_g : x_g;
                     p.kr->pack_bt(p.rb, q, p.a_is_gy ? x_g : gy_g, p.plane, bt, p.ldb);
+                    if (gb && !p.a_is_gy) /* the bias from the packed grad_y^T, in cache */
+                        fc_bias_add_bt_share(d->dtype, bt, q, p.ldb, p.kg, units, p.nt, tid, g * per_group,
+                                             (g + 1) * per_group, gb + (size_t)(g * p.kg) * es, n == 0 && q0 == 0);
                     for (; u < ue; u++) {
                         const int64_t rb = (u % per_group) / cblocks, cb = u % cblocks;
                         const void *a[8];
@@ -140,6 +142,9 @@ void fc_pointwise_wgrad(const fc_conv_desc *d, const void *gy_, const void *x_, 
                             a[i] = a_base + (size_t)(fc_min64(rb * MR + i, p.ra - 1) * p.plane) * es;
                         char *ct = c + (size_t)((g * p.mp + rb * MR) * p.ldb + cb * NR) * es;
                         wgrad(1, q, a, 0, bt + (size_t)(cb * NR) * es, p.ldb, ct, p.ldb, n > 0 || q0 > 0);
+                        if (gb && p.a_is_gy && cb == 0) /* the bias from the grad_y rows just read */
+                            fc_bias_add_rows(d->dtype, a[0], p.plane, fc_min64(MR, p.ra - rb * MR), q,
+                                             gb + (size_t)(g * p.kg + rb * MR) * es, n == 0 && q0 == 0);
                     }
                 }
             }
@@ -150,11 +155,6 @@ void fc_pointwise_wgrad(const fc_conv_desc *d, const void *gy_, const void *x_, 
         for (int64_t s = 0; s < d->groups * sblocks; s++) {
             const int64_t k0 = s % sblocks * STORE_CHANNELS;
             store_rows(d, &p, c, gw, s / sblocks, k0, fc_min64(STORE_CHANNELS, p.kg - k0));
-        }
-        if (gb) {
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < d->c_out; k++)
-                fc_bias_grad_channel(d, gy + (size_t)(k * p.plane) * es, gb + (size_t)k * es, bt);
         }
     }
 }

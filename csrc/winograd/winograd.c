@@ -66,7 +66,7 @@ typedef struct wplan {
     int64_t cg, kg;
     int64_t psu, psv, psm;  /* position strides of U (or dU), V, M (or Ybar) */
     int nt;                 /* team size */
-    size_t u, v, mm, per_thread, gemm, dbuf, scratch, bias_acc;
+    size_t u, v, mm, per_thread, gemm, dbuf, scratch;
 } wplan;
 
 /* d: the problem computed as a forward one (bwd_data: the transposed problem). */
@@ -102,8 +102,7 @@ static void make_plan(const fc_conv_desc *d, int pass, int m, wplan *p)
         p->gemm = fc_align_up(fc_gemm_workspace_size(d->dtype, p->kg, T, p->cg, 1));
     p->scratch = fc_align_up((size_t)fc_wino_scratch_elems(m, T) * es);
     p->dbuf = fc_align_up((size_t)((m + 2) * (m + 2) * T) * es);
-    p->bias_acc = pass == FC_BWD_WEIGHTS ? fc_align_up((size_t)fc_bias_acc_elems(d) * es) : 0;
-    p->per_thread = p->gemm + p->dbuf + p->scratch + p->bias_acc;
+    p->per_thread = p->gemm + p->dbuf + p->scratch;
 }
 
 static size_t plan_bytes(const fc_conv_desc *d, const wplan *p)
@@ -254,7 +253,7 @@ static void run_bwd_weights(const fc_conv_desc *d, int m, const void *gy_, const
 #pragma omp parallel num_threads(p.nt)
     {
         char *mine = thread0 + (size_t)THREAD_ID() * p.per_thread;
-        char *gemm_ws = mine, *D = mine + p.gemm, *scratch = D + p.dbuf, *bacc = scratch + p.scratch;
+        char *gemm_ws = mine, *D = mine + p.gemm, *scratch = D + p.dbuf;
         for (int64_t g = 0; g < G; g++)
             for (int64_t b = 0; b < p.blocks; b++) {
                 const int64_t s0 = b * T, s1 = fc_min64(d->n * p.tiles, s0 + T), nT = s1 - s0;
@@ -283,7 +282,7 @@ static void run_bwd_weights(const fc_conv_desc *d, int m, const void *gy_, const
         if (gb) {
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < d->c_out; k++)
-                fc_bias_grad_channel(d, gy + (size_t)(k * plane) * es, gb + (size_t)k * es, bacc);
+                fc_bias_grad_channel(d, gy + (size_t)(k * plane) * es, gb + (size_t)k * es);
         }
     }
 }
