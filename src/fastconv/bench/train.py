@@ -5,8 +5,11 @@ installed, the same architecture in torch (Adam with Keras's epsilon on both). F
 thread count, fastconv's and torch's steps are timed in alternating blocks of
 ``--steps`` calls (a block of one contender, a pause so its idle threads stop spinning,
 then the other's), for ``--rounds`` rounds; a step's time is the median over the blocks of
-(block time / steps). That is what a plain ``for`` loop over ``train_on_batch`` measures,
-and the report shows the plain loop's figure beside it as a check. NumPy's BLAS is held to
+(block time / steps). Each block starts with one untimed step: the step after another
+library's block runs on caches that library has emptied (the CIFAR net's 2-thread figure
+read 130 ms against 118 ms in a plain loop), which a user's loop never does. That is what a
+plain ``for`` loop over ``train_on_batch`` measures, and the report shows the plain loop's
+figure beside it as a check. NumPy's BLAS is held to
 the same thread count (threadpoolctl), though fastconv's step never calls it.
 
 The breakdown times every layer's forward and backward, the loss and the optimiser inside
@@ -173,7 +176,8 @@ def _numpy_user_step(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Call
 
 def _time_blocks(steps: Dict[str, Callable[[], None]], n_steps: int, rounds: int,
                  settle_s: float) -> Dict[str, List[float]]:
-    """Per-step seconds of each contender: rounds x (a block of n_steps calls each)."""
+    """Per-step seconds of each contender: rounds x (a block of n_steps calls each, after
+    one untimed call that brings the contender's data back into cache)."""
     samples: Dict[str, List[float]] = {k: [] for k in steps}
     for f in steps.values():  # warm: buffers made, workspaces cached, pools started
         f()
@@ -181,6 +185,7 @@ def _time_blocks(steps: Dict[str, Callable[[], None]], n_steps: int, rounds: int
     for _ in range(rounds):
         for name, f in steps.items():
             time.sleep(settle_s)
+            f()
             t0 = time.perf_counter()
             for _ in range(n_steps):
                 f()
