@@ -27,16 +27,16 @@ static inline __attribute__((always_inline)) __m256i f64_lanes(int64_t n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-/* acc[t][v] (pixel t < 6, 8 channels) -> y[c*y_plane + t] for c < nch, t < npx: one 8 x 8
+/* tile[t] (pixel t < 6, 8 channels) -> y[c*y_plane + t] for c < nch, t < npx: one 8 x 8
    transpose (rows 6 and 7 zero, not stored); a full group takes a 4- and a 2-float store per
    channel, the last, partial one masked stores (slow on AMD, so kept off the common path). */
-static inline __attribute__((always_inline)) void f32_transpose_store(__m256 acc[6][2], int v, float *y,
+static inline __attribute__((always_inline)) void f32_transpose_store(const __m256 tile[6], float *y,
                                                                       int64_t y_plane, int64_t npx,
                                                                       int64_t nch)
 {
     __m256 r[8], col[8];
     for (int i = 0; i < 6; i++)
-        r[i] = acc[i][v];
+        r[i] = tile[i];
     r[6] = r[7] = _mm256_setzero_ps();
     f32_transpose8(r, col);
     if (npx == 6) {
@@ -51,18 +51,18 @@ static inline __attribute__((always_inline)) void f32_transpose_store(__m256 acc
     }
 }
 
-/* acc[t][v] (pixel t < 6, 4 channels) -> y[c*y_plane + t]: pixels 0-3 as a 4 x 4 transpose,
+/* tile[t] (pixel t < 6, 4 channels) -> y[c*y_plane + t]: pixels 0-3 as a 4 x 4 transpose,
    pixels 4-5 as pairs. */
-static inline __attribute__((always_inline)) void f64_transpose_store(__m256d acc[6][2], int v, double *y,
+static inline __attribute__((always_inline)) void f64_transpose_store(const __m256d tile[6], double *y,
                                                                       int64_t y_plane, int64_t npx,
                                                                       int64_t nch)
 {
     __m256d lo[4], clo[4];
     for (int i = 0; i < 4; i++)
-        lo[i] = acc[i][v];
+        lo[i] = tile[i];
     f64_transpose4(lo, clo);
-    const __m256d e = _mm256_unpacklo_pd(acc[4][v], acc[5][v]); /* (4,5) of channels 0 | 2 */
-    const __m256d o = _mm256_unpackhi_pd(acc[4][v], acc[5][v]); /* (4,5) of channels 1 | 3 */
+    const __m256d e = _mm256_unpacklo_pd(tile[4], tile[5]); /* (4,5) of channels 0 | 2 */
+    const __m256d o = _mm256_unpackhi_pd(tile[4], tile[5]); /* (4,5) of channels 1 | 3 */
     const __m128d pair[4] = {_mm256_castpd256_pd128(e), _mm256_castpd256_pd128(o), _mm256_extractf128_pd(e, 1),
                              _mm256_extractf128_pd(o, 1)};
     if (npx == 6) {
