@@ -283,6 +283,9 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                                 __builtin_prefetch(ahead + o);                                    \
                             if (sw == 1)                                                          \
                                 memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(REAL));          \
+                            else if (sw == 2) /* a constant stride: the compiler vectorises it */ \
+                                for (int64_t j = lo; j < hi; j++)                                 \
+                                    dst[j] = src[(j - lo) * 2];                                   \
                             else                                                                  \
                                 for (int64_t j = lo; j < hi; j++)                                 \
                                     dst[j] = src[(j - lo) * sw];                                  \
