@@ -75,16 +75,16 @@ void fc_transposed_problem(const fc_conv_desc *d, fc_conv_desc *t)
     t->pad_right = (d->kw - 1) * d->dil_w - d->pad_right;
 }
 
-#define DEFINE_ROTATE(REAL, SFX)                                                               \
-    static void rotate_weights_##SFX(const fc_conv_desc *d, const REAL *w, REAL *wt)          \
-    {                                                                                          \
-        const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G, KK = d->kh * d->kw; \
-        for (int64_t g = 0; g < G; g++)                                                        \
-            for (int64_t k = 0; k < kg; k++)                                                   \
-                for (int64_t c = 0; c < cg; c++)                                               \
-                    for (int64_t t = 0; t < KK; t++)                                           \
-                        wt[((g * cg + c) * kg + k) * KK + (KK - 1 - t)] =                      \
-                            w[((g * kg + k) * cg + c) * KK + t];                               \
+#define DEFINE_ROTATE(REAL, SFX)                                                                  \
+    static void rotate_weights_##SFX(const fc_conv_desc *d, const REAL *w, REAL *wt)              \
+    {                                                                                             \
+        const int64_t G = d->groups, cg = d->c_in / G, kg = d->c_out / G, KK = d->kh * d->kw;     \
+        for (int64_t g = 0; g < G; g++)                                                           \
+            for (int64_t k = 0; k < kg; k++)                                                      \
+                for (int64_t c = 0; c < cg; c++)                                                  \
+                    for (int64_t t = 0; t < KK; t++)                                              \
+                        wt[((g * cg + c) * kg + k) * KK + (KK - 1 - t)] =                         \
+                            w[((g * kg + k) * cg + c) * KK + t];                                  \
     }
 DEFINE_ROTATE(float, f32)
 DEFINE_ROTATE(double, f64)
@@ -100,20 +100,20 @@ void fc_rotate_weights(const fc_conv_desc *d, const void *w, void *wt)
 /* x - x is 0 for finite x and NaN otherwise: a branch-free test, kept in 16 independent
    lanes so the compiler vectorises it without reassociating (one pass at memory speed). */
 #define FINITE_LANES 16
-#define DEFINE_FINITE(REAL, SFX)                                                               \
-    static int all_finite_##SFX(const REAL *p, int64_t count)                                  \
-    {                                                                                          \
-        REAL lane[FINITE_LANES] = {0};                                                         \
-        int64_t i = 0;                                                                         \
-        for (; i + FINITE_LANES <= count; i += FINITE_LANES)                                   \
-            for (int l = 0; l < FINITE_LANES; l++)                                             \
-                lane[l] += p[i + l] - p[i + l];                                                \
-        REAL s = 0;                                                                            \
-        for (; i < count; i++)                                                                 \
-            s += p[i] - p[i];                                                                  \
-        for (int l = 0; l < FINITE_LANES; l++)                                                 \
-            s += lane[l];                                                                      \
-        return s == 0;                                                                         \
+#define DEFINE_FINITE(REAL, SFX)                                                                  \
+    static int all_finite_##SFX(const REAL *p, int64_t count)                                     \
+    {                                                                                             \
+        REAL lane[FINITE_LANES] = {0};                                                            \
+        int64_t i = 0;                                                                            \
+        for (; i + FINITE_LANES <= count; i += FINITE_LANES)                                      \
+            for (int l = 0; l < FINITE_LANES; l++)                                                \
+                lane[l] += p[i + l] - p[i + l];                                                   \
+        REAL s = 0;                                                                               \
+        for (; i < count; i++)                                                                    \
+            s += p[i] - p[i];                                                                     \
+        for (int l = 0; l < FINITE_LANES; l++)                                                    \
+            s += lane[l];                                                                         \
+        return s == 0;                                                                            \
     }
 DEFINE_FINITE(float, f32)
 DEFINE_FINITE(double, f64)
@@ -123,30 +123,65 @@ int fc_all_finite(const void *a, int64_t count, int dtype)
     return dtype == FC_F64 ? all_finite_f64((const double *)a, count) : all_finite_f32((const float *)a, count);
 }
 
-/* Per image, BIAS_LANES running sums over the contiguous plane (vectorised), reduced in a
-   fixed order, then the images in order: ~plane/16 + N terms per rounding chain. (Rows of
-   OW at a time, as before, ran at ~13 cycles a row: the bias of a 28x28 expand layer took as
-   long as its weight gradient.) */
+/* The bias gradient. A run of len contiguous elements is summed in BIAS_LANES running sums
+   (vectorised) reduced pairwise in a fixed order: ~len/16 + 4 terms per rounding chain.
+
+   The separate pass (fc_bias_grad_channel: explicit im2col, Winograd) sums each image's
+   contiguous plane, then the images in order. (Rows of OW at a time, as before, ran at ~13
+   cycles a row: the bias of a 28x28 expand layer took as long as its weight gradient.)
+
+   The fused ones add sums of data a weight gradient has just brought into cache: a separate
+   pass re-reads all of grad_y from memory, 10 % of CIFAR's 32 -> 32 weight gradient at one
+   thread, 14 % at two, half of a 28x28 expand layer's. Each runs over its pixels in order and
+   the blocks in the caller's order, whichever thread computes it. */
 #define BIAS_LANES 16
-#define DEFINE_BIAS(REAL, SFX)                                                                 \
-    static void bias_grad_##SFX(const fc_conv_desc *d, const REAL *gy, REAL *gb)              \
-    {                                                                                          \
-        const int64_t plane = d->oh * d->ow, full = plane - plane % BIAS_LANES;                \
-        REAL total = 0;                                                                        \
-        for (int64_t n = 0; n < d->n; n++) {                                                   \
-            const REAL *restrict p = gy + n * d->c_out * plane;                                \
-            REAL lane[BIAS_LANES] = {0};                                                       \
-            for (int64_t i = 0; i < full; i += BIAS_LANES)                                     \
-                for (int l = 0; l < BIAS_LANES; l++)                                           \
-                    lane[l] += p[i + l];                                                       \
-            for (int64_t i = full; i < plane; i++)                                             \
-                lane[i - full] += p[i];                                                        \
-            for (int w = BIAS_LANES / 2; w > 0; w /= 2) /* pairwise, fixed order */           \
-                for (int l = 0; l < w; l++)                                                    \
-                    lane[l] += lane[l + w];                                                    \
-            total += lane[0];                                                                  \
-        }                                                                                      \
-        *gb = total;                                                                           \
+#define DEFINE_BIAS(REAL, SFX)                                                                    \
+    static REAL run_sum_##SFX(const REAL *restrict p, int64_t len)                                \
+    {                                                                                             \
+        const int64_t full = len - len % BIAS_LANES;                                              \
+        REAL lane[BIAS_LANES] = {0};                                                              \
+        for (int64_t i = 0; i < full; i += BIAS_LANES)                                            \
+            for (int l = 0; l < BIAS_LANES; l++)                                                  \
+                lane[l] += p[i + l];                                                              \
+        for (int64_t i = full; i < len; i++)                                                      \
+            lane[i - full] += p[i];                                                               \
+        for (int w = BIAS_LANES / 2; w > 0; w /= 2)                                               \
+            for (int l = 0; l < w; l++)                                                           \
+                lane[l] += lane[l + w];                                                           \
+        return lane[0];                                                                           \
+    }                                                                                             \
+    static void bias_grad_##SFX(const fc_conv_desc *d, const REAL *gy, REAL *gb)                  \
+    {                                                                                             \
+        const int64_t plane = d->oh * d->ow;                                                      \
+        REAL total = 0;                                                                           \
+        for (int64_t n = 0; n < d->n; n++)                                                        \
+            total += run_sum_##SFX(gy + n * d->c_out * plane, plane);                             \
+        *gb = total;                                                                              \
+    }                                                                                             \
+    static void bias_add_rows_##SFX(const REAL *a, int64_t lda, int64_t count, int64_t len,       \
+                                    REAL *gb, int first)                                          \
+    {                                                                                             \
+        for (int64_t r = 0; r < count; r++) {                                                     \
+            const REAL s = run_sum_##SFX(a + r * lda, len);                                       \
+            gb[r] = first ? s : gb[r] + s;                                                        \
+        }                                                                                         \
+    }                                                                                             \
+    static void bias_add_columns_##SFX(const REAL *restrict bt, int64_t pixels, int64_t ldb,      \
+                                       int64_t k0, int64_t k1, REAL *restrict gb, int first)      \
+    {                                                                                             \
+        for (int64_t b0 = k0; b0 < k1; b0 += BIAS_LANES) {                                        \
+            REAL acc[BIAS_LANES] = {0};                                                           \
+            if (k1 - b0 >= BIAS_LANES) /* a fixed width the compiler keeps in vectors */          \
+                for (int64_t q = 0; q < pixels; q++)                                              \
+                    for (int l = 0; l < BIAS_LANES; l++)                                          \
+                        acc[l] += bt[q * ldb + b0 + l];                                           \
+            else                                                                                  \
+                for (int64_t q = 0; q < pixels; q++)                                              \
+                    for (int64_t l = 0; l < k1 - b0; l++)                                         \
+                        acc[l] += bt[q * ldb + b0 + l];                                           \
+            for (int64_t l = 0; l < fc_min64(BIAS_LANES, k1 - b0); l++)                           \
+                gb[b0 + l] = first ? acc[l] : gb[b0 + l] + acc[l];                                \
+        }                                                                                         \
     }
 DEFINE_BIAS(float, f32)
 DEFINE_BIAS(double, f64)
@@ -158,52 +193,6 @@ void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k)
     else
         bias_grad_f32(d, (const float *)gy_k, (float *)gb_k);
 }
-
-/* ---- the bias gradient fused into a weight gradient's pass over grad_y ---------------
-   A separate pass re-reads all of grad_y from memory: 10 % of CIFAR's 32 -> 32 weight
-   gradient at one thread, 14 % at two, half of a 28x28 expand layer's. These add sums of
-   data a weight gradient has just brought into cache. Each sum runs over its pixels in
-   order (16 lanes, reduced pairwise) and the blocks in the caller's order, whichever thread
-   computes it. */
-#define FUSED_LANES 16
-#define DEFINE_FUSED_BIAS(REAL, SFX)                                                              \
-    static void bias_add_rows_##SFX(const REAL *a, int64_t lda, int64_t count, int64_t len,       \
-                                    REAL *gb, int first)                                          \
-    {                                                                                             \
-        const int64_t full = len - len % FUSED_LANES;                                             \
-        for (int64_t r = 0; r < count; r++) {                                                     \
-            const REAL *restrict p = a + r * lda;                                                 \
-            REAL lane[FUSED_LANES] = {0};                                                         \
-            for (int64_t i = 0; i < full; i += FUSED_LANES)                                       \
-                for (int l = 0; l < FUSED_LANES; l++)                                             \
-                    lane[l] += p[i + l];                                                          \
-            for (int64_t i = full; i < len; i++)                                                  \
-                lane[i - full] += p[i];                                                           \
-            for (int w = FUSED_LANES / 2; w > 0; w /= 2)                                          \
-                for (int l = 0; l < w; l++)                                                       \
-                    lane[l] += lane[l + w];                                                       \
-            gb[r] = first ? lane[0] : gb[r] + lane[0];                                            \
-        }                                                                                         \
-    }                                                                                             \
-    static void bias_add_columns_##SFX(const REAL *restrict bt, int64_t pixels, int64_t ldb,      \
-                                       int64_t k0, int64_t k1, REAL *restrict gb, int first)      \
-    {                                                                                             \
-        for (int64_t b0 = k0; b0 < k1; b0 += FUSED_LANES) {                                       \
-            REAL acc[FUSED_LANES] = {0};                                                          \
-            if (k1 - b0 >= FUSED_LANES) /* a fixed width the compiler keeps in vectors */         \
-                for (int64_t q = 0; q < pixels; q++)                                              \
-                    for (int l = 0; l < FUSED_LANES; l++)                                         \
-                        acc[l] += bt[q * ldb + b0 + l];                                           \
-            else                                                                                  \
-                for (int64_t q = 0; q < pixels; q++)                                              \
-                    for (int64_t l = 0; l < k1 - b0; l++)                                         \
-                        acc[l] += bt[q * ldb + b0 + l];                                           \
-            for (int64_t l = 0; l < fc_min64(FUSED_LANES, k1 - b0); l++)                          \
-                gb[b0 + l] = first ? acc[l] : gb[b0 + l] + acc[l];                                \
-        }                                                                                         \
-    }
-DEFINE_FUSED_BIAS(float, f32)
-DEFINE_FUSED_BIAS(double, f64)
 
 void fc_bias_add_rows(int dtype, const void *a, int64_t lda, int64_t count, int64_t len, void *gb, int first)
 {

@@ -63,11 +63,9 @@ def algorithm_or_auto(request) -> str:
 ISA_NAMES = ("generic", "avx2", "avx512")
 
 
-@pytest.fixture(params=[0, 1, 2], ids=list(ISA_NAMES))
-def isa(request) -> str:
-    """Run the test with the kernels of one ISA (skipped where the CPU lacks it); the ISA
-    active before is restored afterwards."""
-    wanted = request.param
+def _with_isa(wanted: int):
+    """Make ISA ``wanted`` active for a test (skipped where the CPU lacks it) and restore
+    the one active before afterwards."""
     if wanted > _core.best_isa():
         pytest.skip(f"this CPU does not support {ISA_NAMES[wanted]}")
     before = _core.active_isa()
@@ -78,6 +76,19 @@ def isa(request) -> str:
     finally:
         _core.set_isa(before)
     assert _core.active_isa() == before
+
+
+@pytest.fixture(params=[0, 1, 2], ids=list(ISA_NAMES))
+def isa(request) -> str:
+    """Run the test with the kernels of one ISA (skipped where the CPU lacks it)."""
+    yield from _with_isa(request.param)
+
+
+@pytest.fixture(params=[1, 2], ids=list(ISA_NAMES[1:]))
+def implicit_isa(request) -> str:
+    """Run the test under each ISA with implicit-GEMM micro-kernels (AVX2: 6x16 / 6x8 tiles,
+    AVX-512: 8x32 / 8x24; skipped where the CPU lacks it)."""
+    yield from _with_isa(request.param)
 
 
 # ----------------------------------------------------------------------------- misc

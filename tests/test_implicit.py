@@ -32,21 +32,6 @@ from helpers import (assert_close_to_reference, nan_filled, poison_workspace, re
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
 IM2COL = F.ALGORITHMS["im2col"]
-AVX2, AVX512 = 1, 2
-
-
-@pytest.fixture(params=[AVX2, AVX512], ids=["avx2", "avx512"])
-def implicit_isa(request):
-    """An ISA with implicit-GEMM kernels (AVX2: 6x16 / 6x8 tiles, AVX-512: 8x32 / 8x24), made
-    active for the test; skipped where the CPU lacks it."""
-    if request.param > _core.best_isa():
-        pytest.skip("this CPU does not support avx512")
-    before = _core.active_isa()
-    _core.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core.set_isa(before)
 
 
 class Case(NamedTuple):

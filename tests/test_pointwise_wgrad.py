@@ -27,7 +27,6 @@ from helpers import (assert_close_to_reference, nan_filled, poison_workspace, re
 
 BWD_WEIGHTS = 2
 GEMM_1X1 = F.ALGORITHMS["gemm_1x1"]
-AVX2, AVX512 = 1, 2
 
 
 class Case(NamedTuple):
@@ -61,27 +60,13 @@ CASES = [
 IDS = [c.name for c in CASES]
 
 
-@pytest.fixture(params=[AVX2, AVX512], ids=["avx2", "avx512"])
-def kernel_isa(request):
-    """An ISA with implicit-GEMM micro-kernels, made active for the test; skipped where the
-    CPU lacks it."""
-    if request.param > _core.best_isa():
-        pytest.skip("this CPU does not support avx512")
-    before = _core.active_isa()
-    _core.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        _core.set_isa(before)
-
-
 def spec_of(case: Case, dtype=np.float32):
     return make_spec(case.x_shape, case.w_shape, 1, 0, 1, case.groups, np.dtype(dtype))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_shapes_take_the_path(case, dtype, kernel_isa):
+def test_shapes_take_the_path(case, dtype, implicit_isa):
     spec = spec_of(case, dtype)
     before = _core.active_isa()
     try:
@@ -97,7 +82,7 @@ def test_shapes_take_the_path(case, dtype, kernel_isa):
     ((2, 40, 8, 8), (80, 20, 1, 1), 2),     # 20 channels per group: 3/8 of a 32-column panel wasted
     ((2, 256, 7, 7), (512, 256, 1, 1), 1),  # both sides wide: the GEMM's packing is amortised
 ])
-def test_shapes_that_stay_on_the_gemm(shape, kernel_isa):
+def test_shapes_that_stay_on_the_gemm(shape, implicit_isa):
     x_shape, w_shape, groups = shape
     spec = make_spec(x_shape, w_shape, 1, 0, 1, groups, np.dtype(np.float32))
     assert F.chosen_implementation(spec, BWD_WEIGHTS) == "gemm_1x1"
@@ -136,7 +121,7 @@ def test_against_reference_and_bitwise_across_threads(case, dtype, isa, rng):
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 @pytest.mark.parametrize("where", ["x", "grad_y"])
-def test_non_finite_operands_propagate_as_the_definition(bad, where, kernel_isa, rng):
+def test_non_finite_operands_propagate_as_the_definition(bad, where, implicit_isa, rng):
     """Every product of the definition is formed (the padded panel columns and tile rows are
     dropped), so one non-finite element spoils exactly the weights the reference says."""
     case = CASES[0]

@@ -63,6 +63,16 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
     }
 }
 
+/* col[c] = channel h*8 + c of the 8 pixels tile[0..7]: an 8x8 transpose of one 256-bit half. */
+static inline __attribute__((always_inline)) void f32_transpose_half(const __m512 tile[8], int h, __m256 col[8])
+{
+    __m256 r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tile[i]), 1))
+              : _mm512_castps512_ps256(tile[i]);
+    f32_transpose8(r, col);
+}
+
 /* tile[t] (pixel t, 16 channels) -> y[c*y_plane + t] for channels c < nch, pixels t < npx:
    two 8x8 transposes of the vectors' 256-bit halves. */
 static inline __attribute__((always_inline)) void f32_transpose_store(const __m512 tile[8], float *y,
@@ -70,15 +80,11 @@ static inline __attribute__((always_inline)) void f32_transpose_store(const __m5
                                                                       int64_t nch)
 {
     if (npx == 8 && nch >= 16) {
-        /* the whole tile, as almost every call has it: no masks, no per-channel tests, so
-           the accumulators stay in registers (the general path below spilled them and
-           cost ~15 % of a K = 147 layer's kernel time) */
+        /* the whole tile, as almost every call has it: plain stores, no masks, no
+           per-channel tests (the store took ~15 % of a K = 147 layer's kernel time) */
         for (int h = 0; h < 2; h++) {
-            __m256 r[8], col[8];
-            for (int i = 0; i < 8; i++)
-                r[i] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tile[i]), 1))
-                      : _mm512_castps512_ps256(tile[i]);
-            f32_transpose8(r, col);
+            __m256 col[8];
+            f32_transpose_half(tile, h, col);
             for (int c = 0; c < 8; c++)
                 _mm256_storeu_ps(y + (h * 8 + c) * y_plane, col[c]);
         }
@@ -86,11 +92,8 @@ static inline __attribute__((always_inline)) void f32_transpose_store(const __m5
     }
     const __mmask16 m = (__mmask16)((1u << npx) - 1);
     for (int h = 0; h < 2; h++) {
-        __m256 r[8], col[8];
-        for (int i = 0; i < 8; i++)
-            r[i] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tile[i]), 1))
-                  : _mm512_castps512_ps256(tile[i]);
-        f32_transpose8(r, col);
+        __m256 col[8];
+        f32_transpose_half(tile, h, col);
         for (int c = 0; c < 8 && h * 8 + c < nch; c++)
             _mm512_mask_storeu_ps(y + (h * 8 + c) * y_plane, m, _mm512_castps256_ps512(col[c]));
     }
