@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "nn/nn_ops.h"
 
 static const fc_conv_impl *const TABLE[] = {
     &fc_impl_depthwise,     /* groups == C_in: one plane per group */
@@ -163,14 +164,22 @@ static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, con
 }
 
 int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w, const void *bias,
-                void *y, void *workspace)
+                void *y, void *workspace, int post)
 {
+    if (post != FC_POST_NONE && post != FC_POST_RELU)
+        return FC_EINVAL;
     const fc_conv_impl *e;
     void *own;
     const int st = begin(d, FC_FWD, algo, x, w, &workspace, &own, &e);
     if (st != FC_OK)
         return st;
-    e->fwd(d, x, w, bias, y, workspace);
+    if (post != FC_POST_NONE && e->fwd_post != NULL) {
+        e->fwd_post(d, x, w, bias, post, y, workspace);
+    } else {
+        e->fwd(d, x, w, bias, y, workspace);
+        if (post == FC_POST_RELU) /* a pass at memory speed, in place */
+            fc_relu_fwd(d->dtype, d->n * d->c_out * d->oh * d->ow, y, y, d->nthreads);
+    }
     free(own);
     return FC_OK;
 }

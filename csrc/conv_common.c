@@ -221,3 +221,25 @@ void fc_bias_add_bt_share(int dtype, const void *bt, int64_t pixels, int64_t ldb
     else
         bias_add_columns_f32((const float *)bt, pixels, ldb, k0, k1, (float *)gb_g, first);
 }
+
+#define DEFINE_RELU_ROWS(REAL, SFX)                                                        \
+    static void relu_rows_##SFX(REAL *y, int64_t ld, int64_t count, int64_t len)           \
+    {                                                                                      \
+        for (int64_t r = 0; r < count; r++) {                                              \
+            REAL *restrict row = y + r * ld;                                               \
+            for (int64_t j = 0; j < len; j++) {                                            \
+                const REAL v = row[j];                                                     \
+                row[j] = (v > 0 || v != v) ? v : (REAL)0;                                  \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEFINE_RELU_ROWS(float, f32)
+DEFINE_RELU_ROWS(double, f64)
+
+void fc_relu_rows(int dtype, void *y, int64_t ld, int64_t count, int64_t len)
+{
+    if (dtype == FC_F64)
+        relu_rows_f64((double *)y, ld, count, len);
+    else
+        relu_rows_f32((float *)y, ld, count, len);
+}

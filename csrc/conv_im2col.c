@@ -183,8 +183,9 @@ static void fwd_tile_gemm(const fc_conv_desc *d, const plan *p, const char *w, c
         fc_gemm_serial(&a, gemm_ws);
 }
 
+/* relu: the post-op, on each tile's output while it is in cache (its GEMM stores it). */
 static void im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const void *bias_,
-                       void *y_, void *ws, int pw)
+                       void *y_, void *ws, int pw, int relu)
 {
     plan p;
     make_plan(d, FC_FWD, pw, &p);
@@ -211,6 +212,13 @@ static void im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, co
                             fc_im2col_tile(d, rng, x_g, i0, rows, k, k + 1, cols_shared);
                     }
                     fwd_tile_gemm(d, &p, w, bias, y, x, cols_shared, n, g, i0, rows, gemm_shared, 1);
+                    if (relu) { /* the team's GEMM has no barrier at its end */
+                        char *y_t = y + (size_t)((n * d->c_out + g * p.kg) * p.plane + i0 * d->ow) * es;
+#pragma omp barrier
+#pragma omp for schedule(static)
+                        for (int64_t k = 0; k < p.kg; k++)
+                            fc_relu_rows(d->dtype, y_t + (size_t)(k * p.plane) * es, 0, 1, rows * d->ow);
+                    }
                 }
             }
         } else {
@@ -225,6 +233,9 @@ static void im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, co
                     if (p.lowered)
                         fc_im2col_tile(d, rng, x_g, i0, rows, 0, p.K, cols);
                     fwd_tile_gemm(d, &p, w, bias, y, x, cols, n, g, i0, rows, gemm_ws, 0);
+                    if (relu)
+                        fc_relu_rows(d->dtype, y + (size_t)((n * d->c_out + g * p.kg) * p.plane + i0 * d->ow) * es,
+                                     p.plane, p.kg, rows * d->ow);
                 }
             }
         }
@@ -463,11 +474,21 @@ static size_t gemm_1x1_ws(const fc_conv_desc *d, int pass)
 }
 static void im2col_fwd0(const fc_conv_desc *d, const void *x, const void *w, const void *b, void *y, void *ws)
 {
-    im2col_fwd(d, x, w, b, y, ws, 0);
+    im2col_fwd(d, x, w, b, y, ws, 0, 0);
+}
+static void im2col_fwd_post(const fc_conv_desc *d, const void *x, const void *w, const void *b, int post, void *y,
+                            void *ws)
+{
+    im2col_fwd(d, x, w, b, y, ws, 0, post == FC_POST_RELU);
 }
 static void gemm_1x1_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *b, void *y, void *ws)
 {
-    im2col_fwd(d, x, w, b, y, ws, 1);
+    im2col_fwd(d, x, w, b, y, ws, 1, 0);
+}
+static void gemm_1x1_fwd_post(const fc_conv_desc *d, const void *x, const void *w, const void *b, int post,
+                              void *y, void *ws)
+{
+    im2col_fwd(d, x, w, b, y, ws, 1, post == FC_POST_RELU);
 }
 static void im2col_bwd_data0(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
 {
@@ -493,10 +514,11 @@ static void gemm_1x1_bwd_weights(const fc_conv_desc *d, const void *gy, const vo
    definition does: exact on NaN/inf, the driver's fallback. */
 const fc_conv_impl fc_impl_im2col = {
     FC_ALGO_IM2COL_EXPLICIT, "im2col_explicit", "im2col", 0, {0, 0, 0},
-    im2col_rejects, im2col_ws, im2col_fwd0, im2col_bwd_data0, im2col_bwd_weights0,
+    im2col_rejects, im2col_ws, im2col_fwd0, im2col_bwd_data0, im2col_bwd_weights0, im2col_fwd_post,
 };
 
 const fc_conv_impl fc_impl_gemm_1x1 = {
     FC_ALGO_GEMM_1X1, "gemm_1x1", "im2col", 0, {0, 0, 0},
     gemm_1x1_rejects, gemm_1x1_ws, gemm_1x1_fwd, gemm_1x1_bwd_data, gemm_1x1_bwd_weights,
+    gemm_1x1_fwd_post,
 };

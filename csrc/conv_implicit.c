@@ -379,7 +379,8 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    and are left out (a tap range per pixel group: the union over its rows; the partial sums
    of the other taps are bitwise the same, so tiling and thread count still do not matter). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
-                     const int64_t *off, const char *band, char *y_t, int64_t i0, int64_t rows, int skip)
+                     const int64_t *off, const char *band, char *y_t, int64_t i0, int64_t rows, int skip,
+                     int relu)
 {
     const size_t es = fc_elem_size(d->dtype);
     const int64_t MR = p->kr->mr, vl = p->kr->vl, y_plane = d->oh * d->ow, pixels = rows * d->ow;
@@ -419,14 +420,15 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             const char *wcb = wt + (size_t)(c0 * p->K) * es, *bcb = bias ? bias + (size_t)c0 * es : NULL;
             for (int q = 0; q < ng; q++)
                 p->kr->fwd[nv](gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
-                               y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb);
+                               y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb, relu);
         }
     }
 }
 
-/* The forward of problem d; w_flipped: w is a bwd_data problem's original weight. */
+/* The forward of problem d; w_flipped: w is a bwd_data problem's original weight; relu: the
+   post-op, in the kernels' store. */
 static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w_flipped, const void *bias_,
-                    void *y_, void *ws)
+                    int relu, void *y_, void *ws)
 {
     iplan p;
     make_plan(d, FC_FWD, &p);
@@ -472,21 +474,28 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
             fwd_tile(d, &p, wt + (size_t)(g * p.kv * p.kr->vl * p.K) * es,
                      bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band,
-                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, i0, rows, skip);
+                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, i0, rows, skip,
+                     relu);
         }
     }
 }
 
 static void implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws)
 {
-    run_fwd(d, x, w, 0, bias, y, ws);
+    run_fwd(d, x, w, 0, bias, 0, y, ws);
+}
+
+static void implicit_fwd_post(const fc_conv_desc *d, const void *x, const void *w, const void *bias, int post,
+                              void *y, void *ws)
+{
+    run_fwd(d, x, w, 0, bias, post == FC_POST_RELU, y, ws);
 }
 
 static void implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
 {
     fc_conv_desc t;
     fc_transposed_problem(d, &t);
-    run_fwd(&t, gy, w, 1, NULL, gx, ws);
+    run_fwd(&t, gy, w, 1, NULL, 0, gx, ws);
 }
 
 /* ---- backward weights ----------------------------------------------------- */
@@ -579,4 +588,5 @@ static const char *implicit_rejects(const fc_conv_desc *d, int pass)
 const fc_conv_impl fc_impl_implicit_gemm = {
     FC_ALGO_IMPLICIT_GEMM, "implicit_gemm", "im2col", 0, {FC_OPND_1, FC_OPND_1, 0},
     implicit_rejects, implicit_workspace_size, implicit_fwd, implicit_bwd_data, implicit_bwd_weights,
+    implicit_fwd_post,
 };

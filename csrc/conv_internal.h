@@ -59,6 +59,10 @@ void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k);
    split over nt threads) meets the group's units [g_u0, g_u1) has packed, thread tid's
    share of the columns: gb_g[k] (+)= sum over the pixels of bt[q*ldb + k]. */
 void fc_bias_add_rows(int dtype, const void *a, int64_t lda, int64_t count, int64_t len, void *gb, int first);
+
+/* The ReLU post-op on rows [0, count) of len elements, row stride ld, in place, on the calling
+   thread (fc_relu_fwd's rule: x > 0 or NaN ? x : +0): a tile an entry has just stored. */
+void fc_relu_rows(int dtype, void *y, int64_t ld, int64_t count, int64_t len);
 void fc_bias_add_bt_share(int dtype, const void *bt, int64_t pixels, int64_t ldb, int64_t kg, int64_t units,
                           int nt, int tid, int64_t g_u0, int64_t g_u1, void *gb_g, int first);
 
@@ -88,6 +92,10 @@ typedef struct fc_conv_impl {
     void (*fwd)(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws);
     void (*bwd_data)(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws);
     void (*bwd_weights)(const fc_conv_desc *d, const void *gy, const void *x, void *gw, void *gb, void *ws);
+    /* The forward with a post-op (enum fc_post) in its store, or NULL: the driver then runs
+       fwd and applies the post-op in a pass of its own over y. */
+    void (*fwd_post)(const fc_conv_desc *d, const void *x, const void *w, const void *bias, int post, void *y,
+                     void *ws);
 } fc_conv_impl;
 
 /* The entries, each defined in its algorithm's own file. */

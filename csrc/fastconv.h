@@ -86,9 +86,12 @@ int fc_algo_reduced_precision(int algo);
    non-finite routing moves to another entry allocates that entry's own workspace.) */
 size_t fc_conv_workspace_size(const fc_conv_desc *d, int pass, int algo);
 
+/* Post-ops of the forward (oneDNN's name), applied to conv + bias before y is stored. */
+enum fc_post { FC_POST_NONE = 0, FC_POST_RELU = 1 /* y = x > 0 or NaN ? x : +0 */ };
+
 int fc_conv_fwd(const fc_conv_desc *d, int algo,
                 const void *x, const void *w, const void *bias /* nullable */,
-                void *y, void *workspace /* nullable */);
+                void *y, void *workspace /* nullable */, int post /* enum fc_post */);
 /* (Every entry point returns FC_EINVAL when algo cannot run the problem.) */
 
 int fc_conv_bwd_data(const fc_conv_desc *d, int algo,

@@ -136,6 +136,7 @@ EOF
 if [ "$mode" = quick ]; then
     targets=(tests/test_hardening_fuzz.py tests/test_hardening_concurrency.py
              tests/test_hardening_limits.py tests/test_implicit.py tests/test_pointwise_wgrad.py
+             tests/test_post_relu.py
              tests/test_winograd.py -m "not slow")
 else
     targets=(tests)

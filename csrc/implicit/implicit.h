@@ -13,7 +13,8 @@
  * fwd[v]: MR (<= 8) output pixels x v vectors (v*vl channels, v*vl <= NR). For pixel t with band
  *         pointer px[t] (= band + its q) and channel j: sum over p < kc of
  *         px[t][off[p]] * wt[p*v*vl + j], wt = W^T packed for those channels (64-byte
- *         aligned), + bias[j] when bias is not NULL (v*vl elements). The tile is transposed in registers and stored as
+ *         aligned), + bias[j] when bias is not NULL (v*vl elements), then ReLU'd when relu
+ *         (x > 0 or NaN ? x : +0, as fc_relu_fwd). The tile is transposed in registers and stored as
  *         y[j*y_plane + t] for t < npx, j < nch: MR consecutive output pixels per channel.
  *         Pixels are broadcast, weights loaded as aligned vectors: no load splits a cache
  *         line, and gap columns (j >= OW of a band row) are never computed.
@@ -35,7 +36,8 @@ typedef void (*fc_implicit_pack_bt_fn)(int64_t kg, int64_t pixels, const void *s
                                        int64_t ldb);
 
 typedef void (*fc_implicit_fwd_fn)(int64_t kc, const void *wt, const void *const *px, const int64_t *off,
-                                    void *y, int64_t y_plane, int64_t npx, int64_t nch, const void *bias);
+                                    void *y, int64_t y_plane, int64_t npx, int64_t nch, const void *bias,
+                                    int relu);
 
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */

@@ -115,6 +115,8 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define FMADD _mm256_fmadd_ps
 #define ADD _mm256_add_ps
 #define ZERO _mm256_setzero_ps
+/* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
+#define RELU(a) _mm256_and_ps((a), _mm256_cmp_ps((a), _mm256_setzero_ps(), _CMP_NLE_UQ))
 #define FN(name) f32_6x16_##name
 #define TBLOCK f32_tblock
 #define LOAD _mm256_load_ps
@@ -132,6 +134,7 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define FMADD _mm256_fmadd_pd
 #define ADD _mm256_add_pd
 #define ZERO _mm256_setzero_pd
+#define RELU(a) _mm256_and_pd((a), _mm256_cmp_pd((a), _mm256_setzero_pd(), _CMP_NLE_UQ))
 #define FN(name) f64_6x8_##name
 #define TBLOCK f64_tblock
 #define LOAD _mm256_load_pd

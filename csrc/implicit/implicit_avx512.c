@@ -141,6 +141,8 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m5
 #define FMADD _mm512_fmadd_ps
 #define ADD _mm512_add_ps
 #define ZERO _mm512_setzero_ps
+/* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
+#define RELU(a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((a), _mm512_setzero_ps(), _CMP_NLE_UQ), (a))
 #define FN(name) f32_8x32_##name
 #define TBLOCK f32_tblock
 #define LOAD _mm512_load_ps
@@ -158,6 +160,7 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m5
 #define FMADD _mm512_fmadd_pd
 #define ADD _mm512_add_pd
 #define ZERO _mm512_setzero_pd
+#define RELU(a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask((a), _mm512_setzero_pd(), _CMP_NLE_UQ), (a))
 #define FN(name) f64_8x24_##name
 #define TBLOCK f64_tblock
 #define LOAD _mm512_load_pd

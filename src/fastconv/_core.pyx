@@ -54,7 +54,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_algo_reduced_precision(int algo)
     size_t fc_conv_workspace_size(const fc_conv_desc *d, int pass_, int algo)
     int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w,
-                    const void *bias, void *y, void *workspace)
+                    const void *bias, void *y, void *workspace, int post)
     int fc_conv_bwd_data(const fc_conv_desc *d, int algo, const void *grad_y, const void *w,
                          void *grad_x, void *workspace)
     int fc_conv_bwd_weights(const fc_conv_desc *d, int algo, const void *grad_y, const void *x,
@@ -184,7 +184,10 @@ def workspace_size(ConvDesc desc, int pass_, int algo):
     return fc_conv_workspace_size(&desc.d, pass_, algo)
 
 
-def conv_fwd(ConvDesc desc, int algo, x, w, bias, y, workspace=None):
+def conv_fwd(ConvDesc desc, int algo, x, w, bias, y, workspace=None, int post=0):
+    """The forward into y; post: 0 none, 1 ReLU (enum fc_post)."""
+    if post not in (0, 1):
+        raise ValueError(f"conv_fwd: post must be 0 (none) or 1 (relu), got {post}")
     cdef const void *px = data_or_null(x)
     cdef const void *pw = data_or_null(w)
     cdef const void *pb = data_or_null(bias)
@@ -192,7 +195,7 @@ def conv_fwd(ConvDesc desc, int algo, x, w, bias, y, workspace=None):
     cdef void *pws = workspace_ptr(workspace)
     cdef int status
     with nogil:
-        status = fc_conv_fwd(&desc.d, algo, px, pw, pb, py, pws)
+        status = fc_conv_fwd(&desc.d, algo, px, pw, pb, py, pws, post)
     check(status)
 
 

@@ -90,12 +90,12 @@ def workspace_bytes(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> int:
     return _core.workspace_size(spec.desc(get_num_threads()), pass_, _algorithm_code(algorithm))
 
 
-def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray]) -> None:
+def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray], post: int = 0) -> None:
     desc = spec.desc(get_num_threads())
     ws = _workspace.get(_core.workspace_size(desc, pass_, algo))
     a = arrays
     if pass_ == FWD:  # (x, w, bias, y)
-        _core.conv_fwd(desc, algo, a[0], a[1], a[2], a[3], ws)  # type: ignore[arg-type]
+        _core.conv_fwd(desc, algo, a[0], a[1], a[2], a[3], ws, post)  # type: ignore[arg-type]
     elif pass_ == BWD_DATA:  # (grad_y, w, grad_x)
         _core.conv_bwd_data(desc, algo, a[0], a[1], a[2], ws)  # type: ignore[arg-type]
     else:  # (grad_y, x, grad_w, grad_bias)
@@ -110,12 +110,22 @@ def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray]) -
 
 
 def _forward(spec: ConvSpec, algo: int, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
-             out: np.ndarray) -> np.ndarray:
+             out: np.ndarray, post: int = 0) -> np.ndarray:
     if spec.n == 0 or spec.c_out == 0:
         return out
     _check_runs(spec, FWD, algo)
-    _run(FWD, spec, algo, x, w, b, out)
+    _run(FWD, spec, algo, x, w, b, out, post=post)
     return out
+
+
+#: conv2d's ``activation`` -> the C forward's post-op (enum fc_post).
+_POST_OPS = {None: 0, "relu": 1}
+
+
+def _post_op(activation: Optional[str]) -> int:
+    if activation is None or (isinstance(activation, str) and activation in _POST_OPS):
+        return _POST_OPS[activation]
+    raise ValueError(f"activation must be None or 'relu', got {activation!r}")
 
 
 def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray,
@@ -158,7 +168,7 @@ def _check_grad_output(gy: np.ndarray, spec: ConvSpec) -> None:
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: IntPair = 1,
            padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *, algorithm: str = "auto",
-           out: Optional[np.ndarray] = None) -> np.ndarray:
+           out: Optional[np.ndarray] = None, activation: Optional[str] = None) -> np.ndarray:
     """2-D cross-correlation of a batch of images, as ``torch.nn.functional.conv2d``.
 
     ``y[n, k, i, j] = bias[k] + sum_{c, l, m} weight[k, c, l, m] *
@@ -188,6 +198,10 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
         problem raises ValueError saying why.
     out : ndarray, optional
         C-contiguous array of the output shape and result dtype to write into.
+    activation : None or "relu"
+        "relu" returns ``max(y, 0)`` (NaN stays NaN), applied where the kernels store y
+        when the implementation can (implicit GEMM), else in one pass over y: a conv layer
+        followed by ReLU then reads and writes its output once.
 
     Returns
     -------
@@ -211,6 +225,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     (8, 16, 32, 32)
     """
     algo = _algorithm_code(algorithm)
+    post = _post_op(activation)
     x, weight = as_array(x, "x"), as_array(weight, "weight")
     operands = {"x": x, "weight": weight}
     if bias is not None:
@@ -224,7 +239,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
         raise ValueError(f"bias must have shape (C_out,) = ({spec.c_out},), got {bias.shape}")
     out = check_out(out, spec.output_shape, dtype, x, weight, bias)
     return _forward(spec, algo, as_operand(x, dtype), as_operand(weight, dtype),
-                    None if bias is None else as_operand(bias, dtype), out)
+                    None if bias is None else as_operand(bias, dtype), out, post)
 
 
 def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, stride: IntPair = 1,

@@ -13,6 +13,7 @@ x = np.zeros((2, 3, 8, 8), np.float32)
 w = np.zeros((4, 3, 3, 3), np.float32)
 
 y = fastconv.conv2d(x, w, None, stride=1, padding="same", dilation=1, groups=1, algorithm="auto")
+y_relu: np.ndarray = fastconv.conv2d(x, w, padding="same", activation="relu", out=np.empty_like(y))
 assert_type(y, np.ndarray)
 gx, gw, gb = fastconv.conv2d_backward(y, x, w, padding="same", out=(None, None, None))
 assert_type(gx, Optional[np.ndarray])

@@ -13,7 +13,9 @@ figure beside it as a check. NumPy's BLAS is held to
 the same thread count (threadpoolctl), though fastconv's step never calls it.
 
 The breakdown times every layer's forward and backward, the loss and the optimiser inside
-fastconv's step (a separate, instrumented run). A third contender, "numpy-user", is the
+fastconv's step (a separate, instrumented run), the layers run as ``Sequential`` runs them:
+a Conv2D followed by a ReLU computes the ReLU in its forward (``conv2d(activation="relu")``),
+so that ReLU's forward shows next to nothing. A third contender, "numpy-user", is the
 loop a user writes by hand: fastconv.conv2d/conv2d_backward for the convolutions and
 NumPy (``np.matmul``, ``np.maximum``) for the rest, showing its 2-thread speed-up too.
 """
@@ -27,6 +29,7 @@ import numpy as np
 
 import fastconv
 from fastconv import nn
+from fastconv.nn.model import relu_fuses
 
 from .threadctl import limit_threads
 
@@ -208,9 +211,15 @@ def breakdown(model: nn.Sequential, x: np.ndarray, y: np.ndarray, repeats: int =
         with model.kept_buffers():  # as inside train_on_batch
             acc: Dict[str, float] = collections.defaultdict(float)
             h = x
-            for layer in model.layers:
+            layers = model.layers
+            for i, layer in enumerate(layers):
                 t0 = time.perf_counter()
-                h = layer.forward(h, training=True)
+                if i > 0 and relu_fuses(layers[i - 1], layer):  # as Sequential runs it
+                    h = layer.take_relu_output(h)
+                elif i + 1 < len(layers) and relu_fuses(layer, layers[i + 1]):
+                    h = layer.forward_then_relu(h, training=True)  # the ReLU in its store
+                else:
+                    h = layer.forward(h, training=True)
                 acc[f"{type(layer).__name__} fwd"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             model.loss.forward(h, y)

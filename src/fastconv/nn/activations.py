@@ -132,6 +132,14 @@ class Activation(Layer):
         self._y = self.activation.forward(np.asarray(x))
         return self._y
 
+    def take_relu_output(self, y: np.ndarray) -> np.ndarray:
+        """For ``Activation("relu")``: be the ReLU whose output ``y`` the layer before
+        computed already (``Conv2D.forward_then_relu``); keep it and return it."""
+        if self.activation.name != "relu":
+            raise ValueError(f"{self.name}: take_relu_output is for a relu activation, not {self.activation.name!r}")
+        self._y = y
+        return y
+
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """``f'(x) * grad_output`` (the softmax Jacobian for softmax)."""
         self._need_forward(self._y, grad_output, getattr(self._y, "shape", ()))

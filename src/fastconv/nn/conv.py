@@ -250,6 +250,21 @@ class Conv2D(Layer):
     def _conv_args(self) -> tuple:
         return (self.strides, self.padding, self.dilation_rate, self.groups)
 
+    def _fuses_relu(self) -> bool:
+        """Whether fastconv's kernels can apply a ReLU in this layer's forward (its own
+        ``activation="relu"``, or a ReLU layer after it: :meth:`forward_then_relu`)."""
+        return self._kernels()[1] and self.data_format == "channels_first"
+
+    def forward_then_relu(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``max(forward(x), 0)`` for a linear layer that a ReLU layer follows (see
+        :meth:`Sequential.forward <fastconv.nn.Sequential.forward>`): the ReLU is the
+        kernels' post-op, so the output is written once and not read again. The ReLU layer
+        then takes the result with ``take_relu_output``."""
+        if self.activation.name != "linear" or not self._fuses_relu():
+            raise ValueError(f"{self.name}: forward_then_relu needs a linear layer on fastconv's "
+                             f"kernels in channels_first")
+        return self._forward(self._nchw_input(x), relu=True)
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Convolve a batch (builds the weights on the first call).
 
@@ -265,6 +280,10 @@ class Conv2D(Layer):
         y : ndarray
             ``(N, filters, OH, OW)`` or ``(N, OH, OW, filters)``, the layer dtype.
         """
+        return self._forward(self._nchw_input(x), relu=False)
+
+    def _nchw_input(self, x: np.ndarray) -> np.ndarray:
+        """``x`` checked, in the layer dtype and NCHW (builds the weights on the first call)."""
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected a 4-D input, got shape {x.shape}")
@@ -277,16 +296,25 @@ class Conv2D(Layer):
         self.compute_output_shape(x.shape)  # clear error for too-small inputs
         if self.data_format == "channels_last":
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x
+
+    def _forward(self, x: np.ndarray, relu: bool) -> np.ndarray:
+        """The convolution of an NCHW ``x``, then the activation (and a ReLU post-op when
+        ``relu``: the caller's ReLU layer, this layer being linear)."""
         mod, takes_algorithm = self._kernels()
         extra = {"algorithm": self.algorithm} if takes_algorithm else {}
         if takes_algorithm and self.reuse_buffers and self.data_format == "channels_first":
             extra["out"] = self._buffer("y", self.compute_output_shape(x.shape), self.dtype)
+        own_relu = self.activation.name == "relu" and self._fuses_relu()
+        if relu or own_relu:  # in the kernels' store, not a pass of its own over y
+            extra["activation"] = "relu"
         y = mod.conv2d(x, self.params["kernel"], self.params.get("bias"), *self._conv_args(), **extra)
         if self.data_format == "channels_last":
             y = np.ascontiguousarray(y.transpose(0, 2, 3, 1))
         self._x = x
         self._y_shape = y.shape
-        y = self._y = self.activation.forward_owned(y)  # y is this layer's own array
+        # y is this layer's own array: the activation may work in place
+        y = self._y = y if own_relu else self.activation.forward_owned(y)
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:

@@ -44,6 +44,13 @@ class ReLU(Layer):
         self._mask = x > 0
         return np.maximum(x, 0)  # np.maximum is ~10x faster than np.where here
 
+    def take_relu_output(self, y: np.ndarray) -> np.ndarray:
+        """Be the ReLU whose output ``y`` the layer before computed already
+        (``Conv2D.forward_then_relu``): keep it for the backward pass and return it."""
+        self._mask = None
+        self._y = y
+        return y
+
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """``grad_output`` where the input was positive, 0 elsewhere."""
         cached = self._y if self._y is not None else self._mask

@@ -1,0 +1,138 @@
+"""conv2d(activation="relu"): the ReLU as the forward's post-op, and its use by fastconv.nn.
+
+The implicit-GEMM and explicit-GEMM entries apply it where they store a tile; every other
+entry gets a pass of the driver's over y. Either way the result must be exactly what a
+separate ReLU of the same call's output is (x > 0 or NaN ? x : +0), and within the suite's
+bound of the reference's ReLU (ReLU is 1-Lipschitz, so the bound carries over).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import functional as F
+from fastconv import nn
+
+from helpers import assert_close_to_reference, ref_forward
+
+# (x shape, C_out, kernel, stride, padding, groups): the entries that fuse (implicit GEMM,
+# explicit im2col with K < 72, 1x1) and some that do not (depthwise, strided, grouped)
+CASES = [
+    ((2, 16, 12, 12), 24, 3, 1, 1, 1),   # implicit GEMM (K = 144)
+    ((3, 3, 11, 9), 20, 3, 1, 1, 1),     # explicit im2col (K = 27)
+    ((2, 16, 7, 7), 40, 1, 1, 0, 1),     # gemm_1x1
+    ((1, 16, 12, 12), 24, 3, 1, 0, 1),   # one image: the explicit GEMM's team mode at 2 threads
+    ((2, 8, 10, 10), 16, 3, 2, 1, 2),    # grouped, strided
+    ((2, 12, 9, 9), 12, 3, 1, 1, 12),    # depthwise (a pass of the driver's)
+]
+
+
+def _relu(y):
+    return np.where((y > 0) | np.isnan(y), y, np.zeros_like(y))
+
+
+def _algorithms_for(x, w, stride, padding, groups):
+    """Every entry (plus "auto") that runs this problem."""
+    names = ["auto"] + sorted(F.ALGORITHMS)
+    runs = []
+    for name in names:
+        try:
+            fastconv.conv2d(x, w, None, stride, padding, 1, groups, algorithm=name)
+        except ValueError:
+            continue
+        runs.append(name)
+    return runs
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}->{c[1]}k{c[2]}s{c[3]}g{c[5]}" for c in CASES])
+def test_relu_post_op_equals_relu_of_the_output(case, dtype, threads, isa, rng):
+    """Under each ISA (the implicit kernels' post-op is written per ISA and dtype)."""
+    shape, c_out, k, stride, padding, groups = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((c_out, shape[1] // groups, k, k)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    expected, bound = ref_forward(x, w, b, stride, padding, 1, groups)
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        algorithms = _algorithms_for(x, w, stride, padding, groups)
+        assert "auto" in algorithms and len(algorithms) >= 3
+        for name in algorithms:
+            plain = fastconv.conv2d(x, w, b, stride, padding, 1, groups, algorithm=name)
+            out = np.full(plain.shape, np.nan, dtype=dtype)  # an element left unwritten fails
+            got = fastconv.conv2d(x, w, b, stride, padding, 1, groups, algorithm=name, out=out,
+                                  activation="relu")
+            assert got is out
+            np.testing.assert_array_equal(got, _relu(plain), err_msg=name)
+            assert not np.signbit(got).any(), f"{name}: a negative zero or negative value"
+            tol = 256 if "winograd" in name else 16
+            assert_close_to_reference(got, np.maximum(expected, 0), bound, dtype, c=tol, what=name)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("algorithm", ["implicit_gemm", "im2col_explicit", "direct"])
+def test_relu_post_op_keeps_nan_and_inf(algorithm, rng):
+    if algorithm == "implicit_gemm" and fastconv._core.implicit_tile(fastconv._core.DTYPE_F32) is None:
+        pytest.skip("implicit_gemm needs AVX2 or AVX-512 (FASTCONV_ISA=generic or another CPU)")
+    x = rng.standard_normal((2, 16, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    x[0, 3, 4, 4] = np.nan
+    x[1, 5, 2, 2] = np.inf
+    plain = fastconv.conv2d(x, w, None, 1, 1, algorithm=algorithm)
+    got = fastconv.conv2d(x, w, None, 1, 1, algorithm=algorithm, activation="relu")
+    assert np.isnan(plain).any() and np.isinf(plain).any()
+    np.testing.assert_array_equal(got, _relu(plain))  # NaN where plain is NaN, +inf kept, -inf -> 0
+
+
+@pytest.mark.parametrize("bad", ["tanh", "ReLU", 1, True])
+def test_activation_must_be_none_or_relu(bad):
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"activation must be None or 'relu'"):
+        fastconv.conv2d(x, w, activation=bad)
+
+
+def test_core_rejects_an_unknown_post_op():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    spec = fastconv._spec.make_spec(x.shape, w.shape, 1, 0, 1, 1, np.float32)
+    y = np.empty(spec.output_shape, np.float32)
+    with pytest.raises(ValueError, match=r"post must be 0 \(none\) or 1 \(relu\), got 2"):
+        fastconv._core.conv_fwd(spec.desc(1), 0, x, w, None, y, None, 2)
+
+
+def _net(kernels, relu_kind):
+    act = {"layer": nn.ReLU(), "activation": nn.Activation("relu")}
+    layers = [nn.Conv2D(8, 3, padding="same", seed=1, kernels=kernels)]
+    layers.append(act["layer" if relu_kind == "layer" else "activation"])
+    layers += [nn.Conv2D(6, 3, padding="same", seed=2, kernels=kernels, activation="relu"),
+               nn.MaxPool2D(2), nn.Flatten(), nn.Dense(10, seed=3)]
+    return nn.Sequential(layers).compile(optimizer="sgd")
+
+
+@pytest.mark.parametrize("relu_kind", ["layer", "activation"])
+def test_sequential_conv_then_relu_matches_the_reference_layers(relu_kind, rng):
+    """The fused pair (and Conv2D(activation="relu")) give the reference kernels' forward and
+    gradients; the ReLU layer keeps the conv's output rather than a copy of its own."""
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    fused, ref_net = _net(None, relu_kind), _net("reference", relu_kind)
+    np.testing.assert_allclose(fused.forward(x), ref_net.forward(x), rtol=1e-5, atol=1e-5)
+    fused.train_on_batch(x, y)
+    ref_net.train_on_batch(x, y)
+    assert fused.layers[1]._y is fused.layers[0]._y  # one array: the conv wrote the ReLU's output
+    for key, g in ref_net.gradients().items():
+        np.testing.assert_allclose(fused.gradients()[key], g, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_forward_then_relu_needs_a_linear_fastconv_layer():
+    layer = nn.Conv2D(4, 3, activation="tanh")
+    with pytest.raises(ValueError, match="forward_then_relu needs a linear layer"):
+        layer.forward_then_relu(np.ones((1, 2, 5, 5), np.float32))
+    ref_layer = nn.Conv2D(4, 3, kernels="reference")
+    with pytest.raises(ValueError, match="forward_then_relu needs a linear layer"):
+        ref_layer.forward_then_relu(np.ones((1, 2, 5, 5), np.float32))
