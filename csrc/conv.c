@@ -185,14 +185,20 @@ int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w, c
 }
 
 int fc_conv_bwd_data(const fc_conv_desc *d, int algo, const void *grad_y, const void *w,
-                     void *grad_x, void *workspace)
+                     void *grad_x, void *workspace, const void *relu_out)
 {
     const fc_conv_impl *e;
     void *own;
     const int st = begin(d, FC_BWD_DATA, algo, grad_y, w, &workspace, &own, &e);
     if (st != FC_OK)
         return st;
-    e->bwd_data(d, grad_y, w, grad_x, workspace);
+    if (relu_out != NULL && e->bwd_data_relu != NULL) {
+        e->bwd_data_relu(d, grad_y, w, relu_out, grad_x, workspace);
+    } else {
+        e->bwd_data(d, grad_y, w, grad_x, workspace);
+        if (relu_out != NULL) /* a pass at memory speed, in place */
+            fc_relu_bwd(d->dtype, d->n * d->c_in * d->h * d->w, grad_x, relu_out, grad_x, d->nthreads);
+    }
     free(own);
     return FC_OK;
 }

@@ -243,3 +243,25 @@ void fc_relu_rows(int dtype, void *y, int64_t ld, int64_t count, int64_t len)
     else
         relu_rows_f32((float *)y, ld, count, len);
 }
+
+#define DEFINE_RELU_MASK_ROWS(REAL, SFX)                                                   \
+    static void relu_mask_rows_##SFX(REAL *y, const REAL *r, int64_t ld, int64_t count,    \
+                                     int64_t len)                                          \
+    {                                                                                      \
+        for (int64_t i = 0; i < count; i++) {                                              \
+            REAL *restrict row = y + i * ld;                                               \
+            const REAL *restrict m = r + i * ld;                                           \
+            for (int64_t j = 0; j < len; j++)                                              \
+                row[j] = m[j] > 0 ? row[j] : (REAL)0;                                      \
+        }                                                                                  \
+    }
+DEFINE_RELU_MASK_ROWS(float, f32)
+DEFINE_RELU_MASK_ROWS(double, f64)
+
+void fc_relu_mask_rows(int dtype, void *y, const void *r, int64_t ld, int64_t count, int64_t len)
+{
+    if (dtype == FC_F64)
+        relu_mask_rows_f64((double *)y, (const double *)r, ld, count, len);
+    else
+        relu_mask_rows_f32((float *)y, (const float *)r, ld, count, len);
+}

@@ -426,9 +426,10 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
 }
 
 /* The forward of problem d; w_flipped: w is a bwd_data problem's original weight; relu: the
-   post-op, in the kernels' store. */
+   post-op, in the kernels' store; mask (nullable, y's layout): y = mask > 0 ? y : 0 on each
+   tile once stored, in cache (a bwd_data through a ReLU whose output is mask). */
 static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w_flipped, const void *bias_,
-                    int relu, void *y_, void *ws)
+                    int relu, const void *mask, void *y_, void *ws)
 {
     iplan p;
     make_plan(d, FC_FWD, &p);
@@ -472,30 +473,41 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
             const int64_t n = it / (d->groups * p.tiles), g = (it / p.tiles) % d->groups, t = it % p.tiles;
             const int64_t i0 = t * p.rows, rows = fc_min64(p.rows, d->oh - i0);
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
+            const size_t y_off = (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es;
             fwd_tile(d, &p, wt + (size_t)(g * p.kv * p.kr->vl * p.K) * es,
-                     bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band,
-                     y + (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es, i0, rows, skip,
-                     relu);
+                     bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band, y + y_off, i0, rows,
+                     skip, relu);
+            if (mask)
+                fc_relu_mask_rows(d->dtype, y + y_off, (const char *)mask + y_off, d->oh * d->ow, p.kg,
+                                  rows * d->ow);
         }
     }
 }
 
 static void implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws)
 {
-    run_fwd(d, x, w, 0, bias, 0, y, ws);
+    run_fwd(d, x, w, 0, bias, 0, NULL, y, ws);
 }
 
 static void implicit_fwd_post(const fc_conv_desc *d, const void *x, const void *w, const void *bias, int post,
                               void *y, void *ws)
 {
-    run_fwd(d, x, w, 0, bias, post == FC_POST_RELU, y, ws);
+    run_fwd(d, x, w, 0, bias, post == FC_POST_RELU, NULL, y, ws);
 }
 
 static void implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
 {
     fc_conv_desc t;
     fc_transposed_problem(d, &t);
-    run_fwd(&t, gy, w, 1, NULL, 0, gx, ws);
+    run_fwd(&t, gy, w, 1, NULL, 0, NULL, gx, ws);
+}
+
+static void implicit_bwd_data_relu(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out,
+                                   void *gx, void *ws)
+{
+    fc_conv_desc t;
+    fc_transposed_problem(d, &t);
+    run_fwd(&t, gy, w, 1, NULL, 0, relu_out, gx, ws);
 }
 
 /* ---- backward weights ----------------------------------------------------- */
@@ -588,5 +600,5 @@ static const char *implicit_rejects(const fc_conv_desc *d, int pass)
 const fc_conv_impl fc_impl_implicit_gemm = {
     FC_ALGO_IMPLICIT_GEMM, "implicit_gemm", "im2col", 0, {FC_OPND_1, FC_OPND_1, 0},
     implicit_rejects, implicit_workspace_size, implicit_fwd, implicit_bwd_data, implicit_bwd_weights,
-    implicit_fwd_post,
+    implicit_fwd_post, implicit_bwd_data_relu,
 };

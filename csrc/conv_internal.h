@@ -63,6 +63,8 @@ void fc_bias_add_rows(int dtype, const void *a, int64_t lda, int64_t count, int6
 /* The ReLU post-op on rows [0, count) of len elements, row stride ld, in place, on the calling
    thread (fc_relu_fwd's rule: x > 0 or NaN ? x : +0): a tile an entry has just stored. */
 void fc_relu_rows(int dtype, void *y, int64_t ld, int64_t count, int64_t len);
+/* The same rows of a gradient through a ReLU whose output is r (same layout): y = r > 0 ? y : 0. */
+void fc_relu_mask_rows(int dtype, void *y, const void *r, int64_t ld, int64_t count, int64_t len);
 void fc_bias_add_bt_share(int dtype, const void *bt, int64_t pixels, int64_t ldb, int64_t kg, int64_t units,
                           int nt, int tid, int64_t g_u0, int64_t g_u1, void *gb_g, int first);
 
@@ -96,6 +98,10 @@ typedef struct fc_conv_impl {
        fwd and applies the post-op in a pass of its own over y. */
     void (*fwd_post)(const fc_conv_desc *d, const void *x, const void *w, const void *bias, int post, void *y,
                      void *ws);
+    /* The input gradient through a ReLU whose output relu_out is (fc_conv_bwd_data), applied
+       where it stores each tile, or NULL: the driver then runs a pass of its own. */
+    void (*bwd_data_relu)(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out, void *gx,
+                          void *ws);
 } fc_conv_impl;
 
 /* The entries, each defined in its algorithm's own file. */

@@ -94,9 +94,12 @@ int fc_conv_fwd(const fc_conv_desc *d, int algo,
                 void *y, void *workspace /* nullable */, int post /* enum fc_post */);
 /* (Every entry point returns FC_EINVAL when algo cannot run the problem.) */
 
+/* relu_out (nullable): x is the output of a ReLU, and grad_x is returned through it:
+   grad_x = relu_out > 0 ? grad_x : 0 (the ReLU's backward, as fc_relu_bwd), relu_out of
+   grad_x's shape. */
 int fc_conv_bwd_data(const fc_conv_desc *d, int algo,
                      const void *grad_y, const void *w,
-                     void *grad_x, void *workspace /* nullable */);
+                     void *grad_x, void *workspace /* nullable */, const void *relu_out /* nullable */);
 
 /* grad_w always written; grad_bias written when non-NULL. */
 int fc_conv_bwd_weights(const fc_conv_desc *d, int algo,

@@ -1,4 +1,5 @@
-"""conv2d(activation="relu"): the ReLU as the forward's post-op, and its use by fastconv.nn.
+"""conv2d(activation="relu") and conv2d_backward(through_relu=True): a ReLU's forward and
+backward in the conv's own stores, and their use by fastconv.nn.
 
 The implicit-GEMM and explicit-GEMM entries apply it where they store a tile; every other
 entry gets a pass of the driver's over y. Either way the result must be exactly what a
@@ -32,13 +33,12 @@ def _relu(y):
     return np.where((y > 0) | np.isnan(y), y, np.zeros_like(y))
 
 
-def _algorithms_for(x, w, stride, padding, groups):
-    """Every entry (plus "auto") that runs this problem."""
-    names = ["auto"] + sorted(F.ALGORITHMS)
+def _algorithms_for(call):
+    """Every entry (plus "auto") with which ``call(algorithm=name)`` runs."""
     runs = []
-    for name in names:
+    for name in ["auto"] + sorted(F.ALGORITHMS):
         try:
-            fastconv.conv2d(x, w, None, stride, padding, 1, groups, algorithm=name)
+            call(algorithm=name)
         except ValueError:
             continue
         runs.append(name)
@@ -58,7 +58,7 @@ def test_relu_post_op_equals_relu_of_the_output(case, dtype, threads, isa, rng):
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(threads)
     try:
-        algorithms = _algorithms_for(x, w, stride, padding, groups)
+        algorithms = _algorithms_for(lambda **kw: fastconv.conv2d(x, w, None, stride, padding, 1, groups, **kw))
         assert "auto" in algorithms and len(algorithms) >= 3
         for name in algorithms:
             plain = fastconv.conv2d(x, w, b, stride, padding, 1, groups, algorithm=name)
@@ -105,28 +105,105 @@ def test_core_rejects_an_unknown_post_op():
         fastconv._core.conv_fwd(spec.desc(1), 0, x, w, None, y, None, 2)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}->{c[1]}k{c[2]}s{c[3]}g{c[5]}" for c in CASES])
+def test_input_grad_through_relu_equals_the_relu_backward(case, dtype, threads, isa, rng):
+    """conv2d_backward(through_relu=True): grad_x where x > 0, else 0, bitwise the separate
+    ReLU backward of the same entry's grad_x; the weight and bias gradients unchanged."""
+    shape, c_out, k, stride, padding, groups = case
+    x = np.maximum(rng.standard_normal(shape), 0).astype(dtype)  # a ReLU's output
+    x[0, 0, 0, :2] = np.nan  # NaN is not > 0: its gradient is 0, as the ReLU layer's
+    w = rng.standard_normal((c_out, shape[1] // groups, k, k)).astype(dtype)
+    gy = rng.standard_normal(fastconv.conv2d(x, w, None, stride, padding, 1, groups).shape).astype(dtype)
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        args = (gy, x, w, stride, padding, 1, groups)
+        algorithms = _algorithms_for(lambda **kw: fastconv.conv2d_backward(*args, **kw))
+        assert "auto" in algorithms and len(algorithms) >= 3
+        for name in algorithms:
+            gx, gw, gb = fastconv.conv2d_backward(*args, algorithm=name)
+            out = (np.full(x.shape, np.nan, dtype=dtype), None, None)
+            fx, fw, fb = fastconv.conv2d_backward(*args, algorithm=name, through_relu=True, out=out)
+            assert fx is out[0]
+            np.testing.assert_array_equal(fx, np.where(x > 0, gx, 0), err_msg=name)
+            np.testing.assert_array_equal(fw, gw, err_msg=name)
+            np.testing.assert_array_equal(fb, gb, err_msg=name)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_through_relu_must_be_a_bool():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="through_relu must be a bool, got str"):
+        fastconv.conv2d_backward(np.ones((1, 1, 2, 2), np.float32), x, w, through_relu="yes")
+
+
+RELUS = (1, 3)  # the ReLU layers of _net: after a conv, then before a conv and before a pool
+
+
 def _net(kernels, relu_kind):
-    act = {"layer": nn.ReLU(), "activation": nn.Activation("relu")}
-    layers = [nn.Conv2D(8, 3, padding="same", seed=1, kernels=kernels)]
-    layers.append(act["layer" if relu_kind == "layer" else "activation"])
-    layers += [nn.Conv2D(6, 3, padding="same", seed=2, kernels=kernels, activation="relu"),
-               nn.MaxPool2D(2), nn.Flatten(), nn.Dense(10, seed=3)]
+    def relu():
+        return nn.ReLU() if relu_kind == "layer" else nn.Activation("relu")
+
+    layers = [nn.Conv2D(8, 3, padding="same", seed=1, kernels=kernels), relu(),
+              nn.Conv2D(6, 3, padding="same", seed=2, kernels=kernels), relu(), nn.MaxPool2D(2),
+              nn.Conv2D(4, 3, padding="same", seed=3, kernels=kernels, activation="relu"),
+              nn.Flatten(), nn.Dense(10, seed=4)]
     return nn.Sequential(layers).compile(optimizer="sgd")
 
 
 @pytest.mark.parametrize("relu_kind", ["layer", "activation"])
-def test_sequential_conv_then_relu_matches_the_reference_layers(relu_kind, rng):
-    """The fused pair (and Conv2D(activation="relu")) give the reference kernels' forward and
-    gradients; the ReLU layer keeps the conv's output rather than a copy of its own."""
+def test_sequential_conv_then_relu_matches_the_reference_layers(relu_kind, rng, monkeypatch):
+    """The fused pairs (conv then ReLU in the forward, ReLU then conv in the backward, and
+    Conv2D(activation="relu")) give the reference kernels' forward and gradients; the ReLU
+    layer keeps the conv's output rather than a copy, and its own backward never runs."""
     x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
     y = rng.integers(0, 10, 4)
     fused, ref_net = _net(None, relu_kind), _net("reference", relu_kind)
     np.testing.assert_allclose(fused.forward(x), ref_net.forward(x), rtol=1e-5, atol=1e-5)
+    def not_called(*args, **kwargs):
+        raise AssertionError("the ReLU's own backward ran: the conv after it should have applied it")
+
+    for i in RELUS:
+        monkeypatch.setattr(fused.layers[i], "backward", not_called)
     fused.train_on_batch(x, y)
     ref_net.train_on_batch(x, y)
-    assert fused.layers[1]._y is fused.layers[0]._y  # one array: the conv wrote the ReLU's output
+    for i in RELUS:  # one array: the conv wrote the ReLU's output
+        assert fused.layers[i]._y is fused.layers[i - 1]._y
     for key, g in ref_net.gradients().items():
         np.testing.assert_allclose(fused.gradients()[key], g, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("relu_kind", ["layer", "activation"])
+def test_sequential_fused_is_bitwise_the_layer_by_layer_step(relu_kind, rng, monkeypatch):
+    """Fusion changes where the ReLU runs, not what it computes: with the pairing turned off
+    (every layer's own forward and backward), the same step gives the same bits."""
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    fused, plain = _net(None, relu_kind), _net(None, relu_kind)
+    out_fused = fused.forward(x)
+    fused.train_on_batch(x, y)
+    import fastconv.nn.model as model
+    monkeypatch.setattr(model, "relu_fuses", lambda a, b: False)
+    monkeypatch.setattr(model, "relu_feeds", lambda a, b: False)
+    np.testing.assert_array_equal(plain.forward(x), out_fused)
+    plain.train_on_batch(x, y)
+    for key, g in plain.gradients().items():
+        np.testing.assert_array_equal(fused.gradients()[key], g, err_msg=key)
+
+
+def test_maxpool_backward_through_relu_is_the_relu_backward_after_it(rng):
+    x = np.maximum(rng.standard_normal((3, 4, 9, 8)), 0).astype(np.float32)  # zeros: ties
+    x[0, 0, :2, :2] = 0  # a window of zeros: its gradient stops at the ReLU
+    g = rng.standard_normal((3, 4, 4, 4)).astype(np.float32)
+    fused, plain = nn.MaxPool2D(2), nn.MaxPool2D(2)
+    np.testing.assert_array_equal(fused.forward(x), plain.forward(x))
+    expected = np.where(x > 0, plain.backward(g), 0)
+    np.testing.assert_array_equal(fused.backward_through_relu(g), expected)
+    assert expected[0, 0, :2, :2].sum() == 0 and np.count_nonzero(expected) > 0
 
 
 def test_forward_then_relu_needs_a_linear_fastconv_layer():

@@ -56,7 +56,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w,
                     const void *bias, void *y, void *workspace, int post)
     int fc_conv_bwd_data(const fc_conv_desc *d, int algo, const void *grad_y, const void *w,
-                         void *grad_x, void *workspace)
+                         void *grad_x, void *workspace, const void *relu_out)
     int fc_conv_bwd_weights(const fc_conv_desc *d, int algo, const void *grad_y, const void *x,
                             void *grad_w, void *grad_bias, void *workspace)
 
@@ -199,14 +199,17 @@ def conv_fwd(ConvDesc desc, int algo, x, w, bias, y, workspace=None, int post=0)
     check(status)
 
 
-def conv_bwd_data(ConvDesc desc, int algo, grad_y, w, grad_x, workspace=None):
+def conv_bwd_data(ConvDesc desc, int algo, grad_y, w, grad_x, workspace=None, relu_out=None):
+    """The input gradient into grad_x; relu_out (grad_x's shape and dtype, or None): x was a
+    ReLU's output and grad_x is returned through that ReLU."""
+    cdef const void *pr = data_or_null(relu_out)
     cdef const void *pgy = data_or_null(grad_y)
     cdef const void *pw = data_or_null(w)
     cdef void *pgx = data_or_null(grad_x)
     cdef void *pws = workspace_ptr(workspace)
     cdef int status
     with nogil:
-        status = fc_conv_bwd_data(&desc.d, algo, pgy, pw, pgx, pws)
+        status = fc_conv_bwd_data(&desc.d, algo, pgy, pw, pgx, pws, pr)
     check(status)
 
 

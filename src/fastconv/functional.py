@@ -90,14 +90,15 @@ def workspace_bytes(spec: ConvSpec, pass_: int, algorithm: str = "auto") -> int:
     return _core.workspace_size(spec.desc(get_num_threads()), pass_, _algorithm_code(algorithm))
 
 
-def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray], post: int = 0) -> None:
+def _run(pass_: int, spec: ConvSpec, algo: int, *arrays: Optional[np.ndarray], post: int = 0,
+         relu_out: Optional[np.ndarray] = None) -> None:
     desc = spec.desc(get_num_threads())
     ws = _workspace.get(_core.workspace_size(desc, pass_, algo))
     a = arrays
     if pass_ == FWD:  # (x, w, bias, y)
         _core.conv_fwd(desc, algo, a[0], a[1], a[2], a[3], ws, post)  # type: ignore[arg-type]
     elif pass_ == BWD_DATA:  # (grad_y, w, grad_x)
-        _core.conv_bwd_data(desc, algo, a[0], a[1], a[2], ws)  # type: ignore[arg-type]
+        _core.conv_bwd_data(desc, algo, a[0], a[1], a[2], ws, relu_out)  # type: ignore[arg-type]
     else:  # (grad_y, x, grad_w, grad_bias)
         _core.conv_bwd_weights(desc, algo, a[0], a[1], a[2], a[3], ws)  # type: ignore[arg-type]
 
@@ -129,15 +130,16 @@ def _post_op(activation: Optional[str]) -> int:
 
 
 def _input_grad(spec: ConvSpec, algo: int, gy: np.ndarray, w: np.ndarray,
-                gx: Optional[np.ndarray] = None) -> np.ndarray:
-    """``gx`` (tests pass a NaN-poisoned one) must be C-contiguous of the input shape."""
+                gx: Optional[np.ndarray] = None, relu_out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``gx`` (tests pass a NaN-poisoned one) must be C-contiguous of the input shape, as
+    ``relu_out`` (x, when the gradient is returned through the ReLU that produced it)."""
     if gx is None:
         gx = np.empty(spec.input_shape, dtype=spec.dtype)
     if spec.is_empty:
         gx.fill(0)
         return gx
     _check_runs(spec, BWD_DATA, algo)
-    _run(BWD_DATA, spec, algo, gy, w, gx)
+    _run(BWD_DATA, spec, algo, gy, w, gx, relu_out=relu_out)
     return gx
 
 
@@ -246,6 +248,7 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
                     padding: Padding = 0, dilation: IntPair = 1, groups: int = 1, *, bias: bool = True,
                     algorithm: str = "auto", input_grad: bool = True,
                     out: Optional[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]] = None,
+                    through_relu: bool = False,
                     ) -> Tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
     """Gradients of ``conv2d`` with respect to its input, weight and bias.
 
@@ -263,6 +266,10 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
         As for ``conv2d``, chosen per pass when "auto".
     input_grad : bool, default True
         False skips the input gradient (``grad_x`` is None), as for a network's first layer.
+    through_relu : bool, default False
+        ``x`` is the output of a ReLU: ``grad_x`` is returned through that ReLU (zero where
+        ``x <= 0`` or NaN, as the ReLU's backward passes it on), applied where the kernels
+        store each tile of it when the implementation can (implicit GEMM), else in one pass.
     out : (grad_x, grad_weight, grad_bias), optional
         Arrays to write the results into (each C-contiguous, of its result's shape and
         dtype, or None for a new one), e.g. a layer's buffers kept across training steps.
@@ -287,7 +294,9 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     gw_buf = check_out(out_gw, spec.weight_shape, dtype, *inputs, gx_buf, name="out[1] (grad_weight)")
     gb_buf = check_out(out_gb, (spec.c_out,), dtype, *inputs, gx_buf, gw_buf, name="out[2] (grad_bias)") if bias else None
     gy, x, weight = as_operand(gy, dtype), as_operand(x, dtype), as_operand(weight, dtype)
-    gx = _input_grad(spec, algo, gy, weight, gx_buf) if input_grad else None
+    if not isinstance(through_relu, (bool, np.bool_)):
+        raise TypeError(f"through_relu must be a bool, got {type(through_relu).__name__}")
+    gx = _input_grad(spec, algo, gy, weight, gx_buf, x if through_relu else None) if input_grad else None
     gw, gb = _weight_grad(spec, algo, gy, x, bool(bias), gw_buf, gb_buf)
     return gx, gw, gb
 

@@ -15,7 +15,8 @@ the same thread count (threadpoolctl), though fastconv's step never calls it.
 The breakdown times every layer's forward and backward, the loss and the optimiser inside
 fastconv's step (a separate, instrumented run), the layers run as ``Sequential`` runs them:
 a Conv2D followed by a ReLU computes the ReLU in its forward (``conv2d(activation="relu")``),
-so that ReLU's forward shows next to nothing. A third contender, "numpy-user", is the
+and a Conv2D after a ReLU returns its input gradient through it, so those ReLUs show next to
+nothing. A third contender, "numpy-user", is the
 loop a user writes by hand: fastconv.conv2d/conv2d_backward for the convolutions and
 NumPy (``np.matmul``, ``np.maximum``) for the rest, showing its 2-thread speed-up too.
 """
@@ -29,7 +30,7 @@ import numpy as np
 
 import fastconv
 from fastconv import nn
-from fastconv.nn.model import relu_fuses
+from fastconv.nn.model import backward_layer, forward_layer
 
 from .threadctl import limit_threads
 
@@ -214,12 +215,7 @@ def breakdown(model: nn.Sequential, x: np.ndarray, y: np.ndarray, repeats: int =
             layers = model.layers
             for i, layer in enumerate(layers):
                 t0 = time.perf_counter()
-                if i > 0 and relu_fuses(layers[i - 1], layer):  # as Sequential runs it
-                    h = layer.take_relu_output(h)
-                elif i + 1 < len(layers) and relu_fuses(layer, layers[i + 1]):
-                    h = layer.forward_then_relu(h, training=True)  # the ReLU in its store
-                else:
-                    h = layer.forward(h, training=True)
+                h = forward_layer(layers, i, h, training=True)  # as Sequential runs it
                 acc[f"{type(layer).__name__} fwd"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             model.loss.forward(h, y)
@@ -228,10 +224,11 @@ def breakdown(model: nn.Sequential, x: np.ndarray, y: np.ndarray, repeats: int =
             first = model.layers[0]
             first.input_grad = False
             try:
-                for layer in reversed(model.layers):
+                through = False
+                for i in range(len(layers) - 1, -1, -1):
                     t0 = time.perf_counter()
-                    g = layer.backward(g)
-                    acc[f"{type(layer).__name__} bwd"] += time.perf_counter() - t0
+                    g, through = backward_layer(layers, i, g, through)
+                    acc[f"{type(layers[i]).__name__} bwd"] += time.perf_counter() - t0
             finally:
                 first.input_grad = True
             t0 = time.perf_counter()

@@ -140,6 +140,14 @@ class Activation(Layer):
         self._y = y
         return y
 
+    def passed_through(self, grad_output: np.ndarray) -> np.ndarray:
+        """For ``Activation("relu")``: the backward when the layer after it has returned its
+        input gradient through this ReLU already (``Conv2D.backward_through_relu``)."""
+        if self.activation.name != "relu":
+            raise ValueError(f"{self.name}: passed_through is for a relu activation, not {self.activation.name!r}")
+        self._need_forward(self._y, grad_output, getattr(self._y, "shape", ()))
+        return grad_output
+
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """``f'(x) * grad_output`` (the softmax Jacobian for softmax)."""
         self._need_forward(self._y, grad_output, getattr(self._y, "shape", ()))

@@ -332,6 +332,18 @@ class Conv2D(Layer):
         grad_x : ndarray
             Same shape and layout as the last forward input.
         """
+        return self._backward(grad_output, through_relu=False)
+
+    def backward_through_relu(self, grad_output: np.ndarray) -> Optional[np.ndarray]:
+        """``backward``, with grad_x returned through the ReLU whose output was this layer's
+        input (zero where the input is <= 0): the mask is applied where the kernels store
+        grad_x, and that ReLU layer's backward then passes the result on as it is (see
+        :meth:`Sequential.backward <fastconv.nn.Sequential.backward>`)."""
+        if not self._fuses_relu():
+            raise ValueError(f"{self.name}: backward_through_relu needs fastconv's kernels in channels_first")
+        return self._backward(grad_output, through_relu=True)
+
+    def _backward(self, grad_output: np.ndarray, through_relu: bool) -> Optional[np.ndarray]:
         self._need_forward(self._x, grad_output, self._y_shape or ())
         gy = self.activation.backward(np.asarray(grad_output, dtype=self.dtype), self._y)
         if self.data_format == "channels_last":
@@ -340,6 +352,7 @@ class Conv2D(Layer):
         extra = {"algorithm": self.algorithm} if takes_algorithm else {}
         if takes_algorithm:  # fastconv's kernels: skip grad_x for a first layer, reuse buffers
             extra["input_grad"] = self.input_grad
+            extra["through_relu"] = through_relu
             if self.reuse_buffers:
                 gx_buf = self._buffer("gx", self._x.shape, self.dtype) if self.input_grad else None
                 extra["out"] = (gx_buf, self._grad_buffer("kernel"), self._grad_buffer("bias"))

@@ -51,6 +51,12 @@ class ReLU(Layer):
         self._y = y
         return y
 
+    def passed_through(self, grad_output: np.ndarray) -> np.ndarray:
+        """The backward when the layer after it has returned its input gradient through this
+        ReLU already (``Conv2D.backward_through_relu``): ``grad_output`` as it is."""
+        self._need_forward(self._y, grad_output, getattr(self._y, "shape", ()))
+        return grad_output
+
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """``grad_output`` where the input was positive, 0 elsewhere."""
         cached = self._y if self._y is not None else self._mask
@@ -155,9 +161,28 @@ class MaxPool2D(Layer):
                                       self._buffer("y", shape, x.dtype), self._buffer("argmax", shape, np.int32))
         self._cache = None
         self._c_cache = (arg, x.shape)
+        self._x, self._y = x, y  # NCHW: for backward_through_relu (x: the input itself, never a copy)
         if self.data_format == "channels_last":
             return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
         return y
+
+    def fuses_relu_backward(self) -> bool:
+        """Whether the last forward ran the C kernel on NCHW (``backward_through_relu`` needs it)."""
+        return getattr(self, "_c_cache", None) is not None and self.data_format == "channels_first"
+
+    def backward_through_relu(self, grad_output: np.ndarray) -> np.ndarray:
+        """``backward``, returned through the ReLU whose output was this layer's input: a
+        window's maximum is that ReLU's output at the position the gradient goes to, so
+        the gradient is kept where the pooled output is > 0 before it is routed, a pass over
+        the pooled (a quarter-size) array instead of the ReLU's over the full one."""
+        if not self.fuses_relu_backward():
+            raise ValueError(f"{self.name}: backward_through_relu needs the C kernels' NCHW forward")
+        g = np.asarray(grad_output)
+        if _ops.native(g, self._y):
+            g = _ops.relu_backward(g, self._y, self._buffer("g_relu", g.shape, g.dtype))
+        else:
+            g = np.where(self._y > 0, g, 0).astype(g.dtype, copy=False)
+        return self.backward(g)
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Route each window's gradient to its first maximum (see :meth:`Layer.backward`)."""
