@@ -177,15 +177,45 @@ def test_sequential_conv_then_relu_matches_the_reference_layers(relu_kind, rng, 
         np.testing.assert_allclose(fused.gradients()[key], g, rtol=1e-4, atol=1e-5, err_msg=key)
 
 
-@pytest.mark.parametrize("relu_kind", ["layer", "activation"])
-def test_sequential_fused_is_bitwise_the_layer_by_layer_step(relu_kind, rng, monkeypatch):
+def _keras_net():
+    """The Keras MNIST example's shape: the ReLUs are the convs' own activations."""
+    return nn.Sequential([nn.Conv2D(8, 3, seed=1, activation="relu"), nn.MaxPool2D(2),
+                          nn.Conv2D(6, 3, seed=2, activation="relu"),
+                          nn.Conv2D(5, 3, padding="same", seed=3, activation="relu"), nn.MaxPool2D(2),
+                          nn.Flatten(), nn.Dense(10, seed=4)]).compile(optimizer="sgd")
+
+
+class _NoBackward:
+    """A layer's activation whose backward must not run (the layer after it applied it)."""
+
+    def __init__(self, act):
+        self._act = act
+        self.name = act.name
+
+    def forward(self, x):
+        return self._act.forward(x)
+
+    def forward_owned(self, x):
+        return self._act.forward_owned(x)
+
+    def backward(self, g, y):
+        raise AssertionError("the conv's own ReLU backward ran: the layer after it should have applied it")
+
+
+@pytest.mark.parametrize("style", ["layer", "activation", "keras"])
+def test_sequential_fused_is_bitwise_the_layer_by_layer_step(style, rng, monkeypatch):
     """Fusion changes where the ReLU runs, not what it computes: with the pairing turned off
     (every layer's own forward and backward), the same step gives the same bits."""
-    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((4, 3, 12, 12)).astype(np.float32)
     y = rng.integers(0, 10, 4)
-    fused, plain = _net(None, relu_kind), _net(None, relu_kind)
+    build = _keras_net if style == "keras" else (lambda: _net(None, style))
+    fused, plain = build(), build()
+    if style == "keras":  # every conv's ReLU is applied by the pool or conv after it
+        for i in (0, 2, 3):
+            monkeypatch.setattr(fused.layers[i], "activation", _NoBackward(fused.layers[i].activation))
     out_fused = fused.forward(x)
     fused.train_on_batch(x, y)
+    monkeypatch.undo()
     import fastconv.nn.model as model
     monkeypatch.setattr(model, "relu_fuses", lambda a, b: False)
     monkeypatch.setattr(model, "relu_feeds", lambda a, b: False)

@@ -343,9 +343,22 @@ class Conv2D(Layer):
             raise ValueError(f"{self.name}: backward_through_relu needs fastconv's kernels in channels_first")
         return self._backward(grad_output, through_relu=True)
 
-    def _backward(self, grad_output: np.ndarray, through_relu: bool) -> Optional[np.ndarray]:
+    def backward_after_relu(self, grad_output: np.ndarray, through_relu: bool = False) -> Optional[np.ndarray]:
+        """``backward`` for a layer with ``activation="relu"`` whose ReLU the layer after it has
+        applied to ``grad_output`` already (returning its own input gradient through it, see
+        :meth:`Sequential.backward <fastconv.nn.Sequential.backward>`); ``through_relu`` as
+        in :meth:`backward_through_relu`."""
+        if self.activation.name != "relu" or (through_relu and not self._fuses_relu()):
+            raise ValueError(f"{self.name}: backward_after_relu needs activation='relu' (and fastconv's "
+                             f"kernels in channels_first for through_relu)")
+        return self._backward(grad_output, through_relu=through_relu, activation_applied=True)
+
+    def _backward(self, grad_output: np.ndarray, through_relu: bool,
+                  activation_applied: bool = False) -> Optional[np.ndarray]:
         self._need_forward(self._x, grad_output, self._y_shape or ())
-        gy = self.activation.backward(np.asarray(grad_output, dtype=self.dtype), self._y)
+        gy = np.asarray(grad_output, dtype=self.dtype)
+        if not activation_applied:
+            gy = self.activation.backward(gy, self._y)
         if self.data_format == "channels_last":
             gy = np.ascontiguousarray(gy.transpose(0, 3, 1, 2))
         mod, takes_algorithm = self._kernels()

@@ -37,11 +37,20 @@ def relu_fuses(layer: Layer, nxt: Layer) -> bool:
     return _is_relu(nxt) and layer._fuses_relu()
 
 
+def _relu_output(layer: Layer) -> Optional[np.ndarray]:
+    """``layer``'s last output when it is a ReLU's: a ReLU layer's, or a Conv2D's with
+    ``activation="relu"``; else None."""
+    if _is_relu(layer) or (type(layer) is Conv2D and layer.activation.name == "relu"):
+        return getattr(layer, "_y", None)
+    return None
+
+
 def relu_feeds(relu: Layer, layer: Layer) -> bool:
-    """Whether ``layer``'s last forward input was exactly ``relu``'s last output (the same
-    array), so that ``layer`` can return its input gradient through that ReLU."""
-    y = getattr(relu, "_y", None)
-    if y is None or not _is_relu(relu) or y is not getattr(layer, "_x", None):
+    """Whether ``layer``'s last forward input was exactly the last output of ``relu`` (a
+    ReLU layer, or a Conv2D with a ReLU activation: the same array), so that ``layer`` can
+    return its input gradient through that ReLU."""
+    y = _relu_output(relu)
+    if y is None or y is not getattr(layer, "_x", None):
         return False
     if type(layer) is Conv2D:
         return layer.input_grad and layer._fuses_relu()
@@ -62,12 +71,16 @@ def backward_layer(layers: Sequence[Layer], i: int, grad: np.ndarray,
                    through: bool) -> Tuple[Optional[np.ndarray], bool]:
     """Layer ``i``'s backward as ``Sequential`` runs it (last layer first): a Conv2D or
     MaxPool2D whose input was a ReLU's output returns its input gradient through that ReLU,
-    which then passes it on. ``through``: the layer after this one did that (from the previous call);
+    which then passes it on (a ReLU layer), or skips its own ReLU activation's backward (a
+    Conv2D). ``through``: the layer after this one did that (from the previous call);
     returns the gradient and ``through`` for the next call."""
     layer = layers[i]
+    feeds = i > 0 and relu_feeds(layers[i - 1], layer)
+    if through and not _is_relu(layer):  # a Conv2D whose ReLU activation was applied
+        return layer.backward_after_relu(grad, through_relu=feeds), feeds
     if through:
         return layer.passed_through(grad), False
-    if i > 0 and relu_feeds(layers[i - 1], layer):
+    if feeds:
         return layer.backward_through_relu(grad), True
     return layer.backward(grad), False
 
