@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "nn/nn_ops.h"
 #include "threads.h"
 
 /* Below this many multiply-adds a call runs on the calling thread: waking a team costs
@@ -222,46 +223,21 @@ void fc_bias_add_bt_share(int dtype, const void *bt, int64_t pixels, int64_t ldb
         bias_add_columns_f32((const float *)bt, pixels, ldb, k0, k1, (float *)gb_g, first);
 }
 
-#define DEFINE_RELU_ROWS(REAL, SFX)                                                        \
-    static void relu_rows_##SFX(REAL *y, int64_t ld, int64_t count, int64_t len)           \
-    {                                                                                      \
-        for (int64_t r = 0; r < count; r++) {                                              \
-            REAL *restrict row = y + r * ld;                                               \
-            for (int64_t j = 0; j < len; j++) {                                            \
-                const REAL v = row[j];                                                     \
-                row[j] = (v > 0 || v != v) ? v : (REAL)0;                                  \
-            }                                                                              \
-        }                                                                                  \
-    }
-DEFINE_RELU_ROWS(float, f32)
-DEFINE_RELU_ROWS(double, f64)
-
+/* Row loops over nn_ops.c's ReLU (one elementwise rule, cloned per ISA there). */
 void fc_relu_rows(int dtype, void *y, int64_t ld, int64_t count, int64_t len)
 {
-    if (dtype == FC_F64)
-        relu_rows_f64((double *)y, ld, count, len);
-    else
-        relu_rows_f32((float *)y, ld, count, len);
-}
-
-#define DEFINE_RELU_MASK_ROWS(REAL, SFX)                                                   \
-    static void relu_mask_rows_##SFX(REAL *y, const REAL *r, int64_t ld, int64_t count,    \
-                                     int64_t len)                                          \
-    {                                                                                      \
-        for (int64_t i = 0; i < count; i++) {                                              \
-            REAL *restrict row = y + i * ld;                                               \
-            const REAL *restrict m = r + i * ld;                                           \
-            for (int64_t j = 0; j < len; j++)                                              \
-                row[j] = m[j] > 0 ? row[j] : (REAL)0;                                      \
-        }                                                                                  \
+    const size_t es = fc_elem_size(dtype);
+    for (int64_t r = 0; r < count; r++) {
+        char *row = (char *)y + (size_t)(r * ld) * es;
+        fc_relu_fwd_serial(dtype, len, row, row);
     }
-DEFINE_RELU_MASK_ROWS(float, f32)
-DEFINE_RELU_MASK_ROWS(double, f64)
+}
 
 void fc_relu_mask_rows(int dtype, void *y, const void *r, int64_t ld, int64_t count, int64_t len)
 {
-    if (dtype == FC_F64)
-        relu_mask_rows_f64((double *)y, (const double *)r, ld, count, len);
-    else
-        relu_mask_rows_f32((float *)y, (const float *)r, ld, count, len);
+    const size_t es = fc_elem_size(dtype);
+    for (int64_t i = 0; i < count; i++) {
+        char *row = (char *)y + (size_t)(i * ld) * es;
+        fc_relu_bwd_serial(dtype, len, row, (const char *)r + (size_t)(i * ld) * es, row);
+    }
 }

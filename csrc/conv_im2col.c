@@ -212,9 +212,8 @@ static void im2col_fwd(const fc_conv_desc *d, const void *x_, const void *w_, co
                             fc_im2col_tile(d, rng, x_g, i0, rows, k, k + 1, cols_shared);
                     }
                     fwd_tile_gemm(d, &p, w, bias, y, x, cols_shared, n, g, i0, rows, gemm_shared, 1);
-                    if (relu) { /* the team's GEMM has no barrier at its end */
+                    if (relu) { /* after the team's GEMM, which ends with a barrier */
                         char *y_t = y + (size_t)((n * d->c_out + g * p.kg) * p.plane + i0 * d->ow) * es;
-#pragma omp barrier
 #pragma omp for schedule(static)
                         for (int64_t k = 0; k < p.kg; k++)
                             fc_relu_rows(d->dtype, y_t + (size_t)(k * p.plane) * es, 0, 1, rows * d->ow);

@@ -213,27 +213,62 @@ def test_sequential_fused_is_bitwise_the_layer_by_layer_step(style, rng, monkeyp
     if style == "keras":  # every conv's ReLU is applied by the pool or conv after it
         for i in (0, 2, 3):
             monkeypatch.setattr(fused.layers[i], "activation", _NoBackward(fused.layers[i].activation))
-    out_fused = fused.forward(x)
-    fused.train_on_batch(x, y)
+    outs_fused = [fused.forward(x)]
+    for _ in range(2):  # a second step: kept buffers and identities of the first must not leak
+        fused.train_on_batch(x, y)
+        outs_fused.append(fused.forward(x))
     monkeypatch.undo()
     import fastconv.nn.model as model
     monkeypatch.setattr(model, "relu_fuses", lambda a, b: False)
     monkeypatch.setattr(model, "relu_feeds", lambda a, b: False)
-    np.testing.assert_array_equal(plain.forward(x), out_fused)
-    plain.train_on_batch(x, y)
+    monkeypatch.setattr(nn.Conv2D, "_fuses_relu", lambda self: False)  # activation="relu" too
+    np.testing.assert_array_equal(plain.forward(x), outs_fused[0])
+    for step in range(2):
+        plain.train_on_batch(x, y)
+        np.testing.assert_array_equal(plain.forward(x), outs_fused[step + 1])
     for key, g in plain.gradients().items():
         np.testing.assert_array_equal(fused.gradients()[key], g, err_msg=key)
 
 
-def test_maxpool_backward_through_relu_is_the_relu_backward_after_it(rng):
-    x = np.maximum(rng.standard_normal((3, 4, 9, 8)), 0).astype(np.float32)  # zeros: ties
-    x[0, 0, :2, :2] = 0  # a window of zeros: its gradient stops at the ReLU
-    g = rng.standard_normal((3, 4, 4, 4)).astype(np.float32)
-    fused, plain = nn.MaxPool2D(2), nn.MaxPool2D(2)
-    np.testing.assert_array_equal(fused.forward(x), plain.forward(x))
+@pytest.mark.parametrize("pool, strides, padding", [(2, None, "valid"), (3, 2, "same"), (3, 1, "valid")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_backward_through_relu_is_the_relu_backward_after_it(pool, strides, padding, dtype, rng):
+    x = np.maximum(rng.standard_normal((3, 4, 9, 8)), 0).astype(dtype)  # zeros: ties
+    x[0, 0, :3, :3] = 0  # windows of zeros: their gradient stops at the ReLU
+    fused = nn.MaxPool2D(pool, strides=strides, padding=padding)
+    plain = nn.MaxPool2D(pool, strides=strides, padding=padding)
+    out = fused.forward(x)
+    np.testing.assert_array_equal(out, plain.forward(x))
+    g = rng.standard_normal(out.shape).astype(dtype)
     expected = np.where(x > 0, plain.backward(g), 0)
     np.testing.assert_array_equal(fused.backward_through_relu(g), expected)
-    assert expected[0, 0, :2, :2].sum() == 0 and np.count_nonzero(expected) > 0
+    assert expected[0, 0, 0, 0] == 0 and np.count_nonzero(expected) > 0
+    with pytest.raises(ValueError, match="shape"):
+        fused.backward_through_relu(np.ones((3, 4, out.shape[2] + 1, out.shape[3]), dtype))
+
+
+def test_layers_that_do_not_pair_with_a_relu():
+    """Pairing needs a fastconv NCHW Conv2D (or MaxPool2D) right next to the very ReLU array."""
+    import fastconv.nn.model as model
+    x = np.maximum(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), 0).astype(np.float32)
+    nhwc = nn.Conv2D(4, 3, data_format="channels_last")
+    ref_conv = nn.Conv2D(4, 3, kernels="reference")
+    tanh_conv = nn.Conv2D(4, 3, activation="tanh")
+    relu = nn.ReLU()
+    assert not model.relu_fuses(nhwc, relu) and not model.relu_fuses(ref_conv, relu)
+    assert not model.relu_fuses(tanh_conv, relu) and not model.relu_fuses(nn.Dropout(0.5), relu)
+    conv = nn.Conv2D(4, 3)
+    h = relu.forward(x)
+    conv.forward(h)
+    assert model.relu_feeds(relu, conv)
+    conv.forward(h.copy())  # the same values in another array: not the ReLU's output
+    assert not model.relu_feeds(relu, conv)
+    conv.input_grad = False  # a first layer computes no input gradient to mask
+    conv.forward(h)
+    assert not model.relu_feeds(relu, conv)
+    pool_nhwc = nn.MaxPool2D(2, data_format="channels_last")
+    pool_nhwc.forward(h)
+    assert not model.relu_feeds(relu, pool_nhwc)
 
 
 def test_forward_then_relu_needs_a_linear_fastconv_layer():

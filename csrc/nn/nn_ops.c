@@ -90,6 +90,22 @@ int fc_relu_fwd(int dtype, int64_t n, const void *x, void *y, int nthreads)
     return FC_OK;
 }
 
+void fc_relu_fwd_serial(int dtype, int64_t n, const void *x, void *y)
+{
+    if (dtype == FC_F64)
+        relu_fwd_double(0, n, (const double *)x, (double *)y);
+    else
+        relu_fwd_float(0, n, (const float *)x, (float *)y);
+}
+
+void fc_relu_bwd_serial(int dtype, int64_t n, const void *gy, const void *y, void *gx)
+{
+    if (dtype == FC_F64)
+        relu_bwd_double(0, n, (const double *)gy, (const double *)y, (double *)gx);
+    else
+        relu_bwd_float(0, n, (const float *)gy, (const float *)y, (float *)gx);
+}
+
 int fc_relu_bwd(int dtype, int64_t n, const void *gy, const void *y, void *gx, int nthreads)
 {
     if (dtype == FC_F32)

@@ -20,6 +20,10 @@
 int fc_relu_fwd(int dtype, int64_t n, const void *x, void *y, int nthreads);
 /* gx = gy where y > 0, else 0 (y: the forward's output). gx may be gy. */
 int fc_relu_bwd(int dtype, int64_t n, const void *gy, const void *y, void *gx, int nthreads);
+/* The same two on the calling thread (inside a kernel's own parallel region: a tile it has
+   just stored). x == y and gy == gx are allowed. */
+void fc_relu_fwd_serial(int dtype, int64_t n, const void *x, void *y);
+void fc_relu_bwd_serial(int dtype, int64_t n, const void *gy, const void *y, void *gx);
 
 /* Max pooling of `planes` planes of h x w into oh x ow windows of ph x pw taps, strides
    sh x sw, with pad_top/pad_left rows/columns of -inf before the image (and whatever the

@@ -202,8 +202,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
         C-contiguous array of the output shape and result dtype to write into.
     activation : None or "relu"
         "relu" returns ``max(y, 0)`` (NaN stays NaN), applied where the kernels store y
-        when the implementation can (implicit GEMM), else in one pass over y: a conv layer
-        followed by ReLU then reads and writes its output once.
+        when the implementation can (implicit GEMM, explicit im2col, gemm_1x1), else in
+        one pass over y: a conv layer followed by ReLU then reads and writes its output once.
 
     Returns
     -------
@@ -269,7 +269,8 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     through_relu : bool, default False
         ``x`` is the output of a ReLU: ``grad_x`` is returned through that ReLU (zero where
         ``x <= 0`` or NaN, as the ReLU's backward passes it on), applied where the kernels
-        store each tile of it when the implementation can (implicit GEMM), else in one pass.
+        store each tile of it when the implementation can (implicit GEMM), else in one
+        pass over it.
     out : (grad_x, grad_weight, grad_bias), optional
         Arrays to write the results into (each C-contiguous, of its result's shape and
         dtype, or None for a new one), e.g. a layer's buffers kept across training steps.

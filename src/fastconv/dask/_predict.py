@@ -13,7 +13,7 @@ __all__ = ["predict", "output_shape", "skeleton"]
 
 
 # Per-forward caches of the layers and the loss: dropped from the copy sent to the workers.
-_CACHES = ("_x", "_mask", "_cache", "_backend", "_y_shape", "_shape", "_probs", "_target")
+_CACHES = ("_x", "_y", "_mask", "_cache", "_c_cache", "_backend", "_y_shape", "_shape", "_probs", "_target")
 
 
 def skeleton(model):

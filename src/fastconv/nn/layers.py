@@ -161,7 +161,8 @@ class MaxPool2D(Layer):
                                       self._buffer("y", shape, x.dtype), self._buffer("argmax", shape, np.int32))
         self._cache = None
         self._c_cache = (arg, x.shape)
-        self._x, self._y = x, y  # NCHW: for backward_through_relu (x: the input itself, never a copy)
+        # for backward_through_relu (NCHW only: x is then the input itself, never a copy)
+        self._x, self._y = (x, y) if self.data_format == "channels_first" else (None, None)
         if self.data_format == "channels_last":
             return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
         return y
@@ -178,6 +179,7 @@ class MaxPool2D(Layer):
         if not self.fuses_relu_backward():
             raise ValueError(f"{self.name}: backward_through_relu needs the C kernels' NCHW forward")
         g = np.asarray(grad_output)
+        self._need_forward(self._y, g, self._y.shape)  # before the mask reads self._y
         if _ops.native(g, self._y):
             g = _ops.relu_backward(g, self._y, self._buffer("g_relu", g.shape, g.dtype))
         else:
