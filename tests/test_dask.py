@@ -189,6 +189,29 @@ def test_backward_without_bias_and_numpy_grad_output(rng):
     np.testing.assert_allclose(gw.compute(), e[1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", [CASES[1], CASES[4], CASES[7]])
+def test_relu_post_op_and_through_relu_match_the_in_memory_calls(rng, case):
+    """activation="relu" per output chunk, bitwise the in-memory call; through_relu masks the
+    complete (halo-summed) input gradient: exactly the plain dask gradient where x > 0."""
+    x, w, b, kw = _problem(rng, case)
+    x = np.maximum(x, 0)  # a ReLU's output
+    xd = da.from_array(x, chunks=(2, 4, (5, 9, 9), (7, 4, 8)))
+    expected = fastconv.conv2d(x, w, b, **kw, algorithm="im2col", activation="relu")
+    got = fd.conv2d(xd, w, b, **kw, algorithm="im2col", activation="relu").compute(scheduler="sync")
+    assert np.array_equal(got, expected) and (got == 0).any()
+    gy = rng.standard_normal(expected.shape).astype(np.float32)
+    plain = fd.conv2d_backward(gy, xd, w, **kw, algorithm="im2col")
+    fused = fd.conv2d_backward(gy, xd, w, **kw, algorithm="im2col", through_relu=True)
+    assert fused[0].chunks == xd.chunks
+    p, f = dask.compute(plain, fused, scheduler="sync")
+    assert np.array_equal(f[0], np.where(x > 0, p[0], 0))
+    assert np.array_equal(f[1], p[1]) and np.array_equal(f[2], p[2])
+    with pytest.raises(ValueError, match="activation must be None or 'relu'"):
+        fd.conv2d(xd, w, b, **kw, activation="tanh")
+    with pytest.raises(TypeError, match="through_relu must be a bool"):
+        fd.conv2d_backward(gy, xd, w, **kw, through_relu="yes")
+
+
 # ----------------------------------------------------------------------------- signal
 
 @pytest.mark.parametrize("mode", ["full", "valid", "same"])

@@ -111,13 +111,20 @@ def _sub_input(xb: np.ndarray, ph: AxisPiece, pw: AxisPiece):
 
 # ----------------------------------------------------------------------------- block tasks
 
-def _forward_block(xb, weight, bias, *, plans, conv, algorithm, threads_per_task, out_dtype, block_id=None):
+def _forward_block(xb, weight, bias, *, plans, conv, algorithm, activation, threads_per_task, out_dtype,
+                   block_id=None):
     ph, pw = plans[0].pieces[block_id[2]], plans[1].pieces[block_id[3]]
     if ph.n_out == 0 or pw.n_out == 0 or xb.shape[0] == 0:
         return np.zeros((xb.shape[0], weight.shape[0], ph.n_out, pw.n_out), out_dtype)
     sub, pads = _sub_input(xb, ph, pw)
     with task_threads(threads_per_task):
-        return F.conv2d(sub, weight, bias, conv[0], pads, conv[1], conv[2], algorithm=algorithm)
+        return F.conv2d(sub, weight, bias, conv[0], pads, conv[1], conv[2], algorithm=algorithm,
+                        activation=activation)
+
+
+def _relu_mask_block(gb, xb):
+    """grad where x > 0, else 0: the ReLU's backward (as fastconv's)."""
+    return np.where(xb > 0, gb, np.zeros((), gb.dtype))
 
 
 def _input_grad_block(gyb, weight, *, plans, conv, algorithm, threads_per_task, c_in, out_dtype, block_id=None):
@@ -183,7 +190,7 @@ def _setup(x, weight, bias, stride, padding, dilation, groups, rechunk, extra_dt
 
 def conv2d(x, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: IntPair = 1, padding: Padding = 0,
            dilation: IntPair = 1, groups: int = 1, *, algorithm: str = "auto", rechunk: bool = True,
-           threads_per_task: Optional[int] = None):
+           threads_per_task: Optional[int] = None, activation: Optional[str] = None):
     """``fastconv.conv2d`` of a dask array chunked along N, H and W; lazy.
 
     Parameters
@@ -193,7 +200,7 @@ def conv2d(x, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: Int
     weight : ndarray, shape (C_out, C_in/groups, kh, kw)
         In memory (sent whole to every task).
     bias : ndarray, shape (C_out,), optional
-    stride, padding, dilation, groups, algorithm
+    stride, padding, dilation, groups, algorithm, activation
         As for :func:`fastconv.conv2d`, including "same" and asymmetric padding; the
         padding is applied at the image border only.
     rechunk : bool, default True
@@ -219,19 +226,20 @@ def conv2d(x, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: Int
         kernel larger than the padded image, and every error of ``fastconv.conv2d``.
     """
     F._algorithm_code(algorithm)
+    F._post_op(activation)  # its ValueError now, not in a task
     x, weight, bias, spec, plans = _setup(x, weight, bias, stride, padding, dilation, groups, rechunk)
     xo = _overlapped(x, *plans)
     chunks = (x.chunks[0], (spec.c_out,), plans[0].out_chunks, plans[1].out_chunks)
     return xo.map_blocks(
         _forward_block, weight, bias, plans=plans, conv=(spec.stride, spec.dilation, spec.groups),
-        algorithm=algorithm, threads_per_task=threads_per_task, out_dtype=spec.dtype,
+        algorithm=algorithm, activation=activation, threads_per_task=threads_per_task, out_dtype=spec.dtype,
         dtype=spec.dtype, chunks=chunks, meta=np.empty((0, 0, 0, 0), spec.dtype), token="fastconv-conv2d")
 
 
 def conv2d_backward(grad_output, x, weight: np.ndarray, stride: IntPair = 1, padding: Padding = 0,
                     dilation: IntPair = 1, groups: int = 1, *, bias: bool = True, algorithm: str = "auto",
                     rechunk: bool = True, split_every: Optional[int] = 4,
-                    threads_per_task: Optional[int] = None):
+                    threads_per_task: Optional[int] = None, through_relu: bool = False):
     """Gradients of :func:`conv2d` for dask arrays: ``(grad_x, grad_weight, grad_bias)``, lazy.
 
     Parameters
@@ -246,6 +254,10 @@ def conv2d_backward(grad_output, x, weight: np.ndarray, stride: IntPair = 1, pad
         Fan-in of the tree that sums the per-chunk weight and bias gradients
         (``dask.array.sum``'s ``split_every``); the tree's shape depends only on the
         chunking, so the result does not depend on the scheduler.
+    through_relu : bool, default False
+        As for :func:`fastconv.conv2d_backward`: ``x`` is a ReLU's output and ``grad_x``
+        is returned through it. Applied per chunk after the halos are summed (a chunk's
+        input gradient is complete only then), so not in the kernels' store.
 
     Returns
     -------
@@ -255,6 +267,8 @@ def conv2d_backward(grad_output, x, weight: np.ndarray, stride: IntPair = 1, pad
     grad_bias : dask.array.Array of shape (C_out,), or None when ``bias`` is False
     """
     F._algorithm_code(algorithm)
+    if not isinstance(through_relu, (bool, np.bool_)):
+        raise TypeError(f"through_relu must be a bool, got {type(through_relu).__name__}")
     import dask.array as da
 
     gy_dtype = {"grad_output": grad_output} if hasattr(grad_output, "dtype") else {}
@@ -286,6 +300,9 @@ def conv2d_backward(grad_output, x, weight: np.ndarray, stride: IntPair = 1, pad
         chunks[axis] = plan.in_chunks
         z = zo.map_blocks(_fold_block, axis=axis, halo=plan.halo, own_chunks=plan.in_chunks,
                           chunks=tuple(chunks), dtype=spec.dtype, meta=meta4, token="fastconv-fold-halo")
+    if through_relu:  # on the folded (complete) chunks, which x's chunks match
+        z = da.map_blocks(_relu_mask_block, z, x.rechunk(z.chunks), dtype=spec.dtype, meta=meta4,
+                          token="fastconv-through-relu")
     grad_x = z if z.chunks == original_chunks else z.rechunk(original_chunks)
 
     # weight and bias gradients: one packed vector per block, summed by a fixed tree
