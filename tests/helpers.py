@@ -15,7 +15,7 @@ bias).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +27,31 @@ from fastconv import reference as ref
 DEFAULT_C = 16.0
 
 F64 = np.float64
+
+
+class ConvCase(NamedTuple):
+    """One named convolution problem of a test table: NCHW input, C_out, kernel (kh, kw) and
+    the conv options (as ``fastconv.conv2d`` takes them)."""
+
+    name: str
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    k: Tuple[int, int] = (1, 1)
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+    stride: object = 1
+
+    @property
+    def x_shape(self):
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def w_shape(self):
+        return (self.c_out, self.c_in // self.groups, *self.k)
 
 
 def eps(dtype) -> float:

@@ -16,8 +16,6 @@ poisoned with NaN and the workspace with 0xFF bytes; results must be bitwise equ
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
-
 import numpy as np
 import pytest
 
@@ -26,7 +24,7 @@ from fastconv import _core
 from fastconv import functional as F
 from fastconv import reference as ref
 from fastconv._spec import make_spec
-from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
+from helpers import (ConvCase, assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
                      ref_forward, ref_input_grad, ref_weight_grad)
 
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
@@ -34,26 +32,7 @@ PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
 IM2COL = F.ALGORITHMS["im2col"]
 
 
-class Case(NamedTuple):
-    name: str
-    n: int
-    c_in: int
-    h: int
-    w: int
-    c_out: int
-    k: Tuple[int, int]
-    padding: object = 0
-    dilation: object = 1
-    groups: int = 1
-    stride: object = 1
-
-    @property
-    def x_shape(self):
-        return (self.n, self.c_in, self.h, self.w)
-
-    @property
-    def w_shape(self):
-        return (self.c_out, self.c_in // self.groups, *self.k)
+Case = ConvCase
 
 
 CASES = [

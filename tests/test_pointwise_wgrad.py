@@ -13,8 +13,6 @@ a vector; outputs NaN-poisoned, the workspace 0xFF-filled, results bitwise equal
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 
@@ -22,29 +20,14 @@ import fastconv
 from fastconv import _core
 from fastconv import functional as F
 from fastconv._spec import make_spec
-from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
+from helpers import (ConvCase, assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
                      ref_weight_grad)
 
 BWD_WEIGHTS = 2
 GEMM_1X1 = F.ALGORITHMS["gemm_1x1"]
 
 
-class Case(NamedTuple):
-    name: str
-    n: int
-    c_in: int
-    h: int
-    w: int
-    c_out: int
-    groups: int = 1
-
-    @property
-    def x_shape(self):
-        return (self.n, self.c_in, self.h, self.w)
-
-    @property
-    def w_shape(self):
-        return (self.c_out, self.c_in // self.groups, 1, 1)
+Case = ConvCase  # 1x1 kernels, unpadded, stride 1
 
 
 # All take the micro-kernel path on AVX2 and AVX-512 (test_shapes_take_the_path checks it).
@@ -52,8 +35,8 @@ CASES = [
     Case("expand", 3, 24, 9, 11, 144),             # grad_y broadcast, x^T packed
     Case("projection", 3, 144, 7, 9, 24),          # x broadcast, grad_y^T packed
     Case("rows_not_filling_the_tile", 2, 48, 5, 7, 100),  # 100 rows: 12.5 tiles of 8 (16.7 of 6)
-    Case("groups", 2, 96, 6, 6, 192, 2),           # 48 -> 96 channels per group
-    Case("groups_projection", 2, 192, 6, 5, 96, 4),
+    Case("groups", 2, 96, 6, 6, 192, groups=2),           # 48 -> 96 channels per group
+    Case("groups_projection", 2, 192, 6, 5, 96, groups=4),
     Case("image_smaller_than_a_vector", 4, 48, 2, 3, 64),
     Case("several_pixel_chunks", 1, 24, 160, 160, 48),  # a 25600-pixel panel exceeds half of any L2
 ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -31,7 +30,8 @@ import fastconv
 from fastconv import functional as F
 from fastconv import reference as ref
 from fastconv._spec import make_spec
-from helpers import eps, nan_filled, poison_workspace, ref_bias_grad, ref_forward, ref_input_grad, ref_weight_grad
+from helpers import (ConvCase, eps, nan_filled, poison_workspace, ref_bias_grad, ref_forward, ref_input_grad,
+                     ref_weight_grad)
 
 FWD, BWD_DATA, BWD_WEIGHTS = F.FWD, F.BWD_DATA, F.BWD_WEIGHTS
 PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
@@ -52,15 +52,10 @@ def assert_within_winograd_bound(actual, expected, bound_terms, dtype, m, what):
     assert err <= limit, f"{what}: max error {err!r} > {WINOGRAD_C[m]} * eps * max bound = {limit!r}"
 
 
-class Case(NamedTuple):
-    name: str
-    n: int
-    c_in: int
-    h: int
-    w: int
-    c_out: int
-    padding: object = 1
-    groups: int = 1
+def Case(name: str, n: int, c_in: int, h: int, w: int, c_out: int, padding: object = 1,
+         groups: int = 1) -> ConvCase:
+    """A 3x3, stride-1, dilation-1 problem (what Winograd takes)."""
+    return ConvCase(name, n, c_in, h, w, c_out, (3, 3), padding, 1, groups)
 
 
 CASES = [
@@ -79,10 +74,9 @@ CASES = [
 IDS = [c.name for c in CASES]
 
 
-def make_data(rng, case: Case, dtype):
-    w_shape = (case.c_out, case.c_in // case.groups, 3, 3)
-    spec = make_spec((case.n, case.c_in, case.h, case.w), w_shape, 1, case.padding, 1, case.groups,
-                     np.dtype(dtype))
+def make_data(rng, case: ConvCase, dtype):
+    w_shape = case.w_shape
+    spec = make_spec(case.x_shape, w_shape, 1, case.padding, 1, case.groups, np.dtype(dtype))
     x = rng.standard_normal(spec.input_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(case.c_out).astype(dtype)
