@@ -123,6 +123,67 @@ def test_interleaved_measurement_rotates_and_counts():
     assert "".join(order[3:]) == "aaabbbccc" + "bbbcccaaa" + "cccaaabbb"
 
 
+def _fake_probe(rates):
+    """A probe reading the given GFLOP/s rates in turn; records (threads, seconds) per call."""
+    calls = []
+
+    def probe(threads, seconds):
+        calls.append((threads, seconds))
+        return rates[min(len(calls), len(rates)) - 1]
+    return probe, calls
+
+
+def test_capacity_gate_waits_for_the_machine_then_lets_the_block_run():
+    probe, calls = _fake_probe([50.0, 84.0, 86.0])
+    gate = peak.CapacityGate(2, 100.0, threshold=0.85, probe_s=0.01, pause_s=0.0, quiet_s=0.0, probe=probe)
+    assert gate() is True
+    assert calls == [(2, 0.01)] * 3                      # 50 and 84 are below 85 % of 100
+    assert gate() is True and len(calls) == 4            # the machine is back: one probe
+    st = gate.stats()
+    assert (st["checks"], st["waited"], st["short"]) == (2, 1, 0)
+
+
+def test_capacity_gate_gives_up_after_max_wait_and_counts_the_block_short():
+    probe, calls = _fake_probe([10.0])
+    gate = peak.CapacityGate(1, 100.0, pause_s=0.001, max_wait_s=0.02, quiet_s=0.0, probe=probe)
+    assert gate() is False
+    assert len(calls) >= 2
+    st = gate.stats()
+    assert (st["checks"], st["waited"], st["short"]) == (1, 1, 1) and st["waited_s"] >= 0.02
+
+
+@pytest.mark.parametrize("kw, match", [({"reference": 0.0}, "reference"), ({"threshold": 1.5}, "threshold"),
+                                       ({"threshold": 0.0}, "threshold")])
+def test_capacity_gate_rejects_bad_settings(kw, match):
+    args = {"threads": 1, "reference": 100.0, **kw}
+    with pytest.raises(ValueError, match=match):
+        peak.CapacityGate(**args)
+
+
+def test_interleaved_measurement_gates_every_block():
+    order = []
+    contenders = [Contender(name, lambda name=name: order.append(name)) for name in "ab"]
+
+    def gate():
+        order.append("G")
+        return True
+    measure_interleaved(contenders, repeats=4, warmup=0, min_sample_s=0.0, settle_s=0.0, rounds=2, gate=gate)
+    # calibration calls, then each block: the gate, a waking call, 2 samples
+    assert "".join(order[2:]) == "GaaaGbbb" + "GbbbGaaa"
+
+
+def test_run_figure_records_what_the_gate_did():
+    from fastconv.bench.timing import run_figure
+    probe, calls = _fake_probe([100.0])
+    gate = peak.CapacityGate(1, 100.0, pause_s=0.0, quiet_s=0.0, probe=probe)
+    torch = import_torch()
+    r = run_figure(select(["tiny"])[0], "fwd", 1, torch=torch, repeats=1, warmup=0, min_sample_s=0.0,
+                   settle_s=0.0, gate=gate)
+    blocks = 3 if torch is not None else 2      # one round: a block per contender
+    assert r.gate["checks"] == blocks + 1 == len(calls)  # and the back-to-back check
+    assert r.gate["waited"] == r.gate["short"] == 0
+
+
 def test_openblas_warning(monkeypatch):
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
@@ -143,10 +204,12 @@ def test_cli_end_to_end(tmp_path, capsys):
     path = tmp_path / "bench.json"
     status = cli.main(["--shapes", "tiny", "--custom", "1,2,6,6,2,3,1,0,1,1,f64", "--threads", "1",
                        "--repeats", "1", "--warmup", "1", "--min-sample-ms", "0", "--settle-ms", "0",
-                       "--peak-seconds", "0.005", "--no-progress", "--json", str(path)])
+                       "--peak-seconds", "0.005", "--no-progress", "--capacity-gate", "0",
+                       "--json", str(path)])
     assert status == 0
     out = capsys.readouterr().out
     assert "FMA peak" in out and "geometric mean of numpy_time / fastconv_time" in out
+    assert "capacity gate: off" in out
     doc = json.loads(path.read_text())
     assert set(doc) == {"schema", "environment", "peak_gflops", "settings", "results", "summary"}
     for key in ("command", "fastconv_version", "numpy_version", "torch_version", "isa", "threads", "cpu"):
@@ -160,6 +223,7 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert r["algorithm"] in ("direct", "im2col") and r["ms"]["fastconv"] > 0 and r["ratio_numpy"] > 0
         assert max(r["max_rel_diff"].values()) < 1e-3
     assert {r["shape"] for r in doc["results"]} == {"tiny", "custom1"}
+    assert all(r["gate"] is None for r in doc["results"]) and doc["settings"]["capacity_gate"] == 0
     assert set(doc["summary"]["geomean_ratio_numpy"]) == {"all", "1"}
     assert doc["summary"]["mismatches"] == []
 
@@ -174,7 +238,8 @@ def test_progress_without_tqdm(monkeypatch, capsys):
 
 
 def test_cli_rejects_bad_arguments():
-    for argv in (["--shapes", "nope"], ["--passes", "sideways"], ["--threads", "0"]):
+    for argv in (["--shapes", "nope"], ["--passes", "sideways"], ["--threads", "0"], ["--capacity-gate", "1.5"],
+                 ["--capacity-gate", "-0.1"]):
         with pytest.raises(SystemExit):
             cli.main(argv)
 

@@ -38,6 +38,9 @@ def test_cli_train_runs(capsys):
                  "--rounds", "1", "--peak-seconds", "0.01"]) == 0
     out = capsys.readouterr().out
     assert "FMA peak" in out and "malloc" in out and "mnist_cnn" in out
+    # the gate (on by default) checked every timed block: 3 contenders x 1 round + the plain loop
+    line = next(ln for ln in out.splitlines() if ln.startswith("capacity gate:"))
+    assert " of 4 timed blocks waited" in line
 
 
 def test_cli_rejects_an_unknown_net(capsys):

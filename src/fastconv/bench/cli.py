@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sleep before each contender's block of samples so the previous contender's idle "
                         "threads stop spinning (OpenBLAS's spin ~0.1 s; default 200)")
     p.add_argument("--peak-seconds", type=float, default=0.2, help="length of one FMA peak probe trial (default 0.2)")
+    p.add_argument("--capacity-gate", type=float, default=0.85, metavar="FRACTION",
+                   help="before each timed block, wait (up to 5 s) until a 20 ms FMA probe reaches this "
+                        "fraction of the peak measured at the start: a shared VM at times lends fewer "
+                        "cores than it shows (default 0.85; 0 turns the gate off)")
     p.add_argument("--json", metavar="FILE", help="write the raw numbers and the environment as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of the ratios (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random operands")
@@ -110,8 +114,9 @@ def _main_train(args: argparse.Namespace, argv: List[str]) -> int:
     if torch is None:
         print("note: torch is not installed; only fastconv's step is measured", file=sys.stderr)
     peak = {t: peak_probe.fma_peak_gflops("float32", t, args.peak_seconds) for t in args.threads}
+    gates = _gates(args, {str(t): g for t, g in peak.items()})
     results = train.run_train_bench(torch, nets, args.threads, batch=args.batch, n_steps=args.steps,
-                                    rounds=args.rounds, seed=args.seed)
+                                    rounds=args.rounds, seed=args.seed, gates=gates)
     env = environment(torch, args.threads, argv)
     malloc = {k: v for k, v in __import__("os").environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD"))}
     print(f"fastconv {fastconv.__version__} | torch {env['torch_version'] or 'not installed'} | "
@@ -119,11 +124,15 @@ def _main_train(args: argparse.Namespace, argv: List[str]) -> int:
     print("FMA peak (f32): " + ", ".join(f"{t} thread(s) {g:.0f} GFLOP/s" for t, g in peak.items() if g) +
           f" | malloc: {malloc or 'glibc defaults'} | batch {args.batch}, {args.steps} steps x {args.rounds} blocks")
     print(train.format_train(results))
+    print(_gate_line(gates, args.capacity_gate))
     if args.json:
         import json
 
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "fma_peak_f32": peak, "malloc_env": malloc, "train": results}, f, indent=1)
+            json.dump({"environment": env, "fma_peak_f32": peak, "malloc_env": malloc,
+                       "capacity_gate": {"threshold": args.capacity_gate,
+                                         "per_threads": {str(t): g.stats() for t, g in gates.items()}},
+                       "train": results}, f, indent=1)
     return 0
 
 
@@ -166,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if not 0 <= args.capacity_gate <= 1:
+        parser.error(f"--capacity-gate takes a fraction in [0, 1] (0: off), got {args.capacity_gate}")
     if args.list:
         print(_list_shapes())
         return 0
@@ -188,7 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if torch is None:
         print("note: torch is not installed; only the NumPy baseline is measured", file=sys.stderr)
     peak = _measure_peak(sorted({s.dtype for s in shapes}), args.threads, args.peak_seconds)
-    results = _run(args, shapes, torch, peak)
+    gates = _gates(args, peak.get("f32") or _measure_peak(["f32"], args.threads, args.peak_seconds)["f32"])
+    results = _run(args, shapes, torch, peak, gates)
     env = environment(torch, args.threads, argv)
     head = (f"fastconv {fastconv.__version__} | torch {env['torch_version'] or 'not installed'} | "
             f"numpy {env['numpy_version']} | ISA {_config.isa()} | {env['cpu']}")
@@ -198,12 +210,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           "return new arrays; each contender is timed in blocks of back-to-back samples, "
           "--settle-ms apart")
     print(_agreement(results))
+    print(_gate_line(gates, args.capacity_gate))
     if warning:
         print(warning)
     if args.json:
         settings = {"shapes": [s.name for s in shapes], "passes": args.passes, "threads": args.threads,
                     "algorithm": args.algorithm, "dtype": args.dtype, "repeats": args.repeats,
-                    "warmup": args.warmup, "min_sample_ms": args.min_sample_ms, "settle_ms": args.settle_ms}
+                    "warmup": args.warmup, "min_sample_ms": args.min_sample_ms, "settle_ms": args.settle_ms,
+                    "capacity_gate": args.capacity_gate}
         write_json(args.json, to_json(results, env, peak, settings))
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
@@ -220,8 +234,31 @@ def _measure_peak(dtypes: Sequence[str], threads: Sequence[int],
     return {dt: {str(t): peak_probe.fma_peak_gflops(dt, t, seconds) for t in threads} for dt in dtypes}
 
 
+def _gates(args: argparse.Namespace, f32_peak: Dict[str, Optional[float]]) -> Dict[int, peak_probe.CapacityGate]:
+    """threads -> the capacity gate of blocks at that thread count (none when turned off or
+    when the probe is not built in)."""
+    if not args.capacity_gate or args.capacity_gate <= 0:
+        return {}
+    return {t: peak_probe.CapacityGate(t, f32_peak[str(t)], args.capacity_gate)
+            for t in args.threads if f32_peak.get(str(t))}
+
+
+def _gate_line(gates: Dict[int, peak_probe.CapacityGate], threshold: float) -> str:
+    """What the capacity gate did, one line."""
+    if not gates:
+        return "capacity gate: off (blocks were timed whatever the machine lent)"
+    st = [g.stats() for g in gates.values()]
+    checks, waited, short = (sum(int(x[k]) for x in st) for k in ("checks", "waited", "short"))
+    line = (f"capacity gate: {waited} of {checks} timed blocks waited for a 20 ms FMA probe to reach "
+            f"{threshold:.0%} of the peak ({sum(x['waited_s'] for x in st):.1f} s in all)")
+    if short:
+        line += f"; {short} ran below it after 5 s (their figures carry the machine's shortfall)"
+    return line
+
+
 def _run(args: argparse.Namespace, shapes: Sequence[Shape], torch: Optional[Any],
-         peak: Dict[str, Dict[str, Optional[float]]]) -> List[FigureResult]:
+         peak: Dict[str, Dict[str, Optional[float]]],
+         gates: Optional[Dict[int, peak_probe.CapacityGate]] = None) -> List[FigureResult]:
     """Every figure (threads x shape x pass), with the progress display."""
     figures = [(t, s, p) for t in args.threads for s in shapes for p in args.passes]
     step = _progress(len(figures), not args.no_progress)
@@ -231,7 +268,7 @@ def _run(args: argparse.Namespace, shapes: Sequence[Shape], torch: Optional[Any]
         results.append(run_figure(s, p, t, algorithm=args.algorithm, torch=torch, repeats=args.repeats,
                                   warmup=args.warmup, min_sample_s=args.min_sample_ms / 1e3,
                                   settle_s=args.settle_ms / 1e3, peak_gflops=peak[s.dtype][str(t)],
-                                  seed=args.seed))
+                                  seed=args.seed, gate=(gates or {}).get(t)))
     step("done")
     return results
 

@@ -9,6 +9,8 @@ to last ``min_sample_s``; a contender's figure is the median of its samples. An 
 version alternated single samples with a 2 ms pause: at 2 threads each sample then
 measured the previous library's spinning threads (3-5x the back-to-back time), which is why
 every figure is now also checked against the same call timed alone (``back_to_back``).
+A capacity gate (``peak.CapacityGate``) may hold each block until the machine delivers
+its measured FMA rate: a shared VM at times lends one core where it shows two.
 """
 from __future__ import annotations
 
@@ -69,6 +71,9 @@ class FigureResult:
     #: fastconv's call timed alone, back to back, after the others' pools went quiet: the
     #: figure a user's own loop shows. The interleaved median should agree with it.
     back_to_back_ms: Optional[float] = None
+    #: the capacity gate's counts for this figure's blocks ({"checks", "waited", "short",
+    #: "waited_s"}), None when no gate ran
+    gate: Optional[Dict[str, float]] = None
 
 
 def workspace_limit(shape: Shape) -> int:
@@ -87,7 +92,7 @@ def _calls_per_sample(call: Callable[[], Any], min_sample_s: float) -> int:
 
 def measure_interleaved(contenders: Sequence[Contender], repeats: int, warmup: int = 2,
                         min_sample_s: float = 0.01, settle_s: float = 0.2,
-                        rounds: int = 3) -> Dict[str, Dict[str, Any]]:
+                        rounds: int = 3, gate: Optional[Callable[[], bool]] = None) -> Dict[str, Dict[str, Any]]:
     """Time ``contenders`` in rotating blocks; returns name -> {"samples": [s], "number": calls per sample}.
 
     Parameters
@@ -103,6 +108,9 @@ def measure_interleaved(contenders: Sequence[Contender], repeats: int, warmup: i
         Sleep before each contender's block.
     rounds : int
         Blocks per contender; the samples are split evenly over them.
+    gate : callable, optional
+        Called before each block, after its settle pause (``peak.CapacityGate``: waits until
+        the machine delivers its FMA rate).
     """
     for c in contenders:
         for _ in range(max(0, warmup)):
@@ -116,6 +124,8 @@ def measure_interleaved(contenders: Sequence[Contender], repeats: int, warmup: i
             number = out[c.name]["number"]
             if settle_s > 0:
                 time.sleep(settle_s)
+            if gate is not None:
+                gate()
             c.call()  # the first call of a block wakes this library's pool
             for _ in range(per_block[r]):
                 t0 = time.perf_counter()
@@ -170,7 +180,8 @@ def _rel_diff(result: Any, expected: np.ndarray) -> float:
 
 def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto", torch: Optional[Any] = None,
                repeats: int = 11, warmup: int = 2, min_sample_s: float = 0.01, settle_s: float = 0.2,
-               peak_gflops: Optional[float] = None, seed: int = 0) -> FigureResult:
+               peak_gflops: Optional[float] = None, seed: int = 0,
+               gate: Optional[Any] = None) -> FigureResult:
     """Measure fastconv, torch (when given) and the NumPy baseline on one figure.
 
     Parameters
@@ -185,6 +196,8 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
         PyTorch, when it is to be measured.
     peak_gflops : float or None
         The FMA peak for this dtype and thread count, for "% of peak".
+    gate : peak.CapacityGate or None
+        Run before every timed block (and the back-to-back check); its counts are recorded.
 
     Returns
     -------
@@ -207,8 +220,10 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
         # Same answer from every contender, or the timing means nothing.
         expected = np.array(contenders[-1].call(), dtype=np.float64)
         diffs = {c.name: _rel_diff(c.call(), expected) for c in contenders[:-1]}
-        timed = measure_interleaved(contenders, repeats, warmup, min_sample_s, settle_s)
-        b2b = back_to_back(contenders[0].call, timed["fastconv"]["number"], max(3, repeats // 2))
+        before = dict(gate.stats()) if gate is not None else None
+        timed = measure_interleaved(contenders, repeats, warmup, min_sample_s, settle_s, gate=gate)
+        b2b = back_to_back(contenders[0].call, timed["fastconv"]["number"], max(3, repeats // 2), gate=gate)
+        gated = None if gate is None else {k: v - before[k] for k, v in gate.stats().items()}
     ms = {name: 1e3 * statistics.median(t["samples"]) for name, t in timed.items()}
     n_flop = flops(shape)
     gflops = n_flop / (ms["fastconv"] * 1e-3) * 1e-9
@@ -223,14 +238,17 @@ def run_figure(shape: Shape, pass_: str, threads: int, *, algorithm: str = "auto
         ratio_torch=ms["torch"] / ms["fastconv"] if "torch" in ms else None,
         ratio_numpy=ms["numpy"] / ms["fastconv"],
         workspace_bytes=ws, workspace_limit_bytes=limit, workspace_ok=ws <= limit, max_rel_diff=diffs,
-        back_to_back_ms=1e3 * b2b,
+        back_to_back_ms=1e3 * b2b, gate=gated,
     )
 
 
-def back_to_back(call: Callable[[], Any], number: int, samples: int, quiet_s: float = 0.2) -> float:
+def back_to_back(call: Callable[[], Any], number: int, samples: int, quiet_s: float = 0.2,
+                 gate: Optional[Callable[[], bool]] = None) -> float:
     """Median seconds per call of ``call`` alone: a pause for the other libraries' idle
     threads to stop spinning, one warm call, then ``samples`` blocks of ``number`` calls."""
     time.sleep(quiet_s)
+    if gate is not None:
+        gate()
     call()
     per_call = []
     for _ in range(samples):

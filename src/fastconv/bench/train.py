@@ -179,9 +179,10 @@ def _numpy_user_step(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Call
 
 
 def _time_blocks(steps: Dict[str, Callable[[], None]], n_steps: int, rounds: int,
-                 settle_s: float) -> Dict[str, List[float]]:
+                 settle_s: float, gate: Optional[Callable[[], bool]] = None) -> Dict[str, List[float]]:
     """Per-step seconds of each contender: rounds x (a block of n_steps calls each, after
-    one untimed call that brings the contender's data back into cache)."""
+    one untimed call that brings the contender's data back into cache); ``gate`` (a
+    ``peak.CapacityGate``) runs before each block, after its settle pause."""
     samples: Dict[str, List[float]] = {k: [] for k in steps}
     for f in steps.values():  # warm: buffers made, workspaces cached, pools started
         f()
@@ -189,6 +190,8 @@ def _time_blocks(steps: Dict[str, Callable[[], None]], n_steps: int, rounds: int
     for _ in range(rounds):
         for name, f in steps.items():
             time.sleep(settle_s)
+            if gate is not None:
+                gate()
             f()
             t0 = time.perf_counter()
             for _ in range(n_steps):
@@ -241,8 +244,10 @@ def breakdown(model: nn.Sequential, x: np.ndarray, y: np.ndarray, repeats: int =
 
 def run_train_bench(torch: Optional[Any], nets: List[str], threads: List[int], batch: int = 128,
                     n_steps: int = 5, rounds: int = 5, settle_s: float = 0.2,
-                    numpy_user: bool = True, seed: int = 0) -> List[Dict[str, Any]]:
-    """Time every net at every thread count; one dict per (net, threads)."""
+                    numpy_user: bool = True, seed: int = 0,
+                    gates: Optional[Dict[int, Callable[[], bool]]] = None) -> List[Dict[str, Any]]:
+    """Time every net at every thread count; one dict per (net, threads); ``gates``: threads ->
+    capacity gate (``peak.CapacityGate``) run before each timed block and the plain loop."""
     results = []
     for net in nets:
         rng = np.random.default_rng(seed)
@@ -257,7 +262,11 @@ def run_train_bench(torch: Optional[Any], nets: List[str], threads: List[int], b
             if numpy_user:
                 steps["numpy-user"] = _numpy_user_step(build_fastconv(net, seed), x, y)
             with limit_threads(t, torch):
-                samples = _time_blocks(steps, n_steps, rounds, settle_s)
+                gate = (gates or {}).get(t)
+                samples = _time_blocks(steps, n_steps, rounds, settle_s, gate)
+                time.sleep(settle_s)
+                if gate is not None:
+                    gate()
                 plain = _plain_loop(model, x, y, n_steps * 2)
                 parts = breakdown(model, x, y)
             med = {k: 1e3 * float(np.median(v)) for k, v in samples.items()}
