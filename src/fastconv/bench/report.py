@@ -8,11 +8,13 @@ JSON layout (``--json FILE``)::
                       platform, cpu, cpu_count, isa, best_isa, openmp, threads, numpy_blas,
                       numpy_blas_threads_limited, env, python_executable},
       "peak_gflops": {"f32": {"<threads>": GFLOP/s, ...}, "f64": {...}},   # null when not built in
-      "settings": {shapes, passes, threads, algorithm, dtype, repeats, warmup, min_sample_ms, settle_ms},
+      "settings": {shapes, passes, threads, algorithm, dtype, repeats, warmup, min_sample_ms, settle_ms,
+                   capacity_gate},
       "results": [{shape, pass, threads, dtype, layer, algorithm_requested, algorithm, flops,
                    ms: {fastconv, torch?, numpy}, samples_ms, calls_per_sample, gflops, peak_gflops,
                    pct_peak, ratio_torch, ratio_numpy, workspace_bytes, workspace_limit_bytes,
-                   workspace_ok, max_rel_diff: {fastconv, torch?}}, ...],
+                   workspace_ok, max_rel_diff: {fastconv, torch?}, back_to_back_ms,
+                   gate: {checks, waited, short, waited_s} or null}, ...],
       "summary": {geomean_ratio_torch, geomean_ratio_numpy (each {"all": x, "<threads>": x}),
                   figures, slower_than_torch, workspace_over_limit, mismatches}
     }
