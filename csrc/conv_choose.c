@@ -18,13 +18,29 @@
  *      explicit 2.22 (1 thread); C_in = 4..7 (K = 36..63) explicit 1.2-2.4x faster; K = 72
  *      implicit 1.16x faster (1.05x at 2 threads), K >= 144 implicit 1.5x. The weight
  *      gradient keeps implicit (1.0-1.8x faster at every K measured).
+ *      An input gradient with few input channels per group (cg, the channels the transposed
+ *      problem writes) fills at most half of the implicit kernel's one channel vector
+ *      (2 cg <= its lanes: cg <= 8 in f32 / 4 in f64 on AVX-512), and implicit GEMM then
+ *      costs what cg = 16 costs. There explicit im2col (cols = W^T grad_y, a GEMM of
+ *      M = cg kh kw rows over the pixels, then col2im) wins when its K = kg >= 24, the
+ *      direct kernels below that. Measured on Zen 4 (one thread; 2 threads alike), f32
+ *      32 x cg x 32 x 32 -> kg, 3x3 "same": cg = 3, kg = 32: implicit 2.93 ms, explicit
+ *      0.97, direct 1.21 (CIFAR's first layer at batch 128: 12.1 -> 5.2 ms); cg = 8, kg = 32:
+ *      2.95 / 2.20 / 2.35; cg = 4, kg = 64: 5.84 / 2.33 / 2.69; cg = 8, kg = 16: 1.50 / 1.34 /
+ *      1.10; cg = 3, kg = 8: 0.76 / 0.42 / 0.32; groups 8, cg = kg = 8: 6.52 / 8.19 / 5.48;
+ *      cg = 12: implicit 3.01, explicit 3.29. f64 cg = 3, 4 (kg = 32): explicit 1.35-1.45x
+ *      implicit; cg = 6: implicit 1.10x explicit.
  *   4. else direct (few channels: the GEMM's M or K is tiny).
  */
 #include "conv_internal.h"
+#include "implicit/implicit.h"
 #include "winograd/winograd.h"
 
 /* Lowered K below which the forward passes prefer explicit im2col to implicit GEMM (3.). */
 #define FC_IMPLICIT_MIN_K 72
+/* A narrow input gradient (3.) takes explicit im2col from this many output channels per
+   group (its GEMM's K), direct below. */
+#define FC_NARROW_BWD_DATA_MIN_KG 24
 
 static int accepts(const fc_conv_impl *e, const fc_conv_desc *d, int pass)
 {
@@ -44,9 +60,14 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
     if (kg >= 8 && K >= (implicit ? 8 : 16)) {
         /* the problem the forward kernels compute: bwd_data runs the transposed one */
         const int64_t K_run = pass == FC_BWD_DATA ? kg * d->kh * d->kw : K;
-        if (implicit && pass != FC_BWD_WEIGHTS && K_run < FC_IMPLICIT_MIN_K &&
-            !accepts(&fc_impl_gemm_1x1, d, pass)) /* explicit im2col accepts every problem */
-            return FC_ALGO_IM2COL_EXPLICIT;
+        if (implicit && pass != FC_BWD_WEIGHTS && !accepts(&fc_impl_gemm_1x1, d, pass)) {
+            /* explicit im2col and direct accept every problem */
+            if (K_run < FC_IMPLICIT_MIN_K)
+                return FC_ALGO_IM2COL_EXPLICIT;
+            const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
+            if (pass == FC_BWD_DATA && kr && 2 * cg <= kr->vl)
+                return kg >= FC_NARROW_BWD_DATA_MIN_KG ? FC_ALGO_IM2COL_EXPLICIT : FC_ALGO_DIRECT;
+        }
         return FC_ALGO_IM2COL;
     }
     return FC_ALGO_DIRECT;

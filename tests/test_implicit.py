@@ -165,6 +165,39 @@ def test_non_finite_weights_propagate_as_the_definition(bad, rng):
     assert np.array_equal(np.isinf(y), np.isinf(y_exp))
 
 
+#: lanes of one vector of the implicit kernels: AVX2 8 f32 / 4 f64, AVX-512 16 / 8
+LANES = {"avx2": {np.dtype(np.float32): 8, np.dtype(np.float64): 4},
+         "avx512": {np.dtype(np.float32): 16, np.dtype(np.float64): 8}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c_in, c_out, groups", [(3, 32, 1), (4, 64, 1), (6, 32, 1), (8, 32, 1), (12, 32, 1),
+                                                 (8, 16, 1), (3, 8, 1), (32, 32, 4), (16, 64, 2)])
+def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, dtype, implicit_isa, rng):
+    """conv_choose.c: an input gradient whose cg = C_in/groups channels fill at most half of
+    the implicit kernel's one vector costs what a full vector costs there; "auto" runs it on
+    explicit im2col when kg = C_out/groups >= 24 (its GEMM's K), else on the direct kernels.
+    The forward and weight gradient of the same layer keep implicit GEMM."""
+    dtype = np.dtype(dtype)
+    cg, kg = c_in // groups, c_out // groups
+    narrow = 2 * cg <= LANES[implicit_isa][dtype]
+    want = ("im2col_explicit" if kg >= 24 else "direct") if narrow else "implicit_gemm"
+    x = rng.standard_normal((2, c_in, 9, 10)).astype(dtype)
+    w = rng.standard_normal((c_out, cg, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((2, c_out, 9, 10)).astype(dtype)
+    with fastconv.threads(1):
+        spec = make_spec(x.shape, w.shape, 1, 1, 1, groups, dtype)
+        assert F.chosen_implementation(spec, BWD_DATA) == want
+        assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
+        assert F.chosen_implementation(spec, FWD) == ("im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
+        got = fastconv.conv2d_input_grad(gy, w, x.shape, padding=1, groups=groups)
+    exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, 1, 1, 1, groups)
+    eps = np.finfo(dtype).eps
+    bound = 16 * eps * ref.conv2d_input_grad(np.abs(gy).astype(np.float64), np.abs(w).astype(np.float64),
+                                             x.shape, 1, 1, 1, groups)
+    assert np.all(np.abs(got - exp) <= bound)
+
+
 @pytest.mark.parametrize("c_in, k, want_fwd", [(3, 3, "im2col_explicit"), (7, 3, "im2col_explicit"),
                                                (8, 3, "implicit_gemm"), (3, 7, "implicit_gemm")])
 def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_fwd, implicit_isa):
@@ -175,7 +208,10 @@ def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_
         spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(spec, FWD) == want_fwd
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
-        assert F.chosen_implementation(spec, BWD_DATA) == "implicit_gemm"  # K_t = 32 * k * k >= 288
+        # K_t = 32 * k * k >= 288; an input gradient this narrow (2 * c_in <= the lanes of one
+        # vector) takes explicit im2col, see test_auto_routes_a_narrow_input_gradient_off_implicit
+        narrow = 2 * c_in <= LANES[implicit_isa][np.dtype(np.float32)]
+        assert F.chosen_implementation(spec, BWD_DATA) == ("im2col_explicit" if narrow else "implicit_gemm")
         few_out = make_spec((16, 32, 32, 32), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(few_out, BWD_DATA) == "im2col_explicit"  # K_t = 8 * 4
         assert F.chosen_implementation(few_out, FWD) == "implicit_gemm"          # K = 32 * 4
