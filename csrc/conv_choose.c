@@ -30,6 +30,12 @@
  *      1.10; cg = 3, kg = 8: 0.76 / 0.42 / 0.32; groups 8, cg = kg = 8: 6.52 / 8.19 / 5.48;
  *      cg = 12: implicit 3.01, explicit 3.29. f64 cg = 3, 4 (kg = 32): explicit 1.35-1.45x
  *      implicit; cg = 6: implicit 1.10x explicit.
+ *      The same half-empty vector in a unit-stride forward (kg = 8 in f32 on AVX-512; fewer
+ *      channels never reach the family) runs faster on the direct kernels: 32 x 32 x 32 x 32
+ *      -> 8, 3x3 same, implicit 2.95 ms, direct 2.42 (2 threads 1.91 / 1.61); 16 -> 8 1.48 /
+ *      1.10; 64 -> 8 5.99 / 5.12; 3 -> 8 0.35 / 0.25 (explicit 0.39); groups 4 of 8: 3.33 /
+ *      2.74; 5x5 7.49 / 5.19. At stride 2 direct loses (1.17 / 4.38); f64 kg = 8 fills its
+ *      vector and implicit wins (3.40 / 5.10).
  *   4. else direct (few channels: the GEMM's M or K is tiny).
  */
 #include "conv_internal.h"
@@ -62,9 +68,11 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
         const int64_t K_run = pass == FC_BWD_DATA ? kg * d->kh * d->kw : K;
         if (implicit && pass != FC_BWD_WEIGHTS && !accepts(&fc_impl_gemm_1x1, d, pass)) {
             /* explicit im2col and direct accept every problem */
+            const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
+            if (pass == FC_FWD && kr && 2 * kg <= kr->vl && d->stride_h == 1 && d->stride_w == 1)
+                return FC_ALGO_DIRECT;
             if (K_run < FC_IMPLICIT_MIN_K)
                 return FC_ALGO_IM2COL_EXPLICIT;
-            const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
             if (pass == FC_BWD_DATA && kr && 2 * cg <= kr->vl)
                 return kg >= FC_NARROW_BWD_DATA_MIN_KG ? FC_ALGO_IM2COL_EXPLICIT : FC_ALGO_DIRECT;
         }

@@ -177,7 +177,8 @@ def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, d
     """conv_choose.c: an input gradient whose cg = C_in/groups channels fill at most half of
     the implicit kernel's one vector costs what a full vector costs there; "auto" runs it on
     explicit im2col when kg = C_out/groups >= 24 (its GEMM's K), else on the direct kernels.
-    The forward and weight gradient of the same layer keep implicit GEMM."""
+    A unit-stride forward whose kg fills at most half a vector runs on direct; strided, and
+    the weight gradient, keep the GEMM family."""
     dtype = np.dtype(dtype)
     cg, kg = c_in // groups, c_out // groups
     narrow = 2 * cg <= LANES[implicit_isa][dtype]
@@ -189,7 +190,12 @@ def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, d
         spec = make_spec(x.shape, w.shape, 1, 1, 1, groups, dtype)
         assert F.chosen_implementation(spec, BWD_DATA) == want
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
-        assert F.chosen_implementation(spec, FWD) == ("im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
+        # a forward whose kg fills at most half a vector takes direct (unit stride)
+        want_fwd = ("direct" if 2 * kg <= LANES[implicit_isa][dtype]
+                    else "im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
+        assert F.chosen_implementation(spec, FWD) == want_fwd
+        strided = make_spec((2, c_in, 18, 20), w.shape, 2, 1, 1, groups, dtype)
+        assert F.chosen_implementation(strided, FWD) == ("im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
         got = fastconv.conv2d_input_grad(gy, w, x.shape, padding=1, groups=groups)
     exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, 1, 1, 1, groups)
     eps = np.finfo(dtype).eps
@@ -214,4 +220,6 @@ def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_
         assert F.chosen_implementation(spec, BWD_DATA) == ("im2col_explicit" if narrow else "implicit_gemm")
         few_out = make_spec((16, 32, 32, 32), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(few_out, BWD_DATA) == "im2col_explicit"  # K_t = 8 * 4
-        assert F.chosen_implementation(few_out, FWD) == "implicit_gemm"          # K = 32 * 4
+        # K = 32 * 4, but 8 outputs fill half an AVX-512 f32 vector: direct there
+        half = 2 * 8 <= LANES[implicit_isa][np.dtype(np.float32)]
+        assert F.chosen_implementation(few_out, FWD) == ("direct" if half else "implicit_gemm")
