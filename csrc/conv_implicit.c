@@ -90,7 +90,7 @@ typedef struct iplan {
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
     int64_t mp;             /* bwd_weights: K rounded up to MR */
     int64_t kv, cb;         /* fwd: vectors of output channels (kg rounded up), blocks of <= NR */
-    int64_t ldb;            /* bwd_weights: kg rounded up to NR */
+    int64_t ldb;            /* bwd_weights: kg rounded up to the tile width (wgrad_nr) */
     int nt;
     size_t off_bytes, apack_bytes, bias_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
 } iplan;
@@ -102,6 +102,10 @@ static int64_t band_width(const fc_conv_desc *d) { return d->ow + (d->kw - 1) * 
 
 static int64_t phases(const fc_conv_desc *d) { return d->stride_h * d->stride_w; }
 
+/* Channels of one weight-gradient tile: NR, or one vector where the layer's kg fits in one
+   (grouped layers of 8 or 16 channels a group: the NR tile computed 2-4x the channels). */
+static int64_t wgrad_nr(const fc_implicit_kernels *kr, int64_t kg) { return kg <= kr->vl ? kr->vl : kr->nr; }
+
 /* Bytes of the per-thread tile for `rows` output rows (band, plus bwd_weights' transposed
    grad_y). */
 static int64_t tile_bytes_for(const fc_conv_desc *d, int pass, const fc_implicit_kernels *kr, int64_t rows)
@@ -110,7 +114,7 @@ static int64_t tile_bytes_for(const fc_conv_desc *d, int pass, const fc_implicit
     const int64_t wp = band_width(d);
     int64_t bytes = cg * phases(d) * band_rows(d, rows) * wp * es;
     if (pass == FC_BWD_WEIGHTS)
-        bytes += rows * d->ow * fc_round_up(kg, kr->nr) * es;
+        bytes += rows * d->ow * fc_round_up(kg, wgrad_nr(kr, kg)) * es;
     return bytes;
 }
 
@@ -173,7 +177,7 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     /* cg*sh*sw phase planes; no slack: the kernels read single elements, all inside a plane
        (row < band_rows, column < OW + (KW-1)*dw/sw = wp) */
     p->band_bytes = fc_align_up((size_t)(p->cg * phases(d) * p->plane * es));
-    p->ldb = fc_round_up(p->kg, kr->nr);
+    p->ldb = fc_round_up(p->kg, pass == FC_BWD_WEIGHTS ? wgrad_nr(kr, p->kg) : kr->nr);
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = fc_round_up(p->K, kr->mr);
@@ -526,10 +530,10 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
     carve(&p, ws, &off, &dwt, &thread0);
     const char *gy = (const char *)gy_, *x = (const char *)x_;
     char *gw = (char *)gw_, *gb = (char *)gb_;
-    const int64_t MR = p.kr->mr, NR = p.kr->nr;
+    const int64_t MR = p.kr->mr, NR = wgrad_nr(p.kr, p.kg);
     const int64_t rblocks = p.mp / MR, cblocks = p.ldb / NR, units = d->groups * rblocks * cblocks;
     const int64_t plane = d->oh * d->ow;
-    const fc_implicit_wgrad_fn wgrad = p.kr->wgrad;
+    const fc_implicit_wgrad_fn wgrad = NR == p.kr->nr ? p.kr->wgrad : p.kr->wgrad_1v;
     build_offsets(d, &p, 0, off);
 
 #pragma omp parallel num_threads(p.nt)

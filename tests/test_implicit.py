@@ -41,6 +41,9 @@ CASES = [
     Case("partial_vector", 1, 5, 9, 7, 11, (3, 3), 2, 2),     # 11 output channels, OW 7
     Case("chunks_and_tiles", 1, 96, 40, 40, 24, (3, 3), 1),   # K split in chunks, several tiles
     Case("groups", 2, 6, 13, 11, 10, (3, 3), 1, 1, 2),
+    # ResNeXt-like: 8 channels a group, the weight gradient's one-vector tile (kg <= vl)
+    Case("groups_of_8", 2, 32, 9, 10, 32, (3, 3), 1, 1, 4),
+    Case("groups_of_16_s2", 1, 32, 11, 12, 32, (3, 3), 1, 1, 2, 2),
     Case("k5_pad4", 2, 3, 17, 19, 9, (5, 5), 4),
     Case("pad_wider_than_kernel", 2, 16, 9, 9, 40, (3, 3), 5),
     Case("asymmetric", 1, 4, 8, 9, 8, (2, 4), ((0, 2), (1, 3)), (2, 1)),

@@ -23,6 +23,7 @@
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
  *         of ldb >= NR elements per output pixel. The sum runs over the pixels in order.
  *         It touches the full MR x NR tile of C: callers pad C, the taps and bt.
+ * wgrad_1v: the same, MR x vl (one vector of channels), for kg <= vl.
  */
 #ifndef FASTCONV_IMPLICIT_H
 #define FASTCONV_IMPLICIT_H
@@ -43,6 +44,7 @@ typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
     fc_implicit_fwd_fn fwd[4];      /* [v]: v vectors of vl channels, up to NR / vl */
     fc_implicit_wgrad_fn wgrad;
+    fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
 } fc_implicit_kernels;
 

@@ -144,8 +144,8 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #undef MR
 
 const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
-    6, 16, 8, {NULL, f32_6x16_fwd_1v, f32_6x16_fwd_2v}, f32_6x16_wgrad, f32_6x16_pack_bt};
+    6, 16, 8, {NULL, f32_6x16_fwd_1v, f32_6x16_fwd_2v}, f32_6x16_wgrad, f32_6x16_wgrad_1v, f32_6x16_pack_bt};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
-    6, 8, 4, {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v}, f64_6x8_wgrad, f64_6x8_pack_bt};
+    6, 8, 4, {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v}, f64_6x8_wgrad, f64_6x8_wgrad_1v, f64_6x8_pack_bt};
 FC_TARGET_POP
 #endif

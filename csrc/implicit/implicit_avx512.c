@@ -169,8 +169,8 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m5
 #undef MR
 
 const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
-    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v}, f32_8x32_wgrad, f32_8x32_pack_bt};
+    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v}, f32_8x32_wgrad, f32_8x32_wgrad_1v, f32_8x32_pack_bt};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
-    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v}, f64_8x24_wgrad, f64_8x24_pack_bt};
+    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v}, f64_8x24_wgrad, f64_8x24_wgrad_1v, f64_8x24_pack_bt};
 FC_TARGET_POP
 #endif
