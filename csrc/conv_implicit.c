@@ -90,7 +90,9 @@ typedef struct iplan {
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
     int64_t mp;             /* bwd_weights: K rounded up to MR */
     int64_t kv, cb;         /* fwd: vectors of output channels (kg rounded up), blocks of <= NR */
-    int64_t ldb;            /* bwd_weights: kg rounded up to the tile width (wgrad_nr) */
+    int64_t ldb;            /* bwd_weights: kg rounded up to the tile width wnr */
+    int64_t wnr;            /* bwd_weights: channels of one tile (wgrad_nr) and its kernel: */
+    fc_implicit_wgrad_fn wgrad; /* kr->wgrad for NR, kr->wgrad_1v for one vector */
     int nt;
     size_t off_bytes, apack_bytes, bias_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
 } iplan;
@@ -177,7 +179,9 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     /* cg*sh*sw phase planes; no slack: the kernels read single elements, all inside a plane
        (row < band_rows, column < OW + (KW-1)*dw/sw = wp) */
     p->band_bytes = fc_align_up((size_t)(p->cg * phases(d) * p->plane * es));
-    p->ldb = fc_round_up(p->kg, pass == FC_BWD_WEIGHTS ? wgrad_nr(kr, p->kg) : kr->nr);
+    p->wnr = wgrad_nr(kr, p->kg);
+    p->wgrad = p->wnr == kr->nr ? kr->wgrad : kr->wgrad_1v;
+    p->ldb = fc_round_up(p->kg, pass == FC_BWD_WEIGHTS ? p->wnr : kr->nr);
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = fc_round_up(p->K, kr->mr);
@@ -530,10 +534,10 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
     carve(&p, ws, &off, &dwt, &thread0);
     const char *gy = (const char *)gy_, *x = (const char *)x_;
     char *gw = (char *)gw_, *gb = (char *)gb_;
-    const int64_t MR = p.kr->mr, NR = wgrad_nr(p.kr, p.kg);
+    const int64_t MR = p.kr->mr, NR = p.wnr;
     const int64_t rblocks = p.mp / MR, cblocks = p.ldb / NR, units = d->groups * rblocks * cblocks;
     const int64_t plane = d->oh * d->ow;
-    const fc_implicit_wgrad_fn wgrad = NR == p.kr->nr ? p.kr->wgrad : p.kr->wgrad_1v;
+    const fc_implicit_wgrad_fn wgrad = p.wgrad;
     build_offsets(d, &p, 0, off);
 
 #pragma omp parallel num_threads(p.nt)

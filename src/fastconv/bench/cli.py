@@ -249,10 +249,12 @@ def _gate_line(gates: Dict[int, peak_probe.CapacityGate], threshold: float) -> s
         return "capacity gate: off (blocks were timed whatever the machine lent)"
     st = [g.stats() for g in gates.values()]
     checks, waited, short = (sum(int(x[k]) for x in st) for k in ("checks", "waited", "short"))
-    line = (f"capacity gate: {waited} of {checks} timed blocks waited for a 20 ms FMA probe to reach "
-            f"{threshold:.0%} of the peak ({sum(x['waited_s'] for x in st):.1f} s in all)")
+    g = next(iter(gates.values()))
+    line = (f"capacity gate: {waited} of {checks} timed blocks waited for a {1e3 * g.probe_s:.0f} ms FMA "
+            f"probe to reach {threshold:.0%} of the peak ({sum(x['waited_s'] for x in st):.1f} s in all)")
     if short:
-        line += f"; {short} ran below it after 5 s (their figures carry the machine's shortfall)"
+        line += (f"; {short} ran below it after {g.max_wait_s:g} s (their figures carry the machine's "
+                 "shortfall)")
     return line
 
 

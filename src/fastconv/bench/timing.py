@@ -31,7 +31,7 @@ from .shapes import PASSES, Shape, flops
 from .threadctl import limit_threads
 
 __all__ = ["Contender", "FigureResult", "measure_interleaved", "run_figure", "workspace_limit", "make_operands",
-           "fastconv_call", "numpy_call", "back_to_back"]
+           "fastconv_call", "numpy_call", "back_to_back", "settle"]
 
 MIB = 1 << 20
 
@@ -83,6 +83,15 @@ def workspace_limit(shape: Shape) -> int:
     return max(16 * MIB, io // 10)
 
 
+def settle(seconds: float, gate: Optional[Callable[[], bool]] = None) -> None:
+    """Before a timed block: sleep until the previous contender's idle threads stop spinning,
+    then let the capacity gate (when given) wait for the machine's full FMA rate."""
+    if seconds > 0:
+        time.sleep(seconds)
+    if gate is not None:
+        gate()
+
+
 def _calls_per_sample(call: Callable[[], Any], min_sample_s: float) -> int:
     t0 = time.perf_counter()
     call()
@@ -122,10 +131,7 @@ def measure_interleaved(contenders: Sequence[Contender], repeats: int, warmup: i
     for r in range(rounds):
         for c in (contenders[(r + i) % k] for i in range(k)):
             number = out[c.name]["number"]
-            if settle_s > 0:
-                time.sleep(settle_s)
-            if gate is not None:
-                gate()
+            settle(settle_s, gate)
             c.call()  # the first call of a block wakes this library's pool
             for _ in range(per_block[r]):
                 t0 = time.perf_counter()
@@ -246,9 +252,7 @@ def back_to_back(call: Callable[[], Any], number: int, samples: int, quiet_s: fl
                  gate: Optional[Callable[[], bool]] = None) -> float:
     """Median seconds per call of ``call`` alone: a pause for the other libraries' idle
     threads to stop spinning, one warm call, then ``samples`` blocks of ``number`` calls."""
-    time.sleep(quiet_s)
-    if gate is not None:
-        gate()
+    settle(quiet_s, gate)
     call()
     per_call = []
     for _ in range(samples):

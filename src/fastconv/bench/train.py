@@ -33,6 +33,7 @@ from fastconv import nn
 from fastconv.nn.model import backward_layer, forward_layer
 
 from .threadctl import limit_threads
+from .timing import settle
 
 __all__ = ["NETS", "build_fastconv", "build_torch", "run_train_bench", "format_train"]
 
@@ -189,9 +190,7 @@ def _time_blocks(steps: Dict[str, Callable[[], None]], n_steps: int, rounds: int
         f()
     for _ in range(rounds):
         for name, f in steps.items():
-            time.sleep(settle_s)
-            if gate is not None:
-                gate()
+            settle(settle_s, gate)
             f()
             t0 = time.perf_counter()
             for _ in range(n_steps):
@@ -264,9 +263,7 @@ def run_train_bench(torch: Optional[Any], nets: List[str], threads: List[int], b
             with limit_threads(t, torch):
                 gate = (gates or {}).get(t)
                 samples = _time_blocks(steps, n_steps, rounds, settle_s, gate)
-                time.sleep(settle_s)
-                if gate is not None:
-                    gate()
+                settle(settle_s, gate)
                 plain = _plain_loop(model, x, y, n_steps * 2)
                 parts = breakdown(model, x, y)
             med = {k: 1e3 * float(np.median(v)) for k, v in samples.items()}
