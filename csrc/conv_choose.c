@@ -27,15 +27,26 @@
  *      32 x cg x 32 x 32 -> kg, 3x3 "same": cg = 3, kg = 32: implicit 2.93 ms, explicit
  *      0.97, direct 1.21 (CIFAR's first layer at batch 128: 12.1 -> 5.2 ms); cg = 8, kg = 32:
  *      2.95 / 2.20 / 2.35; cg = 4, kg = 64: 5.84 / 2.33 / 2.69; cg = 8, kg = 16: 1.50 / 1.34 /
- *      1.10; cg = 3, kg = 8: 0.76 / 0.42 / 0.32; groups 8, cg = kg = 8: 6.52 / 8.19 / 5.48;
- *      cg = 12: implicit 3.01, explicit 3.29. f64 cg = 3, 4 (kg = 32): explicit 1.35-1.45x
+ *      1.10; cg = 3, kg = 8: 0.76 / 0.42 / 0.32; groups 8, cg = kg = 8 (before groups were
+ *      packed, below): 6.52 / 8.19 / 5.48; cg = 12: implicit 3.01, explicit 3.29. f64 cg = 3, 4 (kg = 32): explicit 1.35-1.45x
  *      implicit; cg = 6: implicit 1.10x explicit.
  *      The same half-empty vector in a unit-stride forward (kg = 8 in f32 on AVX-512; fewer
  *      channels never reach the family) runs faster on the direct kernels: 32 x 32 x 32 x 32
  *      -> 8, 3x3 same, implicit 2.95 ms, direct 2.42 (2 threads 1.91 / 1.61); 16 -> 8 1.48 /
- *      1.10; 64 -> 8 5.99 / 5.12; 3 -> 8 0.35 / 0.25 (explicit 0.39); groups 4 of 8: 3.33 /
- *      2.74; 5x5 7.49 / 5.19. At stride 2 direct loses (1.17 / 4.38); f64 kg = 8 fills its
+ *      1.10; 64 -> 8 5.99 / 5.12; 3 -> 8 0.35 / 0.25 (explicit 0.39); groups 4 of 8 (unpacked)
+ *      3.33 / 2.74; 5x5 7.49 / 5.19. At stride 2 direct loses (1.17 / 4.38); f64 kg = 8 fills its
  *      vector and implicit wins (3.40 / 5.10).
+ *      Grouped layers of few channels a group (ResNeXt's 4, 8, 16; kg the channels the pass's
+ *      forward kernels write: C_in/groups for bwd_data) whose groups implicit GEMM packs side by
+ *      side (fc_implicit_groups_a_tile > 1) take implicit GEMM before the rest of this rule, at any
+ *      K: the packed tile fills its lanes. Measured on Zen 4, f32, AVX-512, 1 thread, 8 images, 3x3,
+ *      implicit / direct / explicit ms: fwd 256 -> 256 at 28x28, 32 groups (of 8) 3.01 / 4.71;
+ *      the same at 14x14 0.71 / 1.20; 128 at 56x56, 32 groups (of 4) 4.33 / 5.14 / 11.9; 64 at
+ *      28x28, 32 groups (of 2) 0.32 / 0.81 / 1.76; 256 at 14x14 stride 2, 32 groups 0.55 /
+ *      4.30 / 1.25; bwd_data 256 at 28x28 3.05 / 4.75 / 6.73, 128 at 56x56 4.52 / 5.35 / 10.5,
+ *      64 -> 128 at 28x28 (cg 2, kg 4) 0.54 / 1.13 / 1.49. AVX2 (FASTCONV_ISA=avx2), implicit /
+ *      direct: 256 at 28x28, 32 groups 2.92 / 4.33; 128 at 56x56, 32 groups 3.82 / 4.55 (bwd_data
+ *      3.89 / 4.61); f64 64 at 56x56, 16 groups 3.60 / 4.41.
  *   4. else direct (few channels: the GEMM's M or K is tiny).
  */
 #include "conv_internal.h"
@@ -63,6 +74,8 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
     const int64_t cg = d->c_in / d->groups, kg = d->c_out / d->groups;
     const int64_t K = cg * d->kh * d->kw;
     const int implicit = accepts(&fc_impl_implicit_gemm, d, pass);
+    if (implicit && fc_implicit_groups_a_tile(d, pass) > 1)
+        return FC_ALGO_IM2COL; /* grouped layers whose groups implicit GEMM packs side by side */
     if (kg >= 8 && K >= (implicit ? 8 : 16)) {
         /* the problem the forward kernels compute: bwd_data runs the transposed one */
         const int64_t K_run = pass == FC_BWD_DATA ? kg * d->kh * d->kw : K;

@@ -8,7 +8,11 @@
  * Wp = OW + (KW-1)*dw / sw. Tap (l, m) of output (t, j) then reads phase
  * ((l*dh) % sh, (m*dw) % sw) at row t + (l*dh) / sh, column j + (m*dw) / sw: a fixed offset
  * per tap plus q = t*Wp + j, so every stride is a unit-stride GEMM over the band (for
- * unit strides the band is simply the padded rows). Then:
+ * unit strides the band is simply the padded rows). The weight gradient reads its band that
+ * way; the forward, which addresses every output pixel through its own pointer, copies a
+ * strided layer's padded rows unphased (fwd_unphased). A grouped layer of few channels a
+ * group packs G groups into one forward tile, their band values side by side (group_pack).
+ * Then:
  *
  *   fwd          Y^T (pixels x Kg) = B(band)^T x W_g^T + bias: tiles of 8 output pixels
  *                (broadcast from the band) x NR channels (W^T packed once per call,
@@ -90,6 +94,8 @@ typedef struct iplan {
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
     int64_t mp;             /* bwd_weights: K rounded up to MR */
     int64_t kv, cb;         /* fwd: vectors of output channels (kg rounded up), blocks of <= NR */
+    int64_t G, lg;          /* fwd: groups a tile (1, or 2^lg packed side by side; see group_pack) */
+    int unphased;           /* fwd: the band holds the padded rows, not stride phases */
     int64_t ldb;            /* bwd_weights: kg rounded up to the tile width wnr */
     int64_t wnr;            /* bwd_weights: channels of one tile (wgrad_nr) and its kernel: */
     fc_implicit_wgrad_fn wgrad; /* kr->wgrad for NR, kr->wgrad_1v for one vector */
@@ -98,23 +104,93 @@ typedef struct iplan {
 } iplan;
 
 /* Rows and width of a phase plane for `rows` output rows. */
-static int64_t band_rows(const fc_conv_desc *d, int64_t rows) { return rows + (d->kh - 1) * d->dil_h / d->stride_h; }
+/* The band is split by stride phase (phased), or, for a strided forward, holds the padded input
+   rows as they are (unphased; see make_plan): rows, width and planes a channel of each. */
+static int64_t band_rows(const fc_conv_desc *d, int64_t rows, int unphased)
+{
+    return unphased ? (rows - 1) * d->stride_h + (d->kh - 1) * d->dil_h + 1 : rows + (d->kh - 1) * d->dil_h / d->stride_h;
+}
 
-static int64_t band_width(const fc_conv_desc *d) { return d->ow + (d->kw - 1) * d->dil_w / d->stride_w; }
+static int64_t band_width(const fc_conv_desc *d, int unphased)
+{
+    return unphased ? (d->ow - 1) * d->stride_w + (d->kw - 1) * d->dil_w + 1 : d->ow + (d->kw - 1) * d->dil_w / d->stride_w;
+}
 
-static int64_t phases(const fc_conv_desc *d) { return d->stride_h * d->stride_w; }
+static int64_t phases(const fc_conv_desc *d, int unphased) { return unphased ? 1 : d->stride_h * d->stride_w; }
+
+/* The forward's band is unphased where the layer is strided: its kernels read each pixel
+   through its own pointer (px[t]), so output columns need not be unit-stride runs of the
+   band, and the copy is plain padded rows instead of sh*sw passes reading every sw-th element
+   (rows of a dozen elements in a stride-2 ResNeXt layer: half its time went to the copy).
+   Measured on Zen 4, f32, 1 thread, phased / unphased ms: 256 -> 256 at 28x28 stride 2,
+   32 groups 1.44 / 0.88 (2 threads 0.86 / 0.48); 128 at 56x56, 32 groups 2.24 / 1.35; dense
+   128 -> 256 at 56x56 35.4 / 34.5; 64 at 56x56 4.99 / 4.63; ResNet's stem 9.89 / 9.78; 5x5
+   stride 3 3.58 / 3.13; 3x3 stride 2 dilation 2 1.69 / 1.51. The weight gradient keeps the
+   phase planes: its kernel reads runs of output columns as unit-stride runs of the band. */
+static int fwd_unphased(const fc_conv_desc *d) { return d->stride_h > 1 || d->stride_w > 1; }
+
+/* Groups one forward tile computes (d: the problem computed; for bwd_data the transposed one).
+   A grouped layer whose kg channels a group fill less than the tile's NR lanes (ResNeXt's 4,
+   8 or 16) can pack G groups side by side, G*kg = nv*vl, channel i of group g in lane i*G + g:
+   the band interleaves the G groups' values, one broadcast of G elements feeds all G*kg lanes,
+   and every lane is a real output. Each output is still one kernel call's sum over all of K in
+   the same order, so results are bitwise those of one group a tile. G is a power of two from
+   2 to vl/2 (one broadcast load) that divides the groups; *nv: the tile's vectors.
+   Taken where kg < vl (the unpacked tile's one vector would be half empty or worse: 8 of 16
+   lanes, 1.6-1.8x on Zen 4), and where kg already fills a vector only while the packed tile's
+   L1 working set (its W^T panel and the band rows its taps read) stays within 3/4 of the L1d:
+   there the 2-vector tile's extra FMA chains pay (f32 kg = 16, Zen 4, 32 KiB L1d: 7x7 1.13-1.19x,
+   14x14 1.0-1.18x), beyond it the larger window costs more (28x28 1.0x, 32x32 0.95x, 56x56
+   0.93-0.97x). With two 512-bit FMA ports the one-vector tile is bound by its loads (9 per 8
+   FMAs), so the packed tile matters more there; the L1d of such CPUs is larger too (48 KiB).
+   1 where no such G exists or the rule declines. */
+static int64_t group_pack(const fc_implicit_kernels *kr, const fc_conv_desc *d, int64_t *nv)
+{
+    const int64_t kg = d->c_out / d->groups, cg = d->c_in / d->groups, es = (int64_t)fc_elem_size(d->dtype);
+    *nv = 0;
+    for (int64_t v = kr->nr / kr->vl; v >= 1; v--) {
+        const int64_t lanes = v * kr->vl, G = lanes / kg;
+        if (lanes % kg != 0 || G < 2 || G > kr->vl / 2 || (G & (G - 1)) != 0 || d->groups % G != 0)
+            continue;
+        if (kg >= kr->vl) {
+            const int64_t panel = cg * d->kh * d->kw * lanes * es;
+            const int64_t window = G * cg * phases(d, fwd_unphased(d)) * d->kh * band_width(d, fwd_unphased(d)) * es;
+            if (4 * (panel + window) > 3 * fc_cpu_info_get()->l1d)
+                return 1;
+        }
+        *nv = v;
+        return G;
+    }
+    return 1;
+}
+
+int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass)
+{
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
+    if (!kr || pass == FC_BWD_WEIGHTS)
+        return 1;
+    fc_conv_desc t;
+    if (pass == FC_BWD_DATA) {
+        fc_transposed_problem(d, &t);
+        d = &t;
+    }
+    int64_t nv;
+    return (int)group_pack(kr, d, &nv);
+}
 
 /* Channels of one weight-gradient tile: NR, or one vector where the layer's kg fits in one
    (grouped layers of 8 or 16 channels a group: the NR tile computed 2-4x the channels). */
 static int64_t wgrad_nr(const fc_implicit_kernels *kr, int64_t kg) { return kg <= kr->vl ? kr->vl : kr->nr; }
 
-/* Bytes of the per-thread tile for `rows` output rows (band, plus bwd_weights' transposed
-   grad_y). */
-static int64_t tile_bytes_for(const fc_conv_desc *d, int pass, const fc_implicit_kernels *kr, int64_t rows)
+/* Bytes of the per-thread tile for `rows` output rows (band of G groups, plus bwd_weights'
+   transposed grad_y). */
+static int64_t tile_bytes_for(const fc_conv_desc *d, int pass, const fc_implicit_kernels *kr, int64_t rows,
+                              int64_t G)
 {
     const int64_t es = (int64_t)fc_elem_size(d->dtype), cg = d->c_in / d->groups, kg = d->c_out / d->groups;
-    const int64_t wp = band_width(d);
-    int64_t bytes = cg * phases(d) * band_rows(d, rows) * wp * es;
+    const int unph = pass != FC_BWD_WEIGHTS && fwd_unphased(d);
+    const int64_t wp = band_width(d, unph);
+    int64_t bytes = G * cg * phases(d, unph) * band_rows(d, rows, unph) * wp * es;
     if (pass == FC_BWD_WEIGHTS)
         bytes += rows * d->ow * fc_round_up(kg, wgrad_nr(kr, kg)) * es;
     return bytes;
@@ -127,10 +203,10 @@ static int problem_accepted(const fc_conv_desc *d)
     if (d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
         d->pad_right == 0)
         return 0; /* the input is the column matrix already (conv_im2col.c) */
-    const int64_t wp = band_width(d), cg = d->c_in / d->groups;
+    const int64_t wp = band_width(d, 0), cg = d->c_in / d->groups;
     if (wp > 4 * d->ow + 64)
         return 0; /* padding that dwarfs the output */
-    return cg * phases(d) * band_rows(d, 1) * wp * (int64_t)fc_elem_size(d->dtype) <= MAX_BAND_ROW_BYTES;
+    return cg * phases(d, 0) * band_rows(d, 1, 0) * wp * (int64_t)fc_elem_size(d->dtype) <= MAX_BAND_ROW_BYTES;
 }
 
 static int implicit_accepts(const fc_conv_desc *d, int pass)
@@ -159,26 +235,31 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     p->kw = d->kw;
     p->KK = d->kh * d->kw;
     p->K = p->cg * p->KK;
-    p->wp = band_width(d);
+    p->unphased = pass != FC_BWD_WEIGHTS && fwd_unphased(d);
+    p->wp = band_width(d, p->unphased);
     p->nt = fc_team_size(d);
+    int64_t gnv = 0;
+    p->G = pass == FC_BWD_WEIGHTS ? 1 : group_pack(kr, d, &gnv);
+    for (p->lg = 0; ((int64_t)1 << p->lg) < p->G; p->lg++)
+        ;
 
     /* Tile rows: as many as fit TILE_BYTES. The forward (whose result does not depend on
        the tiling) also cuts images into enough tiles to feed every thread twice; the
        weight gradient's tiles fix its summation order, so they depend on sizes only. */
     int64_t rows = d->oh;
-    while (rows > 1 && tile_bytes_for(d, pass, kr, rows) > TILE_BYTES)
+    while (rows > 1 && tile_bytes_for(d, pass, kr, rows, p->G) > TILE_BYTES)
         rows = (rows + 1) / 2;
     if (pass != FC_BWD_WEIGHTS) {
-        const int64_t want = fc_ceil_div(2 * p->nt, d->n * d->groups); /* tiles per image */
+        const int64_t want = fc_ceil_div(2 * p->nt, d->n * (d->groups / p->G)); /* tiles per image */
         if (want > 1)
             rows = fc_min64(rows, fc_max64(1, fc_ceil_div(d->oh, want)));
     }
     p->rows = rows;
     p->tiles = fc_ceil_div(d->oh, rows);
-    p->plane = band_rows(d, rows) * p->wp;
+    p->plane = band_rows(d, rows, p->unphased) * p->wp;
     /* cg*sh*sw phase planes; no slack: the kernels read single elements, all inside a plane
        (row < band_rows, column < OW + (KW-1)*dw/sw = wp) */
-    p->band_bytes = fc_align_up((size_t)(p->cg * phases(d) * p->plane * es));
+    p->band_bytes = fc_align_up((size_t)(p->G * p->cg * phases(d, p->unphased) * p->plane * es));
     p->wnr = wgrad_nr(kr, p->kg);
     p->wgrad = p->wnr == kr->nr ? kr->wgrad : kr->wgrad_1v;
     p->ldb = fc_round_up(p->kg, pass == FC_BWD_WEIGHTS ? p->wnr : kr->nr);
@@ -193,11 +274,12 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
     } else {
         p->mp = 0;
         /* kv vectors of channels split evenly into cb blocks (f64, kg = 32: 16 + 16, not
-           24 + 24 with a third wasted) */
-        p->kv = fc_ceil_div(p->kg, kr->vl);
+           24 + 24 with a third wasted); G groups a tile: one block of G*kg lanes */
+        p->kv = p->G > 1 ? gnv : fc_ceil_div(p->kg, kr->vl);
         p->cb = fc_ceil_div(p->kv * kr->vl, kr->nr);
-        p->apack_bytes = fc_align_up((size_t)(d->groups * p->kv * kr->vl * p->K * es));
-        p->bias_bytes = fc_align_up((size_t)(d->groups * p->kv * kr->vl * es));
+        /* per tile of G groups: kv*vl lanes of W^T and bias */
+        p->apack_bytes = fc_align_up((size_t)(d->groups / p->G * p->kv * kr->vl * p->K * es));
+        p->bias_bytes = fc_align_up((size_t)(d->groups / p->G * p->kv * kr->vl * es));
         p->tile_bytes = 0;
         p->dwt_bytes = 0;
     }
@@ -233,19 +315,20 @@ static size_t implicit_workspace_size(const fc_conv_desc *d, int pass)
 
 /* ---- pieces shared by the passes ------------------------------------------ */
 
-/* off[(c*KH + l)*KW + m]: the tap's phase plane, then its row and column shift in it. */
+/* off[(c*KH + l)*KW + m]: the tap's phase plane, then its row and column shift in it (in
+   chunks of G elements, one per group of the tile). */
 /* rows_first: index the taps (l, c, m) instead of the weight's (c, l, m), so that the taps
    of one kernel row are contiguous (the forward skips whole kernel rows in the padding). */
 static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first, int64_t *off)
 {
-    const int64_t sh = d->stride_h, sw = d->stride_w;
+    const int64_t sh = p->unphased ? 1 : d->stride_h, sw = p->unphased ? 1 : d->stride_w;
     for (int64_t c = 0; c < p->cg; c++)
         for (int64_t l = 0; l < d->kh; l++)
             for (int64_t m = 0; m < d->kw; m++) {
                 const int64_t ly = l * d->dil_h, mx = m * d->dil_w;
                 const int64_t plane = (c * sh + ly % sh) * sw + mx % sw;
                 const int64_t k = rows_first ? (l * p->cg + c) * d->kw + m : (c * d->kh + l) * d->kw + m;
-                off[k] = plane * p->plane + ly / sh * p->wp + mx / sw;
+                off[k] = (plane * p->plane + ly / sh * p->wp + mx / sw) * p->G;
             }
 }
 
@@ -257,14 +340,17 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
 
 /* Band of channels [c0, c1) of image group x_g for output rows [i0, i0 + rows): phase
    plane (c, a, b) row r holds input row sh*(i0 + r) + a - pad_top, column j input column
-   sw*j + b - pad_left; zero outside the image (and in rows past this tile's). Plain loops,
-   not memcpy: the rows are short. */
+   sw*j + b - pad_left; zero outside the image (and in rows past this tile's). With G groups
+   a tile (x_g: the first one's channels) each element is a chunk of G, one per group. Plain
+   loops, not memcpy: the rows are short. */
 #define DEFINE_COPY_BAND(REAL, SFX)                                                               \
     static void copy_band_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *x_g, int64_t i0, \
                                 int64_t rows, int64_t c0, int64_t c1, REAL *band)                 \
     {                                                                                             \
-        const int64_t wp = p->wp, br = band_rows(d, p->rows), used = band_rows(d, rows);          \
-        const int64_t sh = d->stride_h, sw = d->stride_w;                                         \
+        const int64_t G = p->G, wp = p->wp, gstride = p->cg * d->h * d->w;                        \
+        const int64_t br = band_rows(d, p->rows, p->unphased), used = band_rows(d, rows, p->unphased); \
+        /* phase strides (1 unphased): row r of phase a is input row sh*i0 + sh_p*r + a - pad */  \
+        const int64_t sh = p->unphased ? 1 : d->stride_h, sw = p->unphased ? 1 : d->stride_w;     \
         for (int64_t c = c0; c < c1; c++)                                                         \
             for (int64_t a = 0; a < sh; a++)                                                      \
                 for (int64_t b = 0; b < sw; b++) {                                                \
@@ -273,23 +359,27 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                     const int64_t lo = fc_min64(wp, fc_max64(0, first > 0 ? (first + sw - 1) / sw : 0)); \
                     const int64_t last = d->w + d->pad_left - b; /* sw*j < last */                \
                     const int64_t hi = fc_max64(lo, fc_min64(wp, last > 0 ? (last + sw - 1) / sw : 0)); \
-                    REAL *restrict dst = band + ((c * sh + a) * sw + b) * p->plane;               \
-                    for (int64_t r = 0; r < br; r++, dst += wp) {                                 \
-                        const int64_t ih = sh * (i0 + r) + a - d->pad_top;                        \
+                    REAL *restrict dst = band + ((c * sh + a) * sw + b) * p->plane * G;           \
+                    for (int64_t r = 0; r < br; r++, dst += wp * G) {                             \
+                        const int64_t ih = d->stride_h * i0 + sh * r + a - d->pad_top;            \
                         if (r >= used || ih < 0 || ih >= d->h) {                                  \
-                            for (int64_t j = 0; j < wp; j++)                                      \
+                            for (int64_t j = 0; j < wp * G; j++)                                  \
                                 dst[j] = 0;                                                       \
                             continue;                                                             \
                         }                                                                         \
-                        for (int64_t j = 0; j < lo; j++)                                          \
+                        for (int64_t j = 0; j < lo * G; j++)                                      \
                             dst[j] = 0;                                                           \
                         if (hi > lo) {                                                            \
                             const REAL *restrict src =                                            \
                                 x_g + (c * d->h + ih) * d->w + (sw * lo + b - d->pad_left);       \
-                            const char *ahead = (const char *)src + COPY_PF_BYTES;                \
-                            for (int64_t o = 0; o < (hi - lo) * sw * (int64_t)sizeof(REAL); o += 64) \
-                                __builtin_prefetch(ahead + o);                                    \
-                            if (sw == 1)                                                          \
+                            for (int64_t g = 0; g < G; g++) {                                     \
+                                const char *ahead = (const char *)(src + g * gstride) + COPY_PF_BYTES; \
+                                for (int64_t o = 0; o < (hi - lo) * sw * (int64_t)sizeof(REAL); o += 64) \
+                                    __builtin_prefetch(ahead + o);                                \
+                            }                                                                     \
+                            if (G > 1) /* a forward's band: unphased, so sw is 1 */              \
+                                p->kr->interleave(dst + lo * G, src, gstride, hi - lo, G);        \
+                            else if (sw == 1)                                                     \
                                 memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(REAL));          \
                             else if (sw == 2) /* a constant stride: the compiler vectorises it */ \
                                 for (int64_t j = lo; j < hi; j++)                                 \
@@ -298,7 +388,7 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                                 for (int64_t j = lo; j < hi; j++)                                 \
                                     dst[j] = src[(j - lo) * sw];                                  \
                         }                                                                         \
-                        for (int64_t j = hi; j < wp; j++)                                         \
+                        for (int64_t j = hi * G; j < wp * G; j++)                                 \
                             dst[j] = 0;                                                           \
                     }                                                                             \
                 }                                                                                 \
@@ -325,25 +415,26 @@ static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
     *v0 = cb * base + fc_min64(cb, extra);
 }
 
-/* W^T of group g, channels [c0, c0 + width), for one block: wt[p*width + j] = W(g, c0 + j, p),
-   zero for channels past kg. flip: w is the original weight of a bwd_data problem, read
-   transposed (its input channels are our output channels) and rotated by 180 degrees. */
+/* W^T of tile gt (groups gt*G ..), lanes [c0, c0 + width), for one block: wt[p*width + j] =
+   W(g, ch, p) with lane j = channel ch = c0 + j / G of group g = gt*G + j % G, zero for
+   channels past kg. flip: w is the original weight of a bwd_data problem, read transposed (its
+   input channels are our output channels) and rotated by 180 degrees. */
 #define DEFINE_PACK_WT(REAL, SFX)                                                                 \
-    static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t g, int64_t c0,    \
+    static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t gt, int64_t c0,   \
                               int64_t width, REAL *wt)                                            \
     {                                                                                             \
         const int64_t KK = p->KK, KW = p->kw;                                                     \
         for (int64_t pk = 0; pk < p->K; pk++) {                                                   \
             /* pk = (l*cg + c)*KW + m, the forward's tap order (build_offsets) */                 \
             const int64_t l = pk / (p->cg * KW), c = pk / KW % p->cg, t = l * KW + pk % KW;        \
-            for (int64_t j = 0; j < width; j++) {                                                 \
-                const int64_t ch = c0 + j;                                                        \
-                REAL v = 0;                                                                       \
-                if (ch < p->kg)                                                                   \
-                    v = flip ? w[((g * p->cg + c) * p->kg + ch) * KK + (KK - 1 - t)]              \
-                             : w[((g * p->kg + ch) * p->cg + c) * KK + t];                        \
-                wt[pk * width + j] = v;                                                           \
-            }                                                                                     \
+            for (int64_t j = 0, ch = c0; j < width; ch++)                                         \
+                for (int64_t g = gt * p->G; g < (gt + 1) * p->G; g++, j++) {                      \
+                    REAL v = 0;                                                                   \
+                    if (ch < p->kg)                                                               \
+                        v = flip ? w[((g * p->cg + c) * p->kg + ch) * KK + (KK - 1 - t)]          \
+                                 : w[((g * p->kg + ch) * p->cg + c) * KK + t];                    \
+                    wt[pk * width + j] = v;                                                       \
+                }                                                                                 \
         }                                                                                         \
     }
 DEFINE_PACK_WT(float, f32)
@@ -392,6 +483,13 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
 {
     const size_t es = fc_elem_size(d->dtype);
     const int64_t MR = p->kr->mr, vl = p->kr->vl, y_plane = d->oh * d->ow, pixels = rows * d->ow;
+    const int64_t G = p->G;
+    /* band rows and columns between neighbouring output pixels: 1 in phase planes */
+    const int64_t rstep = p->unphased ? d->stride_h : 1, cstep = p->unphased ? d->stride_w : 1;
+    /* G groups a tile: lane L (channel L / G of group L % G) is stored in its channel's row */
+    int64_t lane_rows[64];
+    for (int64_t L = 0; G > 1 && L < p->kv * vl; L++)
+        lane_rows[L] = (L % G * p->kg + L / G) * y_plane;
     const int64_t row_taps = p->cg * p->kw; /* taps of one kernel row (build_offsets' order) */
     const void *px[FWD_CHUNK_GROUPS][8];
     int64_t g0[FWD_CHUNK_GROUPS], gk0[FWD_CHUNK_GROUPS], gkc[FWD_CHUNK_GROUPS], gn[FWD_CHUNK_GROUPS];
@@ -404,7 +502,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             valid_kernel_rows(d, i0 + r, i0 + (P0 + npx - 1) / d->ow, skip, &lo, &hi);
             g0[ng] = P0, gn[ng] = npx, gk0[ng] = lo * row_taps, gkc[ng] = (hi - lo) * row_taps;
             for (int64_t t = 0; t < MR; t++) {
-                px[ng][t] = t < npx ? band + (size_t)(r * p->wp + j) * es : px[ng][0];
+                px[ng][t] = t < npx ? band + (size_t)((r * rstep * p->wp + j * cstep) * G) * es : px[ng][0];
                 if (t < npx && ++j == d->ow) {
                     j = 0;
                     r++;
@@ -416,7 +514,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
            half a line then waited on memory (read for ownership). ResNet's stem (K = 147)
            spent ~500 cycles per 2352-cycle kernel call outside its loop. */
         const size_t chunk_bytes = (size_t)(fc_min64(pixels, C0 + MR * FWD_CHUNK_GROUPS) - C0) * es;
-        for (int64_t c = 0; c < p->kg; c++) {
+        for (int64_t c = 0; c < G * p->kg; c++) {
             const char *row = y_t + (size_t)(c * y_plane + C0) * es;
             for (size_t o = 0; o < chunk_bytes; o += 64)
                 __builtin_prefetch(row + o, 1);
@@ -426,6 +524,13 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             block_vectors(p, cb, &v0, &nv);
             const int64_t c0 = v0 * vl, nch = fc_min64(nv * vl, p->kg - c0);
             const char *wcb = wt + (size_t)(c0 * p->K) * es, *bcb = bias ? bias + (size_t)c0 * es : NULL;
+            if (G > 1) { /* one block: all of the G groups' lanes */
+                const fc_implicit_fwd_grp_fn kernel = p->kr->fwd_grp[p->lg][nv];
+                for (int q = 0; q < ng; q++)
+                    kernel(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
+                           y_t + (size_t)g0[q] * es, lane_rows, gn[q], bcb, relu);
+                continue;
+            }
             for (int q = 0; q < ng; q++)
                 p->kr->fwd[nv](gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                                y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb, relu);
@@ -448,7 +553,9 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
     char *bias_pad = wt + p.apack_bytes;
     const char *x = (const char *)x_, *bias = (const char *)bias_;
     char *y = (char *)y_;
-    const int64_t items = d->n * d->groups * p.tiles;
+    const int64_t tgroups = d->groups / p.G; /* tiles of G groups across the channels */
+    const int64_t lanes = p.kv * p.kr->vl;  /* W^T and bias lanes of one */
+    const int64_t items = d->n * tgroups * p.tiles;
     build_offsets(d, &p, 1, off);
     /* the driver routes non-finite weights to an exact entry (see the table entry) */
     const int skip = 1;
@@ -457,36 +564,37 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, int w
 #pragma omp parallel num_threads(p.nt)
     {
 #pragma omp for schedule(static)
-        for (int64_t gb = 0; gb < d->groups * p.cb; gb++) {
-            const int64_t g = gb / p.cb;
+        for (int64_t gb = 0; gb < tgroups * p.cb; gb++) {
+            const int64_t gt = gb / p.cb;
             int64_t v0, nv;
             block_vectors(&p, gb % p.cb, &v0, &nv);
             const int64_t c0 = v0 * p.kr->vl, width = nv * p.kr->vl;
-            char *dst = wt + (size_t)((g * p.kv * p.kr->vl + c0) * p.K) * es;
+            char *dst = wt + (size_t)((gt * lanes + c0) * p.K) * es;
             if (d->dtype == FC_F64)
-                pack_wt_f64(&p, (const double *)w_, w_flipped, g, c0, width, (double *)dst);
+                pack_wt_f64(&p, (const double *)w_, w_flipped, gt, c0, width, (double *)dst);
             else
-                pack_wt_f32(&p, (const float *)w_, w_flipped, g, c0, width, (float *)dst);
+                pack_wt_f32(&p, (const float *)w_, w_flipped, gt, c0, width, (float *)dst);
         }
 #pragma omp single
-        if (bias) { /* padded to whole vectors: the kernels load it as vectors */
+        if (bias) { /* padded to whole vectors: the kernels load it as vectors; lane order */
             memset(bias_pad, 0, p.bias_bytes);
-            for (int64_t g = 0; g < d->groups; g++)
-                memcpy(bias_pad + (size_t)(g * p.kv * p.kr->vl) * es, bias + (size_t)(g * p.kg) * es,
-                       (size_t)p.kg * es);
+            for (int64_t gt = 0; gt < tgroups; gt++)
+                for (int64_t j = 0; j < lanes && j / p.G < p.kg; j++)
+                    memcpy(bias_pad + (size_t)(gt * lanes + j) * es,
+                           bias + (size_t)((gt * p.G + j % p.G) * p.kg + j / p.G) * es, es);
         }
         char *band = thread0 + (size_t)THREAD_ID() * p.per_thread;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
-            const int64_t n = it / (d->groups * p.tiles), g = (it / p.tiles) % d->groups, t = it % p.tiles;
+            const int64_t n = it / (tgroups * p.tiles), gt = (it / p.tiles) % tgroups, t = it % p.tiles;
+            const int64_t g = gt * p.G; /* the tile's first group */
             const int64_t i0 = t * p.rows, rows = fc_min64(p.rows, d->oh - i0);
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
             const size_t y_off = (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es;
-            fwd_tile(d, &p, wt + (size_t)(g * p.kv * p.kr->vl * p.K) * es,
-                     bias ? bias_pad + (size_t)(g * p.kv * p.kr->vl) * es : NULL, off, band, y + y_off, i0, rows,
-                     skip, relu);
+            fwd_tile(d, &p, wt + (size_t)(gt * lanes * p.K) * es, bias ? bias_pad + (size_t)(gt * lanes) * es : NULL,
+                     off, band, y + y_off, i0, rows, skip, relu);
             if (mask)
-                fc_relu_mask_rows(d->dtype, y + y_off, (const char *)mask + y_off, d->oh * d->ow, p.kg,
+                fc_relu_mask_rows(d->dtype, y + y_off, (const char *)mask + y_off, d->oh * d->ow, p.G * p.kg,
                                   rows * d->ow);
         }
     }

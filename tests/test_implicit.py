@@ -44,6 +44,12 @@ CASES = [
     # ResNeXt-like: 8 channels a group, the weight gradient's one-vector tile (kg <= vl)
     Case("groups_of_8", 2, 32, 9, 10, 32, (3, 3), 1, 1, 4),
     Case("groups_of_16_s2", 1, 32, 11, 12, 32, (3, 3), 1, 1, 2, 2),
+    # groups packed side by side in the forward tile (fc_implicit_groups_a_tile > 1): 4 and 2
+    # channels a group (2 to 8 groups a tile, one or two vectors), and 8 a group with
+    # dilation and stride
+    Case("groups_of_4_packed", 2, 64, 9, 10, 64, (3, 3), 1, 1, 16),
+    Case("groups_of_2_packed", 1, 32, 7, 9, 32, (3, 3), 1, 1, 16),
+    Case("groups_of_8_packed_s2_dil", 1, 64, 13, 14, 64, (3, 3), 2, 2, 8, 2),
     Case("k5_pad4", 2, 3, 17, 19, 9, (5, 5), 4),
     Case("pad_wider_than_kernel", 2, 16, 9, 9, 40, (3, 3), 5),
     Case("asymmetric", 1, 4, 8, 9, 8, (2, 4), ((0, 2), (1, 3)), (2, 1)),
@@ -185,26 +191,66 @@ def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, d
     dtype = np.dtype(dtype)
     cg, kg = c_in // groups, c_out // groups
     narrow = 2 * cg <= LANES[implicit_isa][dtype]
-    want = ("im2col_explicit" if kg >= 24 else "direct") if narrow else "implicit_gemm"
     x = rng.standard_normal((2, c_in, 9, 10)).astype(dtype)
     w = rng.standard_normal((c_out, cg, 3, 3)).astype(dtype)
     gy = rng.standard_normal((2, c_out, 9, 10)).astype(dtype)
     with fastconv.threads(1):
         spec = make_spec(x.shape, w.shape, 1, 1, 1, groups, dtype)
+        strided = make_spec((2, c_in, 18, 20), w.shape, 2, 1, 1, groups, dtype)
+        # grouped layers whose groups the forward tile packs side by side stay implicit
+        # (test_grouped_layers_pack_groups_side_by_side checks when they are packed)
+        packed = {(s, p): _core.implicit_groups_a_tile(s.desc(1), p) > 1
+                  for s in (spec, strided) for p in (FWD, BWD_DATA)}
+        want = ("implicit_gemm" if packed[spec, BWD_DATA]
+                else ("im2col_explicit" if kg >= 24 else "direct") if narrow else "implicit_gemm")
         assert F.chosen_implementation(spec, BWD_DATA) == want
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
         # a forward whose kg fills at most half a vector takes direct (unit stride)
-        want_fwd = ("direct" if 2 * kg <= LANES[implicit_isa][dtype]
+        want_fwd = ("implicit_gemm" if packed[spec, FWD] else "direct" if 2 * kg <= LANES[implicit_isa][dtype]
                     else "im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
         assert F.chosen_implementation(spec, FWD) == want_fwd
-        strided = make_spec((2, c_in, 18, 20), w.shape, 2, 1, 1, groups, dtype)
-        assert F.chosen_implementation(strided, FWD) == ("im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
+        assert F.chosen_implementation(strided, FWD) == (
+            "implicit_gemm" if packed[strided, FWD] else "im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
         got = fastconv.conv2d_input_grad(gy, w, x.shape, padding=1, groups=groups)
     exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, 1, 1, 1, groups)
     eps = np.finfo(dtype).eps
     bound = 16 * eps * ref.conv2d_input_grad(np.abs(gy).astype(np.float64), np.abs(w).astype(np.float64),
                                              x.shape, 1, 1, 1, groups)
     assert np.all(np.abs(got - exp) <= bound)
+
+
+#: (C_in, C_out, H, W, groups) -> groups a forward tile packs, by ISA and dtype (csrc/conv_implicit.c
+#: group_pack): G * kg = whole vectors of the tile, G a power of two from 2 to half a vector's
+#: lanes dividing the groups; where kg already fills a vector, only while the packed tile's W^T
+#: panel and band window stay within 3/4 of L1d (the 7x7 layer's 22 KiB fits any x86 L1d of
+#: 32 KiB or more, the 56x56 layer's 41 KiB does not fit 3/4 of any below 54 KiB).
+PACKED = {
+    (256, 256, 28, 28, 32): {"avx512": (4, 2), "avx2": (2, 1)},   # kg 8: f64 / AVX2 f32 a full vector
+    (128, 128, 56, 56, 32): {"avx512": (8, 4), "avx2": (4, 2)},   # kg 4: AVX2 f64 a full vector (13 KiB)
+    (32, 32, 9, 10, 16): {"avx512": (8, 4), "avx2": (4, 2)},      # kg 2: one vector a tile
+    (512, 512, 7, 7, 32): {"avx512": (2, 1), "avx2": (1, 1)},     # kg 16: 2 x 16 lanes (f32, AVX-512)
+    (64, 64, 56, 56, 4): {"avx512": (1, 1), "avx2": (1, 1)},      # kg 16 at 56x56: the window outgrows L1
+    (24, 24, 9, 10, 3): {"avx512": (1, 1), "avx2": (1, 1)},       # 3 groups: no power of two divides them
+    (64, 64, 9, 10, 1): {"avx512": (1, 1), "avx2": (1, 1)},       # not grouped
+}
+
+
+@pytest.mark.parametrize("shape", list(PACKED), ids=[f"{s[0]}to{s[1]}_{s[2]}x{s[3]}_g{s[4]}" for s in PACKED])
+def test_grouped_layers_pack_groups_side_by_side(shape, implicit_isa):
+    """fc_implicit_groups_a_tile: how many groups one implicit forward tile computes, for the
+    forward and (through the transposed problem, here of the same channels) the input gradient;
+    never for the weight gradient. Packed layers take implicit GEMM under "auto"."""
+    c_in, c_out, h, w, groups = shape
+    want_f32, want_f64 = PACKED[shape][implicit_isa]
+    for dtype, want in ((np.float32, want_f32), (np.float64, want_f64)):
+        spec = make_spec((2, c_in, h, w), (c_out, c_in // groups, 3, 3), 1, 1, 1, groups, np.dtype(dtype))
+        desc = spec.desc(1)
+        assert _core.implicit_groups_a_tile(desc, FWD) == want, dtype
+        assert _core.implicit_groups_a_tile(desc, BWD_DATA) == want, dtype
+        assert _core.implicit_groups_a_tile(desc, BWD_WEIGHTS) == 1
+        if want > 1:
+            assert F.chosen_implementation(spec, FWD) == "implicit_gemm"
+            assert F.chosen_implementation(spec, BWD_DATA) == "implicit_gemm"
 
 
 @pytest.mark.parametrize("c_in, k, want_fwd", [(3, 3, "im2col_explicit"), (7, 3, "im2col_explicit"),

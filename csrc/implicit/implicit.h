@@ -24,6 +24,12 @@
  *         of ldb >= NR elements per output pixel. The sum runs over the pixels in order.
  *         It touches the full MR x NR tile of C: callers pad C, the taps and bt.
  * wgrad_1v: the same, MR x vl (one vector of channels), for kg <= vl.
+ * fwd_grp[lg][v]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers whose
+ *         kg channels a group fill less than the tile). The band holds the G groups' values
+ *         of each (channel, position) side by side, so px and off address G-element chunks,
+ *         and one broadcast of a chunk feeds lane L = i*G + g with channel i of group g
+ *         (wt and bias packed in that lane order). Lane L's MR pixels are stored at
+ *         y + lane_rows[L] (all v*vl lanes are real channels).
  */
 #ifndef FASTCONV_IMPLICIT_H
 #define FASTCONV_IMPLICIT_H
@@ -40,12 +46,20 @@ typedef void (*fc_implicit_fwd_fn)(int64_t kc, const void *wt, const void *const
                                     void *y, int64_t y_plane, int64_t npx, int64_t nch, const void *bias,
                                     int relu);
 
+typedef void (*fc_implicit_fwd_grp_fn)(int64_t kc, const void *wt, const void *const *px, const int64_t *off,
+                                       void *y, const int64_t *lane_rows, int64_t npx, const void *bias,
+                                       int relu);
+
+typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gstride, int64_t n, int64_t G);
+
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
     fc_implicit_fwd_fn fwd[4];      /* [v]: v vectors of vl channels, up to NR / vl */
+    fc_implicit_fwd_grp_fn fwd_grp[4][4]; /* [log2 G][v]: G = 2 .. vl/2 groups a tile; NULL: none */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
+    fc_implicit_interleave_fn interleave; /* band rows of G groups: dst[j*G + g] = src[g*gstride + j], G = 2, 4, 8 */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

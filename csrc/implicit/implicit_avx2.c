@@ -14,6 +14,8 @@
 FC_TARGET_PUSH("avx2,fma")
 #include <immintrin.h>
 
+#include <string.h>
+
 #include "transpose_avx2.h"
 
 /* Lanes [0, n) of a mask for maskstore (n <= 8 floats / 4 doubles; n <= 0: none). */
@@ -31,9 +33,10 @@ static inline __attribute__((always_inline)) __m256i f64_lanes(int64_t n)
    transpose (rows 6 and 7 zero, not stored); a full group takes a 4- and a 2-float store per
    channel, the last, partial one masked stores (slow on AMD, so kept off the common path). */
 static inline __attribute__((always_inline)) void f32_transpose_store(const __m256 tile[6], float *y,
-                                                                      int64_t y_plane, int64_t npx,
-                                                                      int64_t nch)
+                                                                      int64_t y_plane, const int64_t *rows,
+                                                                      int64_t npx, int64_t nch)
 {
+#define ROW(c) (y + (rows ? rows[c] : (c) * y_plane))
     __m256 r[8], col[8];
     for (int i = 0; i < 6; i++)
         r[i] = tile[i];
@@ -41,21 +44,21 @@ static inline __attribute__((always_inline)) void f32_transpose_store(const __m2
     f32_transpose8(r, col);
     if (npx == 6) {
         for (int c = 0; c < 8 && c < nch; c++) {
-            _mm_storeu_ps(y + c * y_plane, _mm256_castps256_ps128(col[c]));
-            _mm_storel_pi((__m64 *)(y + c * y_plane + 4), _mm256_extractf128_ps(col[c], 1));
+            _mm_storeu_ps(ROW(c), _mm256_castps256_ps128(col[c]));
+            _mm_storel_pi((__m64 *)(ROW(c) + 4), _mm256_extractf128_ps(col[c], 1));
         }
     } else {
         const __m256i m = f32_lanes(npx);
         for (int c = 0; c < 8 && c < nch; c++)
-            _mm256_maskstore_ps(y + c * y_plane, m, col[c]);
+            _mm256_maskstore_ps(ROW(c), m, col[c]);
     }
 }
 
 /* tile[t] (pixel t < 6, 4 channels) -> y[c*y_plane + t]: pixels 0-3 as a 4 x 4 transpose,
    pixels 4-5 as pairs. */
 static inline __attribute__((always_inline)) void f64_transpose_store(const __m256d tile[6], double *y,
-                                                                      int64_t y_plane, int64_t npx,
-                                                                      int64_t nch)
+                                                                      int64_t y_plane, const int64_t *rows,
+                                                                      int64_t npx, int64_t nch)
 {
     __m256d lo[4], clo[4];
     for (int i = 0; i < 4; i++)
@@ -67,17 +70,41 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m2
                              _mm256_extractf128_pd(o, 1)};
     if (npx == 6) {
         for (int c = 0; c < 4 && c < nch; c++) {
-            _mm256_storeu_pd(y + c * y_plane, clo[c]);
-            _mm_storeu_pd(y + c * y_plane + 4, pair[c]);
+            _mm256_storeu_pd(ROW(c), clo[c]);
+            _mm_storeu_pd(ROW(c) + 4, pair[c]);
         }
     } else {
         const __m256i m0 = f64_lanes(npx);
         const __m128i m1 = _mm256_castsi256_si128(f64_lanes(npx - 4));
         for (int c = 0; c < 4 && c < nch; c++) {
-            _mm256_maskstore_pd(y + c * y_plane, m0, clo[c]);
-            _mm_maskstore_pd(y + c * y_plane + 4, m1, pair[c]);
+            _mm256_maskstore_pd(ROW(c), m0, clo[c]);
+            _mm_maskstore_pd(ROW(c) + 4, m1, pair[c]);
         }
     }
+}
+#undef ROW
+
+/* G consecutive elements at p (one per group of a grouped tile) across the whole vector. */
+static inline __attribute__((always_inline)) __m256 f32_bcast_groups(const float *p, const int G)
+{
+    if (G == 2) {
+        double pair;
+        memcpy(&pair, p, sizeof pair);
+        return _mm256_castpd_ps(_mm256_set1_pd(pair));
+    }
+    /* 4: through memcpy, not _mm256_broadcast_ps's __m128 pointer, which may alias anything:
+       gcc then stored every accumulator to the stack on each step */
+    __m128 four;
+    memcpy(&four, p, sizeof four);
+    return _mm256_set_m128(four, four);
+}
+
+static inline __attribute__((always_inline)) __m256d f64_bcast_groups(const double *p, const int G)
+{
+    (void)G; /* 2 */
+    __m128d two;
+    memcpy(&two, p, sizeof two);
+    return _mm256_set_m128d(two, two);
 }
 
 /* dst[j*ldd + i] = src[i*lds + j], 8 x 8 floats. */
@@ -121,6 +148,8 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define TBLOCK f32_tblock
 #define LOAD _mm256_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
+#define BCAST_GROUPS f32_bcast_groups
+#define GROUP_TILES(X) X(2, 1) X(2, 2) X(4, 1) X(4, 2)
 #include "implicit_kernels.inc"
 #undef FN
 
@@ -139,13 +168,23 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define TBLOCK f64_tblock
 #define LOAD _mm256_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
+#define BCAST_GROUPS f64_bcast_groups
+#define GROUP_TILES(X) X(2, 1) X(2, 2)
 #include "implicit_kernels.inc"
 
 #undef MR
 
 const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
-    6, 16, 8, {NULL, f32_6x16_fwd_1v, f32_6x16_fwd_2v}, f32_6x16_wgrad, f32_6x16_wgrad_1v, f32_6x16_pack_bt};
+    .mr = 6, .nr = 16, .vl = 8,
+    .fwd = {NULL, f32_6x16_fwd_1v, f32_6x16_fwd_2v},
+    .fwd_grp = {{NULL}, {NULL, f32_6x16_fwd_g2_1v, f32_6x16_fwd_g2_2v}, {NULL, f32_6x16_fwd_g4_1v, f32_6x16_fwd_g4_2v}},
+    .wgrad = f32_6x16_wgrad, .wgrad_1v = f32_6x16_wgrad_1v, .pack_bt = f32_6x16_pack_bt,
+    .interleave = f32_6x16_interleave};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
-    6, 8, 4, {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v}, f64_6x8_wgrad, f64_6x8_wgrad_1v, f64_6x8_pack_bt};
+    .mr = 6, .nr = 8, .vl = 4,
+    .fwd = {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v},
+    .fwd_grp = {{NULL}, {NULL, f64_6x8_fwd_g2_1v, f64_6x8_fwd_g2_2v}},
+    .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v, .pack_bt = f64_6x8_pack_bt,
+    .interleave = f64_6x8_interleave};
 FC_TARGET_POP
 #endif

@@ -7,6 +7,8 @@
 FC_TARGET_PUSH("avx512f")
 #include <immintrin.h>
 
+#include <string.h>
+
 #include "transpose_avx2.h"
 
 /* 16 x 16 floats: dst[j*ldd + i] = src[i*lds + j]. Pairs of rows interleaved, then pairs
@@ -73,12 +75,13 @@ static inline __attribute__((always_inline)) void f32_transpose_half(const __m51
     f32_transpose8(r, col);
 }
 
-/* tile[t] (pixel t, 16 channels) -> y[c*y_plane + t] for channels c < nch, pixels t < npx:
-   two 8x8 transposes of the vectors' 256-bit halves. */
+/* tile[t] (pixel t, 16 channels) -> y[c*y_plane + t] (or y[rows[c] + t] when rows is given)
+   for channels c < nch, pixels t < npx: two 8x8 transposes of the vectors' 256-bit halves. */
 static inline __attribute__((always_inline)) void f32_transpose_store(const __m512 tile[8], float *y,
-                                                                      int64_t y_plane, int64_t npx,
-                                                                      int64_t nch)
+                                                                      int64_t y_plane, const int64_t *rows,
+                                                                      int64_t npx, int64_t nch)
 {
+#define ROW(c) (y + (rows ? rows[c] : (c) * y_plane))
     if (npx == 8 && nch >= 16) {
         /* the whole tile, as almost every call has it: plain stores, no masks, no
            per-channel tests (the store took ~15 % of a K = 147 layer's kernel time) */
@@ -86,7 +89,7 @@ static inline __attribute__((always_inline)) void f32_transpose_store(const __m5
             __m256 col[8];
             f32_transpose_half(tile, h, col);
             for (int c = 0; c < 8; c++)
-                _mm256_storeu_ps(y + (h * 8 + c) * y_plane, col[c]);
+                _mm256_storeu_ps(ROW(h * 8 + c), col[c]);
         }
         return;
     }
@@ -95,14 +98,14 @@ static inline __attribute__((always_inline)) void f32_transpose_store(const __m5
         __m256 col[8];
         f32_transpose_half(tile, h, col);
         for (int c = 0; c < 8 && h * 8 + c < nch; c++)
-            _mm512_mask_storeu_ps(y + (h * 8 + c) * y_plane, m, _mm512_castps256_ps512(col[c]));
+            _mm512_mask_storeu_ps(ROW(h * 8 + c), m, _mm512_castps256_ps512(col[c]));
     }
 }
 
 /* The same for f64: one 8x8 transpose per vector (8 channels). */
 static inline __attribute__((always_inline)) void f64_transpose_store(const __m512d tile[8], double *y,
-                                                                      int64_t y_plane, int64_t npx,
-                                                                      int64_t nch)
+                                                                      int64_t y_plane, const int64_t *rows,
+                                                                      int64_t npx, int64_t nch)
 {
     const __mmask8 m = (__mmask8)((1u << npx) - 1);
     __m512d t[8];
@@ -123,11 +126,33 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m5
     }
     if (npx == 8 && nch >= 8) { /* the whole tile: no masks, no per-channel tests */
         for (int c = 0; c < 8; c++)
-            _mm512_storeu_pd(y + c * y_plane, col[c]);
+            _mm512_storeu_pd(ROW(c), col[c]);
         return;
     }
     for (int c = 0; c < 8 && c < nch; c++)
-        _mm512_mask_storeu_pd(y + c * y_plane, m, col[c]);
+        _mm512_mask_storeu_pd(ROW(c), m, col[c]);
+}
+#undef ROW
+
+/* G consecutive elements at p (one per group of a grouped tile) across the whole vector:
+   one broadcast load each (vbroadcastsd, vbroadcastf32x4, vbroadcastf64x4). */
+static inline __attribute__((always_inline)) __m512 f32_bcast_groups(const float *p, const int G)
+{
+    if (G == 2) {
+        double pair;
+        memcpy(&pair, p, sizeof pair);
+        return _mm512_castpd_ps(_mm512_set1_pd(pair));
+    }
+    if (G == 4)
+        return _mm512_broadcast_f32x4(_mm_loadu_ps(p));
+    return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p)))); /* 8 */
+}
+
+static inline __attribute__((always_inline)) __m512d f64_bcast_groups(const double *p, const int G)
+{
+    if (G == 2)
+        return _mm512_castps_pd(_mm512_broadcast_f32x4(_mm_castpd_ps(_mm_loadu_pd(p))));
+    return _mm512_broadcast_f64x4(_mm256_loadu_pd(p)); /* 4 */
 }
 
 #define MR 8
@@ -147,6 +172,8 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m5
 #define TBLOCK f32_tblock
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
+#define BCAST_GROUPS f32_bcast_groups
+#define GROUP_TILES(X) X(2, 1) X(2, 2) X(4, 1) X(4, 2) X(8, 1) X(8, 2)
 #include "implicit_kernels.inc"
 #undef FN
 
@@ -165,12 +192,24 @@ static inline __attribute__((always_inline)) void f64_transpose_store(const __m5
 #define TBLOCK f64_tblock
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
+#define BCAST_GROUPS f64_bcast_groups
+#define GROUP_TILES(X) X(2, 1) X(2, 2) X(2, 3) X(4, 1) X(4, 2) X(4, 3)
 #include "implicit_kernels.inc"
 #undef MR
 
 const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
-    8, 32, 16, {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v}, f32_8x32_wgrad, f32_8x32_wgrad_1v, f32_8x32_pack_bt};
+    .mr = 8, .nr = 32, .vl = 16,
+    .fwd = {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v},
+    .fwd_grp = {{NULL}, {NULL, f32_8x32_fwd_g2_1v, f32_8x32_fwd_g2_2v},
+                {NULL, f32_8x32_fwd_g4_1v, f32_8x32_fwd_g4_2v}, {NULL, f32_8x32_fwd_g8_1v, f32_8x32_fwd_g8_2v}},
+    .wgrad = f32_8x32_wgrad, .wgrad_1v = f32_8x32_wgrad_1v, .pack_bt = f32_8x32_pack_bt,
+    .interleave = f32_8x32_interleave};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
-    8, 24, 8, {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v}, f64_8x24_wgrad, f64_8x24_wgrad_1v, f64_8x24_pack_bt};
+    .mr = 8, .nr = 24, .vl = 8,
+    .fwd = {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v},
+    .fwd_grp = {{NULL}, {NULL, f64_8x24_fwd_g2_1v, f64_8x24_fwd_g2_2v, f64_8x24_fwd_g2_3v},
+                {NULL, f64_8x24_fwd_g4_1v, f64_8x24_fwd_g4_2v, f64_8x24_fwd_g4_3v}},
+    .wgrad = f64_8x24_wgrad, .wgrad_1v = f64_8x24_wgrad_1v, .pack_bt = f64_8x24_pack_bt,
+    .interleave = f64_8x24_interleave};
 FC_TARGET_POP
 #endif

@@ -47,6 +47,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_conv_choose(const fc_conv_desc *d, int pass_)
     int fc_implicit_tile(int dtype, int *mr, int *nr)
     int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
+    int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass_)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_algo_name(int algo)
@@ -178,6 +179,13 @@ def pointwise_wgrad_runs(ConvDesc desc):
     implicit-GEMM micro-kernels (csrc/pointwise_wgrad.c) on the active ISA, False when on
     the GEMM. Meaningful for pointwise problems (1x1, stride 1, unpadded) only."""
     return fc_pointwise_wgrad_suits(&desc.d) != 0
+
+
+def implicit_groups_a_tile(ConvDesc desc, int pass_):
+    """Groups one implicit-GEMM forward tile computes for ``pass_`` (FWD or
+    BWD_DATA) on the active ISA: > 1 where a grouped layer's channels a group fill less
+    than the tile and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
+    return fc_implicit_groups_a_tile(&desc.d, pass_)
 
 
 def workspace_size(ConvDesc desc, int pass_, int algo):
