@@ -1,14 +1,16 @@
 """The implicit-GEMM path of algorithm "im2col" (csrc/conv_implicit.c).
 
-On AVX2 and AVX-512 machines every non-pointwise problem runs its forward and weight gradient as
-implicit GEMM (micro-kernels read the lowered matrix straight from a padded band of the
-image, split by stride phase, through an offset table), and unit-stride ones their input
-gradient too. These tests check that the path is taken where it should
+On AVX2 and AVX-512 machines every non-pointwise problem runs its forward, input gradient and
+weight gradient as implicit GEMM (micro-kernels read the lowered matrix straight from a padded
+band of the image through an offset table; the input gradient is a forward of grad_y per
+stride phase, scattered into the input's positions of that phase). These tests check that the
+path is taken where it should
 be, and check it against ``fastconv.reference`` (the bound of docs/architecture.md) in the regimes
 its driver distinguishes: column blocks that run across rows or restart at each row,
 widths that leave a partial vector, K split into several channel chunks, images split
-into several row tiles, output channels that do not fill the micro-tile, groups,
-dilation, strides 2 and 3 (phase planes), padding wider than the kernel (a crop in the
+into several row tiles, output channels that do not fill the micro-tile, groups (packed
+side by side in a tile, or not), dilation, strides 2, 3 and 4 (phase planes; input-gradient
+phases no tap reaches), padding wider than the kernel (a crop in the
 input gradient), and non-finite
 weights (the input gradient then falls back to the explicit lowering). Outputs are
 poisoned with NaN and the workspace with 0xFF bytes; results must be bitwise equal for
@@ -62,6 +64,12 @@ CASES = [
     # pixel groups of 8 spanning 3 rows, some wholly in the padding (kernel rows skipped)
     Case("narrow_tall_padding", 1, 4, 4, 3, 8, (3, 3), ((4, 4), (1, 1))),
     Case("narrow_tall_padding_s2_dil", 1, 4, 7, 2, 8, (3, 3), ((5, 3), (1, 1)), (2, 1), 1, (2, 1)),
+    # strided input gradients: phases no tap reaches (dilation 2 at stride 2), 16 phases of
+    # one tap, a padding wider than the kernel, a 2 x 1 stride with asymmetric padding
+    Case("s2_dil2_empty_phases", 1, 4, 9, 9, 8, (3, 3), 0, 2, 1, 2),
+    Case("k4_s4_sixteen_phases", 1, 16, 17, 16, 16, (4, 4), 0, 1, 1, 4),
+    Case("s2_pad_wider_than_kernel", 2, 16, 9, 9, 24, (3, 3), 4, 1, 1, 2),
+    Case("s21_asymmetric_pad", 2, 8, 10, 10, 8, (3, 3), ((1, 0), (2, 1)), 1, 2, (2, 1)),
 ]
 IDS = [c.name for c in CASES]
 
@@ -105,10 +113,10 @@ def check_pass(pass_, res, case: Case, x, w, b, gy, dtype):
 def test_problems_take_the_implicit_path(case, implicit_isa):
     spec = make_spec(case.x_shape, case.w_shape, case.stride, case.padding, case.dilation,
                      case.groups, np.dtype(np.float32))
-    unit_stride = spec.stride == (1, 1)
     before = _core.active_isa()
     try:
-        assert [_core.implicit_accepts(spec.desc(1), p) for p in PASSES] == [True, unit_stride, True]
+        # strided input gradients too: one unit-stride forward per stride phase
+        assert [_core.implicit_accepts(spec.desc(1), p) for p in PASSES] == [True, True, True]
         _core.set_isa(0)  # the generic build has no implicit kernels: explicit lowering
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
     finally:
@@ -122,6 +130,16 @@ def test_pointwise_and_input_skipping_strides_are_lowered_explicitly():
     skipping = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 2, 0, 1, 1, np.dtype(np.float32))
     for spec in (pointwise, skipping):
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+
+
+def test_input_gradients_of_more_than_16_stride_phases_are_lowered_explicitly(implicit_isa):
+    """conv_implicit.c runs at most 16 stride phases of an input gradient (4 x 4)."""
+    four = make_spec((1, 8, 20, 20), (16, 8, 4, 4), 4, 0, 1, 1, np.dtype(np.float32))
+    five = make_spec((1, 8, 20, 20), (16, 8, 5, 5), 5, 0, 1, 1, np.dtype(np.float32))
+    assert _core.implicit_accepts(four.desc(1), BWD_DATA)
+    assert not _core.implicit_accepts(five.desc(1), BWD_DATA)
+    assert _core.implicit_accepts(five.desc(1), FWD)
+    assert F.chosen_implementation(five, BWD_DATA) == "im2col_explicit"
 
 
 def test_auto_takes_the_implicit_path_for_one_input_channel(implicit_isa):
