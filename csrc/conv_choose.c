@@ -32,8 +32,8 @@
  *      0.97, direct 1.21 (CIFAR's first layer at batch 128: 12.1 -> 5.2 ms); cg = 8, kg = 32:
  *      2.95 / 2.20 / 2.35; cg = 4, kg = 64: 5.84 / 2.33 / 2.69; cg = 8, kg = 16: 1.50 / 1.34 /
  *      1.10; cg = 3, kg = 8: 0.76 / 0.42 / 0.32; groups 8, cg = kg = 8 (before groups were
- *      packed, below): 6.52 / 8.19 / 5.48; cg = 12: implicit 3.01, explicit 3.29. f64 cg = 3, 4 (kg = 32): explicit 1.35-1.45x
- *      implicit; cg = 6: implicit 1.10x explicit.
+ *      packed, below): 6.52 / 8.19 / 5.48; cg = 12: implicit 3.01, explicit 3.29. f64 cg = 3,
+ *      4 (kg = 32): explicit 1.35-1.45x implicit; cg = 6: implicit 1.10x explicit.
  *      The same half-empty vector in a unit-stride forward (kg = 8 in f32 on AVX-512; fewer
  *      channels never reach the family) runs faster on the direct kernels: 32 x 32 x 32 x 32
  *      -> 8, 3x3 same, implicit 2.95 ms, direct 2.42 (2 threads 1.91 / 1.61); 16 -> 8 1.48 /
@@ -41,9 +41,12 @@
  *      3.33 / 2.74; 5x5 7.49 / 5.19. At stride 2 direct loses (1.17 / 4.38); f64 kg = 8 fills its
  *      vector and implicit wins (3.40 / 5.10).
  *      Grouped layers of few channels a group (ResNeXt's 4, 8, 16; kg the channels the pass's
- *      forward kernels write: C_in/groups for bwd_data) whose groups implicit GEMM packs side by
- *      side (fc_implicit_groups_a_tile > 1) take implicit GEMM before the rest of this rule, at any
- *      K: the packed tile fills its lanes. Measured on Zen 4, f32, AVX-512, 1 thread, 8 images, 3x3,
+ *      kernels write: C_in/groups for bwd_data) whose groups implicit GEMM packs side by side
+ *      (fc_implicit_groups_a_tile > 1) take implicit GEMM in every pass, before the rest of this
+ *      rule, at any K: the packed tile fills its lanes. Weight gradients, implicit / direct /
+ *      explicit ms (Zen 4, f32, 1 thread, 8 images, 3x3): 128 at 56x56 in 32 groups 3.81 / 9.36 /
+ *      17.6; 64 at 28x28 in 32 groups 0.35 / 0.94 / 2.69; 256 at 28x28 in 32 groups 2.88 / 9.08 /
+ *      8.10. Measured on Zen 4, f32, AVX-512, 1 thread, 8 images, 3x3,
  *      implicit / direct / explicit ms: fwd 256 -> 256 at 28x28, 32 groups (of 8) 3.01 / 4.71;
  *      the same at 14x14 0.71 / 1.20; 128 at 56x56, 32 groups (of 4) 4.33 / 5.14 / 11.9; 64 at
  *      28x28, 32 groups (of 2) 0.32 / 0.81 / 1.76; 256 at 14x14 stride 2, 32 groups 0.55 /

@@ -71,10 +71,10 @@ int fc_conv_choose(const fc_conv_desc *d, int pass);
 /* The implicit-GEMM micro-kernel tile for dtype on the active ISA (MR pixels x NR channels):
    1 and *mr, *nr set, or 0 where the ISA has no implicit kernels (explicit lowering). */
 int fc_implicit_tile(int dtype, int *mr, int *nr);
-/* Groups one implicit-GEMM forward tile computes for this pass (FC_FWD or FC_BWD_DATA; the
-   input gradient runs the transposed problem) on the active ISA: G > 1 where the layer's
-   channels a group fill less than the tile and G groups are packed side by side, else 1
-   (also where the ISA has no implicit kernels, and for FC_BWD_WEIGHTS). */
+/* Groups one implicit-GEMM tile computes for this pass (the input gradient runs the
+   transposed problem) on the active ISA: G > 1 where the layer's channels a group fill less
+   than the tile and G groups are packed side by side, else 1 (also where the ISA has no
+   implicit kernels). */
 int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass);
 /* 1 when the gemm_1x1 entry computes this (pointwise) problem's weight gradient on the
    implicit-GEMM micro-kernels rather than the GEMM (pointwise_wgrad.c), on the active ISA. */

@@ -255,9 +255,9 @@ PACKED = {
 
 @pytest.mark.parametrize("shape", list(PACKED), ids=[f"{s[0]}to{s[1]}_{s[2]}x{s[3]}_g{s[4]}" for s in PACKED])
 def test_grouped_layers_pack_groups_side_by_side(shape, implicit_isa):
-    """fc_implicit_groups_a_tile: how many groups one implicit forward tile computes, for the
-    forward and (through the transposed problem, here of the same channels) the input gradient;
-    never for the weight gradient. Packed layers take implicit GEMM under "auto"."""
+    """fc_implicit_groups_a_tile: how many groups one implicit tile computes, for the forward,
+    the weight gradient and (through the transposed problem, here of the same channels) the
+    input gradient. Packed layers take implicit GEMM under "auto" in every pass."""
     c_in, c_out, h, w, groups = shape
     want_f32, want_f64 = PACKED[shape][implicit_isa]
     for dtype, want in ((np.float32, want_f32), (np.float64, want_f64)):
@@ -265,10 +265,10 @@ def test_grouped_layers_pack_groups_side_by_side(shape, implicit_isa):
         desc = spec.desc(1)
         assert _core.implicit_groups_a_tile(desc, FWD) == want, dtype
         assert _core.implicit_groups_a_tile(desc, BWD_DATA) == want, dtype
-        assert _core.implicit_groups_a_tile(desc, BWD_WEIGHTS) == 1
+        assert _core.implicit_groups_a_tile(desc, BWD_WEIGHTS) == want, dtype
         if want > 1:
-            assert F.chosen_implementation(spec, FWD) == "implicit_gemm"
-            assert F.chosen_implementation(spec, BWD_DATA) == "implicit_gemm"
+            for pass_ in PASSES:
+                assert F.chosen_implementation(spec, pass_) == "implicit_gemm"
 
 
 @pytest.mark.parametrize("c_in, k, want_fwd", [(3, 3, "im2col_explicit"), (7, 3, "im2col_explicit"),

@@ -24,6 +24,9 @@
  *         of ldb >= NR elements per output pixel. The sum runs over the pixels in order.
  *         It touches the full MR x NR tile of C: callers pad C, the taps and bt.
  * wgrad_1v: the same, MR x vl (one vector of channels), for kg <= vl.
+ * wgrad_grp[lg][v]: wgrad for G = 2^lg groups a tile (v*vl = G*kg lanes, channel i of group g
+ *         in lane i*G + g): a_i address chunks of G elements of the interleaved band, broadcast
+ *         whole; bt holds the lanes in that order (pack_bt_rows).
  * fwd_grp[lg][v]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers whose
  *         kg channels a group fill less than the tile). The band holds the G groups' values
  *         of each (channel, position) side by side, so px and off address G-element chunks,
@@ -50,7 +53,11 @@ typedef void (*fc_implicit_fwd_grp_fn)(int64_t kc, const void *wt, const void *c
                                        void *y, const int64_t *lane_rows, int64_t npx, const void *bias,
                                        int relu);
 
-typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gstride, int64_t n, int64_t G);
+typedef void (*fc_implicit_pack_bt_rows_fn)(int64_t lanes, int64_t pixels, const void *src, int64_t lds,
+                                           const int64_t *rows, void *dst, int64_t ldb);
+
+typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gstride, int64_t n, int64_t sw,
+                                          int64_t G);
 
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
@@ -58,8 +65,10 @@ typedef struct fc_implicit_kernels {
     fc_implicit_fwd_grp_fn fwd_grp[4][4]; /* [log2 G][v]: G = 2 .. vl/2 groups a tile; NULL: none */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */
+    fc_implicit_wgrad_fn wgrad_grp[4][4]; /* [log2 G][v]: wgrad for G groups a tile (as fwd_grp) */
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
-    fc_implicit_interleave_fn interleave; /* band rows of G groups: dst[j*G + g] = src[g*gstride + j], G = 2, 4, 8 */
+    fc_implicit_pack_bt_rows_fn pack_bt_rows; /* pack_bt from source rows rows[k] (G groups a tile) */
+    fc_implicit_interleave_fn interleave; /* band rows of G groups: dst[j*G + g] = src[g*gstride + j*sw], G = 2, 4, 8 */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

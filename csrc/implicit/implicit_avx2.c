@@ -108,27 +108,58 @@ static inline __attribute__((always_inline)) __m256d f64_bcast_groups(const doub
 }
 
 /* dst[j*ldd + i] = src[i*lds + j], 8 x 8 floats. */
-static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
-                                                             int64_t ldd)
+static inline __attribute__((always_inline)) void f32_tblock_regs(const __m256 r[8], float *dst, int64_t ldd)
 {
-    __m256 r[8], col[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(src + i * lds);
+    __m256 col[8];
     f32_transpose8(r, col);
     for (int j = 0; j < 8; j++)
         _mm256_storeu_ps(dst + j * ldd, col[j]);
 }
 
-/* The same, 4 x 4 doubles. */
-static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
+static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
                                                              int64_t ldd)
 {
-    __m256d r[4], col[4];
-    for (int i = 0; i < 4; i++)
-        r[i] = _mm256_loadu_pd(src + i * lds);
+    __m256 r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(src + i * lds);
+    f32_tblock_regs(r, dst, ldd);
+}
+
+/* The same, row i from rows[i] + q0. */
+static inline __attribute__((always_inline)) void f32_tblock_rows(const float *const *rows, int64_t q0, float *dst,
+                                                                  int64_t ldd)
+{
+    __m256 r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(rows[i] + q0);
+    f32_tblock_regs(r, dst, ldd);
+}
+
+/* The same, 4 x 4 doubles. */
+static inline __attribute__((always_inline)) void f64_tblock_regs(const __m256d r[4], double *dst, int64_t ldd)
+{
+    __m256d col[4];
     f64_transpose4(r, col);
     for (int j = 0; j < 4; j++)
         _mm256_storeu_pd(dst + j * ldd, col[j]);
+}
+
+static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
+                                                             int64_t ldd)
+{
+    __m256d r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm256_loadu_pd(src + i * lds);
+    f64_tblock_regs(r, dst, ldd);
+}
+
+static inline __attribute__((always_inline)) void f64_tblock_rows(const double *const *rows, int64_t q0,
+                                                                  double *dst, int64_t ldd)
+{
+    __m256d r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm256_loadu_pd(rows[i] + q0);
+    f64_tblock_regs(r, dst, ldd);
 }
 
 #define MR 6
@@ -146,6 +177,7 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define RELU(a) _mm256_and_ps((a), _mm256_cmp_ps((a), _mm256_setzero_ps(), _CMP_NLE_UQ))
 #define FN(name) f32_6x16_##name
 #define TBLOCK f32_tblock
+#define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm256_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
 #define BCAST_GROUPS f32_bcast_groups
@@ -166,6 +198,7 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
 #define RELU(a) _mm256_and_pd((a), _mm256_cmp_pd((a), _mm256_setzero_pd(), _CMP_NLE_UQ))
 #define FN(name) f64_6x8_##name
 #define TBLOCK f64_tblock
+#define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm256_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
 #define BCAST_GROUPS f64_bcast_groups
@@ -178,13 +211,19 @@ const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
     .mr = 6, .nr = 16, .vl = 8,
     .fwd = {NULL, f32_6x16_fwd_1v, f32_6x16_fwd_2v},
     .fwd_grp = {{NULL}, {NULL, f32_6x16_fwd_g2_1v, f32_6x16_fwd_g2_2v}, {NULL, f32_6x16_fwd_g4_1v, f32_6x16_fwd_g4_2v}},
-    .wgrad = f32_6x16_wgrad, .wgrad_1v = f32_6x16_wgrad_1v, .pack_bt = f32_6x16_pack_bt,
+    .wgrad = f32_6x16_wgrad, .wgrad_1v = f32_6x16_wgrad_1v,
+    .wgrad_grp = {{NULL},
+                  {NULL, f32_6x16_wgrad_g2_1v, f32_6x16_wgrad_g2_2v},
+                  {NULL, f32_6x16_wgrad_g4_1v, f32_6x16_wgrad_g4_2v}},
+    .pack_bt = f32_6x16_pack_bt, .pack_bt_rows = f32_6x16_pack_bt_rows,
     .interleave = f32_6x16_interleave};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .mr = 6, .nr = 8, .vl = 4,
     .fwd = {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v},
     .fwd_grp = {{NULL}, {NULL, f64_6x8_fwd_g2_1v, f64_6x8_fwd_g2_2v}},
-    .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v, .pack_bt = f64_6x8_pack_bt,
+    .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v,
+    .wgrad_grp = {{NULL}, {NULL, f64_6x8_wgrad_g2_1v, f64_6x8_wgrad_g2_2v}},
+    .pack_bt = f64_6x8_pack_bt, .pack_bt_rows = f64_6x8_pack_bt_rows,
     .interleave = f64_6x8_interleave};
 FC_TARGET_POP
 #endif

@@ -13,13 +13,10 @@ FC_TARGET_PUSH("avx512f")
 
 /* 16 x 16 floats: dst[j*ldd + i] = src[i*lds + j]. Pairs of rows interleaved, then pairs
    of pairs (as doubles), then 128-bit lanes gathered across the four groups of four rows. */
-static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
-                                                             int64_t ldd)
+static inline __attribute__((always_inline)) void f32_tblock_regs(const __m512 r[16], float *dst, int64_t ldd)
 {
-    __m512 r[16], t[16];
+    __m512 t[16];
     __m512d u[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src + i * lds);
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -42,13 +39,29 @@ static inline __attribute__((always_inline)) void f32_tblock(const float *src, i
     }
 }
 
-/* 8 x 8 doubles, the same scheme one level shorter. */
-static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
+static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
                                                              int64_t ldd)
 {
-    __m512d r[8], t[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm512_loadu_pd(src + i * lds);
+    __m512 r[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    f32_tblock_regs(r, dst, ldd);
+}
+
+/* The same, row i from rows[i] + q0. */
+static inline __attribute__((always_inline)) void f32_tblock_rows(const float *const *rows, int64_t q0, float *dst,
+                                                                  int64_t ldd)
+{
+    __m512 r[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(rows[i] + q0);
+    f32_tblock_regs(r, dst, ldd);
+}
+
+/* 8 x 8 doubles, the same scheme one level shorter. */
+static inline __attribute__((always_inline)) void f64_tblock_regs(const __m512d r[8], double *dst, int64_t ldd)
+{
+    __m512d t[8];
     for (int i = 0; i < 8; i += 2) { /* t[i]: even columns of rows i, i+1; t[i+1]: odd ones */
         t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
@@ -63,6 +76,24 @@ static inline __attribute__((always_inline)) void f64_tblock(const double *src, 
         _mm512_storeu_pd(dst + (j + 2) * ldd, _mm512_shuffle_f64x2(v1, v3, 0x88));
         _mm512_storeu_pd(dst + (j + 6) * ldd, _mm512_shuffle_f64x2(v1, v3, 0xdd));
     }
+}
+
+static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
+                                                             int64_t ldd)
+{
+    __m512d r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm512_loadu_pd(src + i * lds);
+    f64_tblock_regs(r, dst, ldd);
+}
+
+static inline __attribute__((always_inline)) void f64_tblock_rows(const double *const *rows, int64_t q0,
+                                                                  double *dst, int64_t ldd)
+{
+    __m512d r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm512_loadu_pd(rows[i] + q0);
+    f64_tblock_regs(r, dst, ldd);
 }
 
 /* col[c] = channel h*8 + c of the 8 pixels tile[0..7]: an 8x8 transpose of one 256-bit half. */
@@ -170,6 +201,7 @@ static inline __attribute__((always_inline)) __m512d f64_bcast_groups(const doub
 #define RELU(a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((a), _mm512_setzero_ps(), _CMP_NLE_UQ), (a))
 #define FN(name) f32_8x32_##name
 #define TBLOCK f32_tblock
+#define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
 #define BCAST_GROUPS f32_bcast_groups
@@ -190,6 +222,7 @@ static inline __attribute__((always_inline)) __m512d f64_bcast_groups(const doub
 #define RELU(a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask((a), _mm512_setzero_pd(), _CMP_NLE_UQ), (a))
 #define FN(name) f64_8x24_##name
 #define TBLOCK f64_tblock
+#define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
 #define BCAST_GROUPS f64_bcast_groups
@@ -202,14 +235,23 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
     .fwd = {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v},
     .fwd_grp = {{NULL}, {NULL, f32_8x32_fwd_g2_1v, f32_8x32_fwd_g2_2v},
                 {NULL, f32_8x32_fwd_g4_1v, f32_8x32_fwd_g4_2v}, {NULL, f32_8x32_fwd_g8_1v, f32_8x32_fwd_g8_2v}},
-    .wgrad = f32_8x32_wgrad, .wgrad_1v = f32_8x32_wgrad_1v, .pack_bt = f32_8x32_pack_bt,
+    .wgrad = f32_8x32_wgrad, .wgrad_1v = f32_8x32_wgrad_1v,
+    .wgrad_grp = {{NULL},
+                  {NULL, f32_8x32_wgrad_g2_1v, f32_8x32_wgrad_g2_2v},
+                  {NULL, f32_8x32_wgrad_g4_1v, f32_8x32_wgrad_g4_2v},
+                  {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
+    .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
     .interleave = f32_8x32_interleave};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v},
     .fwd_grp = {{NULL}, {NULL, f64_8x24_fwd_g2_1v, f64_8x24_fwd_g2_2v, f64_8x24_fwd_g2_3v},
                 {NULL, f64_8x24_fwd_g4_1v, f64_8x24_fwd_g4_2v, f64_8x24_fwd_g4_3v}},
-    .wgrad = f64_8x24_wgrad, .wgrad_1v = f64_8x24_wgrad_1v, .pack_bt = f64_8x24_pack_bt,
+    .wgrad = f64_8x24_wgrad, .wgrad_1v = f64_8x24_wgrad_1v,
+    .wgrad_grp = {{NULL},
+                  {NULL, f64_8x24_wgrad_g2_1v, f64_8x24_wgrad_g2_2v, f64_8x24_wgrad_g2_3v},
+                  {NULL, f64_8x24_wgrad_g4_1v, f64_8x24_wgrad_g4_2v, f64_8x24_wgrad_g4_3v}},
+    .pack_bt = f64_8x24_pack_bt, .pack_bt_rows = f64_8x24_pack_bt_rows,
     .interleave = f64_8x24_interleave};
 FC_TARGET_POP
 #endif

@@ -182,9 +182,9 @@ def pointwise_wgrad_runs(ConvDesc desc):
 
 
 def implicit_groups_a_tile(ConvDesc desc, int pass_):
-    """Groups one implicit-GEMM forward tile computes for ``pass_`` (FWD or
-    BWD_DATA) on the active ISA: > 1 where a grouped layer's channels a group fill less
-    than the tile and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
+    """Groups one implicit-GEMM tile computes for ``pass_`` (FWD, BWD_DATA or BWD_WEIGHTS)
+    on the active ISA: > 1 where a grouped layer's channels a group fill less than the tile
+    and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
     return fc_implicit_groups_a_tile(&desc.d, pass_)
 
 
