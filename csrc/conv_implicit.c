@@ -177,20 +177,6 @@ static int64_t group_pack(const fc_implicit_kernels *kr, const fc_conv_desc *d, 
     return 1;
 }
 
-int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass)
-{
-    const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
-    if (!kr)
-        return 1;
-    fc_conv_desc t;
-    if (pass == FC_BWD_DATA) {
-        fc_transposed_problem(d, &t);
-        d = &t;
-    }
-    int64_t nv;
-    return (int)group_pack(kr, d, &nv);
-}
-
 /* Channels of one weight-gradient tile: NR, or one vector where the layer's kg fits in one
    (grouped layers of 8 or 16 channels a group: the NR tile computed 2-4x the channels). */
 static int64_t wgrad_nr(const fc_implicit_kernels *kr, int64_t kg) { return kg <= kr->vl ? kr->vl : kr->nr; }
@@ -279,6 +265,28 @@ static int strided(const fc_conv_desc *d) { return d->stride_h > 1 || d->stride_
 /* Stride phases an input gradient may have here (4 x 4: a patchify stem's); more go to
    explicit im2col. */
 #define MAX_PHASES 16
+
+int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass)
+{
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
+    if (!kr)
+        return 1;
+    int64_t nv;
+    if (pass != FC_BWD_DATA)
+        return (int)group_pack(kr, d, &nv);
+    /* the input gradient's phases share one G: that of the phase with the most taps (the
+       largest W^T panel; for unit strides the one phase, the transposed problem) */
+    fc_conv_desc t, most;
+    int64_t taps = -1;
+    for (int64_t a = 0; a < d->stride_h; a++)
+        for (int64_t b = 0; b < d->stride_w; b++)
+            if (phase_problem(d, a, b, &t, NULL) && t.kh * t.kw > taps) {
+                most = t;
+                taps = t.kh * t.kw;
+            }
+    return taps < 0 ? 1 : (int)group_pack(kr, &most, &nv);
+}
+
 
 /* phase: d is a phase problem of an input gradient (a 1x1 one is just one of its phases) */
 static int problem_accepted(const fc_conv_desc *d, int phase)
@@ -424,6 +432,7 @@ typedef struct phase_set {
     fc_conv_desc t[MAX_PHASES];
     iplan p[MAX_PHASES];
     size_t shared[MAX_PHASES];          /* offsets and W^T of each */
+    size_t band, slot;                  /* per thread: the largest band, and one output tile */
     size_t per_thread, total;           /* workspace: tap maps | each phase's shared | threads */
     int64_t rows, tiles;                /* tiles of phase rows, common to all */
 } phase_set;
@@ -444,18 +453,25 @@ static void plan_phases(const fc_conv_desc *d, phase_set *S)
             S->rows = fc_min64(S->rows, S->p[q].rows);
             S->n++;
         }
-    S->per_thread = 0;
+    S->band = S->slot = 0;
     S->tiles = 0;
     S->total = (size_t)S->n * tap_map_bytes(d);
     for (int q = 0; q < S->n; q++) {
         iplan *p = &S->p[q];
         make_plan_with(&S->t[q], FC_FWD, 1, G, S->rows, p);
+        p->nt = fc_team_size(d); /* the whole input gradient's work, not this phase's */
         S->shared[q] = p->off_bytes + p->apack_bytes + p->bias_bytes;
-        S->per_thread = S->per_thread > p->per_thread ? S->per_thread : p->per_thread;
+        S->band = S->band > p->band_bytes ? S->band : p->band_bytes;
         S->tiles = fc_max64(S->tiles, p->tiles);
         S->total += S->shared[q];
     }
-    S->total += (size_t)(S->n ? S->p[0].nt : 1) * S->per_thread;
+    /* a band, then one output tile per column phase (merged into gx rows together), each
+       room for the widest phase, ceil(W / sw) columns, present or not */
+    if (S->n > 0)
+        S->slot = fc_align_up((size_t)(S->p[0].G * S->p[0].kg * S->rows * fc_ceil_div(d->w, d->stride_w)) *
+                              fc_elem_size(d->dtype));
+    S->per_thread = S->band + (size_t)d->stride_w * S->slot;
+    S->total += (size_t)fc_team_size(d) * S->per_thread;
 }
 
 static size_t implicit_workspace_size(const fc_conv_desc *d, int pass)
@@ -702,35 +718,34 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
     }
 }
 
-/* Where a phase problem's output goes: gx[c, i*sh + a, j*sw + b] of an input gradient of
-   h x w pixels a channel (scatter_out); NULL: y itself, as the problem's own output. */
-typedef struct scatter_out {
-    int64_t sh, sw, a, b, h, w;
-} scatter_out;
-
-/* tile[c][i][j] (ld elements a channel) -> its phase's positions of gx rows i0.., for G*kg
-   channels from c0; then, with a mask (relu_out, gx's layout), the ReLU's backward on the
-   rows written (its other phases' columns pass it again, unchanged, or are overwritten). */
-static void scatter_tile(const fc_conv_desc *d, const iplan *p, const scatter_out *so, const char *tile,
-                         int64_t ld, char *gx, int64_t n, int64_t c0, int64_t i0, int64_t rows, const char *mask)
+/* gx rows (i0 + i)*sh + a, i < rows, of channels [c0, c0 + count) of image n, from the output
+   tiles of the column phases b of row phase a: slot[b] + (c*rows + i)*ow[b] (ow[b] columns;
+   zeros where no tap reaches the phase). Whole rows are written at once, so each gx
+   line is written once (scattered phase by phase, the lines the column phases share were
+   written sw times: at 2 threads 1.6x the 1-thread speed against explicit im2col's 2.0x).
+   Then, with a mask (relu_out, gx's layout), the ReLU's backward on those rows. */
+static void merge_rows(const fc_conv_desc *d, const fc_implicit_kernels *kr, char *const *slot, const int64_t *ow,
+                       int64_t a, char *gx, int64_t n, int64_t c0, int64_t count, int64_t i0, int64_t rows,
+                       const char *mask)
 {
     const size_t es = fc_elem_size(d->dtype);
-    const int64_t C = d->c_out, plane = so->h * so->w;
-    for (int64_t c = c0; c < c0 + p->G * p->kg; c++)
+    const int64_t sw = d->stride_w, W = d->w, full = W / sw; /* columns every phase has */
+    const int vector = sw == 2 || ((sw == 4 || sw == 8) && W % sw == 0); /* kr->interleave's cases */
+    for (int64_t c = 0; c < count; c++)
         for (int64_t i = 0; i < rows; i++) {
-            const size_t row = (size_t)(((n * C + c) * so->h + (i0 + i) * so->sh + so->a) * so->w);
-            const char *src = tile + (size_t)((c - c0) * ld + i * d->ow) * es;
-            if (d->dtype == FC_F64) {
-                double *dst = (double *)gx + row + so->b;
-                for (int64_t j = 0; j < d->ow; j++)
-                    dst[j * so->sw] = ((const double *)src)[j];
-            } else {
-                float *dst = (float *)gx + row + so->b;
-                for (int64_t j = 0; j < d->ow; j++)
-                    dst[j * so->sw] = ((const float *)src)[j];
+            const size_t row = (size_t)(((n * d->c_in + c0 + c) * d->h + (i0 + i) * d->stride_h + a) * W);
+            char *dst = gx + row * es;
+            const char *src0 = slot[0] + (size_t)((c * rows + i) * ow[0]) * es;
+            if (vector && full > 0) {
+                const char *src1 = slot[1] + (size_t)((c * rows + i) * ow[1]) * es;
+                kr->interleave(dst, src0, (int64_t)((src1 - src0) / (ptrdiff_t)es), full, 1, sw);
+            }
+            for (int64_t j = vector ? full * sw : 0; j < W; j++) {
+                const int64_t b = j % sw;
+                memcpy(dst + (size_t)j * es, slot[b] + (size_t)((c * rows + i) * ow[b] + j / sw) * es, es);
             }
             if (mask)
-                fc_relu_mask_rows(d->dtype, gx + row * es, mask + row * es, plane, 1, so->w);
+                fc_relu_mask_rows(d->dtype, dst, mask + row * es, 0, 1, W);
         }
 }
 
@@ -813,7 +828,8 @@ static void implicit_fwd_post(const fc_conv_desc *d, const void *x, const void *
 
 /* A strided input gradient: every phase with taps (plan_phases) in one parallel region, work
    items of (image, tile of groups, tile of phase rows) running each phase's forward on their
-   rows and scattering it into gx (scatter_tile); the phases no tap reaches are zeroed first. */
+   rows into a per-thread tile per column phase, merged into whole gx rows (merge_rows); the
+   phases no tap reaches are zeroed (first, for row phases none reaches at all). */
 static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, const void *mask, void *gx_,
                        void *ws)
 {
@@ -824,7 +840,6 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
     char *gx = (char *)gx_, *cur = (char *)ws;
     int64_t *off[MAX_PHASES];
     char *wt[MAX_PHASES];
-    scatter_out so[MAX_PHASES];
     for (int q = 0; q < S.n; q++, cur += tap_map_bytes(d)) {
         phase_problem(d, S.a[q], S.b[q], &S.t[q], (int64_t *)cur);
         S.p[q].tap_of = (const int64_t *)cur;
@@ -835,7 +850,6 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
         wt[q] = cur + S.p[q].off_bytes;
         cur += S.shared[q];
         build_offsets(&S.t[q], &S.p[q], 1, off[q]);
-        so[q] = (scatter_out){d->stride_h, d->stride_w, S.a[q], S.b[q], d->h, d->w};
     }
     char *thread0 = cur;
     for (int64_t a = 0, q = 0; a < d->stride_h; a++) /* the phases no tap reaches */
@@ -844,6 +858,7 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
                 q++;
                 continue;
             }
+#pragma omp parallel for num_threads(fc_team_size(d)) schedule(static)
             for (int64_t r = 0; r < d->n * d->c_in; r++)
                 for (int64_t i = a; i < d->h; i += d->stride_h)
                     for (int64_t j = b; j < d->w; j += d->stride_w)
@@ -873,22 +888,41 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
             }
         }
         char *band = thread0 + (size_t)THREAD_ID() * S.per_thread;
+        char *slot[MAX_PHASES];
+        int64_t ow[MAX_PHASES];
+        for (int64_t b = 0; b < d->stride_w; b++) {
+            slot[b] = band + S.band + (size_t)b * S.slot;
+            ow[b] = (d->w - b + d->stride_w - 1) / d->stride_w;
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t n = it / (tgroups * S.tiles), gt = (it / S.tiles) % tgroups, i0 = it % S.tiles * S.rows;
             const int64_t g = gt * p0->G; /* the tile's first group */
-            for (int q = 0; q < S.n; q++) {
-                const fc_conv_desc *t = &S.t[q];
-                const iplan *p = &S.p[q];
-                if (i0 >= t->oh)
+            for (int q = 0; q < S.n;) { /* the phases of one row phase a, then their rows merged */
+                const int64_t a = S.a[q], oh = S.t[q].oh;
+                int q1 = q;
+                while (q1 < S.n && S.a[q1] == a)
+                    q1++;
+                if (i0 >= oh) {
+                    q = q1;
                     continue;
-                const int64_t rows = fc_min64(S.rows, t->oh - i0);
-                char *ytile = band + p->band_bytes;
-                copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0, p->cg,
-                          band);
-                fwd_tile(t, p, wt[q] + (size_t)(gt * lanes * p->K) * es, NULL, off[q], band, ytile, rows * t->ow, i0,
-                         rows, 1, 0);
-                scatter_tile(t, p, &so[q], ytile, rows * t->ow, gx, n, g * p->kg, i0, rows, (const char *)mask);
+                }
+                const int64_t rows = fc_min64(S.rows, oh - i0), count = p0->G * p0->kg;
+                for (int64_t b = 0, r = q; b < d->stride_w; b++) {
+                    if (r < q1 && S.b[r] == b) {
+                        const fc_conv_desc *t = &S.t[r];
+                        const iplan *p = &S.p[r];
+                        copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0,
+                                  p->cg, band);
+                        fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, slot[b],
+                                 rows * t->ow, i0, rows, 1, 0);
+                        r++;
+                    } else { /* no tap reaches this column phase */
+                        memset(slot[b], 0, (size_t)(count * rows * ow[b]) * es);
+                    }
+                }
+                merge_rows(d, p0->kr, slot, ow, a, gx, n, g * p0->kg, count, i0, rows, (const char *)mask);
+                q = q1;
             }
         }
     }

@@ -52,6 +52,8 @@ CASES = [
     Case("groups_of_4_packed", 2, 64, 9, 10, 64, (3, 3), 1, 1, 16),
     Case("groups_of_2_packed", 1, 32, 7, 9, 32, (3, 3), 1, 1, 16),
     Case("groups_of_8_packed_s2_dil", 1, 64, 13, 14, 64, (3, 3), 2, 2, 8, 2),
+    # 6 a group: in f64 on AVX-512 4 groups fill a three-vector tile (24 lanes)
+    Case("groups_of_6_three_vectors", 2, 48, 9, 10, 48, (3, 3), 1, 1, 8),
     Case("k5_pad4", 2, 3, 17, 19, 9, (5, 5), 4),
     Case("pad_wider_than_kernel", 2, 16, 9, 9, 40, (3, 3), 5),
     Case("asymmetric", 1, 4, 8, 9, 8, (2, 4), ((0, 2), (1, 3)), (2, 1)),
@@ -70,6 +72,10 @@ CASES = [
     Case("k4_s4_sixteen_phases", 1, 16, 17, 16, 16, (4, 4), 0, 1, 1, 4),
     Case("s2_pad_wider_than_kernel", 2, 16, 9, 9, 24, (3, 3), 4, 1, 1, 2),
     Case("s21_asymmetric_pad", 2, 8, 10, 10, 8, (3, 3), ((1, 0), (2, 1)), 1, 2, (2, 1)),
+    # column phases merged into gx rows element by element: 3 of them, and 4 over a width
+    # they do not divide (the vector merge takes 2, or 4 and 8 dividing the width)
+    Case("s13_three_column_phases", 1, 8, 11, 13, 8, (3, 3), 1, 1, 1, (1, 3)),
+    Case("k4_s4_ragged_width", 1, 8, 17, 18, 8, (4, 4), 0, 1, 1, 4),
 ]
 IDS = [c.name for c in CASES]
 

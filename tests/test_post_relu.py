@@ -26,6 +26,7 @@ CASES = [
     ((1, 16, 12, 12), 24, 3, 1, 0, 1),   # one image: the explicit GEMM's team mode at 2 threads
     ((2, 8, 10, 10), 16, 3, 2, 1, 2),    # grouped, strided
     ((2, 32, 9, 10), 32, 3, 1, 1, 8),    # 4 channels a group: implicit GEMM packs groups a tile
+    ((2, 32, 10, 11), 32, 3, 2, 1, 8),   # the same, strided: the input gradient per stride phase
     ((2, 12, 9, 9), 12, 3, 1, 1, 12),    # depthwise (a pass of the driver's)
 ]
 
