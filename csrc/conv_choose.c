@@ -14,7 +14,8 @@
  *      strided input gradients too, one forward per stride phase: Zen 4, f32, 8 images, 3x3
  *      stride 2, implicit / explicit ms at 1 and 2 threads: 128 -> 256 at 56x56 36.1 / 39.5,
  *      18.2 / 19.7; 64 -> 128 at 56x56 10.3 / 11.5, 4.92 / 5.51; 128 -> 256 at 28x28 9.98 /
- *      10.7, 5.24 / 5.64; 256 -> 512 at 14x14 13.1 / 13.5, 7.01 / 6.54 (the one loss); 256 at
+ *      10.7, 5.24 / 5.64; 256 -> 512 at 14x14 12.2 / 13.3, 6.44 / 6.56 (2 threads: +-10 %
+ *      between repeated runs on this VM, implicit 0.95-1.14x explicit); 256 at
  *      28x28 in 32 groups 1.77 / 3.39, 0.95 / 1.81; 32 at 28x28 0.47 / 0.62, 0.25 / 0.32),
  *      except that
  *      a forward (or input-gradient) problem whose lowered K = C_in/groups * kh * kw is
