@@ -44,7 +44,6 @@
  * (and the input gradient, via the forward, grad_y's padding), so the entry declares
  * itself inexact on non-finite weights and the driver routes those calls (conv.c).
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "conv_internal.h"
@@ -111,7 +110,6 @@ typedef struct iplan {
     fc_implicit_wgrad_fn wgrad; /* kr->wgrad for NR, kr->wgrad_1v for one vector */
     int nt;
     size_t off_bytes, apack_bytes, bias_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
-    size_t ytile_bytes;     /* fwd scattered into a strided input gradient: the tile's output */
 } iplan;
 
 /* Rows and width of a phase plane for `rows` output rows. */
@@ -320,11 +318,10 @@ static int implicit_accepts(const fc_conv_desc *d, int pass)
     return problem_accepted(d, 0);
 }
 
-/* d is the problem computed (for bwd_data, a phase problem); scatter: its output goes to a
-   strided input gradient through a per-thread tile (phase_problem); G > 0: that many groups
-   a tile rather than group_pack's choice; max_rows > 0: at most that many tile rows (the
-   phases of one input gradient share G and their tiling, see run_phases). */
-static void make_plan_with(const fc_conv_desc *d, int pass, int scatter, int64_t G, int64_t max_rows, iplan *p)
+/* d is the problem computed (for bwd_data, a phase problem); G > 0: that many groups a tile
+   rather than group_pack's choice; max_rows > 0: at most that many tile rows (the phases of
+   one input gradient share G and their tiling, see run_phases). */
+static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t max_rows, iplan *p)
 {
     const int64_t es = (int64_t)fc_elem_size(d->dtype);
     const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
@@ -396,15 +393,14 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int scatter, int64_t
         p->tile_bytes = 0;
         p->dwt_bytes = 0;
     }
-    p->ytile_bytes = scatter ? fc_align_up((size_t)(p->G * p->kg * rows * d->ow * es)) : 0;
     p->tap_of = NULL;
     p->w_kk = d->kh * d->kw;
-    p->per_thread = p->band_bytes + p->tile_bytes + p->ytile_bytes;
+    p->per_thread = p->band_bytes + p->tile_bytes;
 }
 
 static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
 {
-    make_plan_with(d, pass, 0, 0, 0, p);
+    make_plan_with(d, pass, 0, 0, p);
 }
 
 static size_t plan_bytes(const iplan *p)
@@ -449,7 +445,7 @@ static void plan_phases(const fc_conv_desc *d, phase_set *S)
                 continue;
             S->a[q] = a;
             S->b[q] = b;
-            make_plan_with(&S->t[q], FC_FWD, 1, G, 0, &S->p[q]);
+            make_plan_with(&S->t[q], FC_FWD, G, 0, &S->p[q]);
             S->rows = fc_min64(S->rows, S->p[q].rows);
             S->n++;
         }
@@ -458,7 +454,7 @@ static void plan_phases(const fc_conv_desc *d, phase_set *S)
     S->total = (size_t)S->n * tap_map_bytes(d);
     for (int q = 0; q < S->n; q++) {
         iplan *p = &S->p[q];
-        make_plan_with(&S->t[q], FC_FWD, 1, G, S->rows, p);
+        make_plan_with(&S->t[q], FC_FWD, G, S->rows, p);
         p->nt = fc_team_size(d); /* the whole input gradient's work, not this phase's */
         S->shared[q] = p->off_bytes + p->apack_bytes + p->bias_bytes;
         S->band = S->band > p->band_bytes ? S->band : p->band_bytes;
@@ -623,6 +619,20 @@ static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
 DEFINE_PACK_WT(float, f32)
 DEFINE_PACK_WT(double, f64)
 
+/* Channel block cb of tile gt into wt (the plan's W^T: tiles of kv*vl lanes, K rows each). */
+static void pack_block(int dtype, const iplan *p, const void *w, int flip, int64_t gt, int64_t cb, char *wt)
+{
+    const size_t es = fc_elem_size(dtype);
+    int64_t v0, nv;
+    block_vectors(p, cb, &v0, &nv);
+    const int64_t c0 = v0 * p->kr->vl, width = nv * p->kr->vl;
+    char *dst = wt + (size_t)((gt * p->kv * p->kr->vl + c0) * p->K) * es;
+    if (dtype == FC_F64)
+        pack_wt_f64(p, (const double *)w, flip, gt, c0, width, (double *)dst);
+    else
+        pack_wt_f32(p, (const float *)w, flip, gt, c0, width, (float *)dst);
+}
+
 /* One tile: the rows*OW output pixels in groups of 8 (the micro-kernel's MR), each group
    against every block of channels. Pixel P of the tile is band column (P / OW)*wp + P % OW;
    a last, partial group repeats its first pixel in the unused slots (not stored). */
@@ -781,17 +791,8 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
 #pragma omp parallel num_threads(p.nt)
     {
 #pragma omp for schedule(static)
-        for (int64_t gb = 0; gb < tgroups * p.cb; gb++) {
-            const int64_t gt = gb / p.cb;
-            int64_t v0, nv;
-            block_vectors(&p, gb % p.cb, &v0, &nv);
-            const int64_t c0 = v0 * p.kr->vl, width = nv * p.kr->vl;
-            char *dst = wt + (size_t)((gt * lanes + c0) * p.K) * es;
-            if (d->dtype == FC_F64)
-                pack_wt_f64(&p, (const double *)w_, tap_of != NULL, gt, c0, width, (double *)dst);
-            else
-                pack_wt_f32(&p, (const float *)w_, tap_of != NULL, gt, c0, width, (float *)dst);
-        }
+        for (int64_t gb = 0; gb < tgroups * p.cb; gb++)
+            pack_block(d->dtype, &p, w_, tap_of != NULL, gb / p.cb, gb % p.cb, wt);
 #pragma omp single
         if (bias) { /* padded to whole vectors: the kernels load it as vectors; lane order */
             memset(bias_pad, 0, p.bias_bytes);
@@ -855,18 +856,19 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
         build_offsets(&S.t[q], &S.p[q], 1, off[q]);
     }
     char *thread0 = cur;
-    for (int64_t a = 0, q = 0; a < d->stride_h; a++) /* the phases no tap reaches */
-        for (int64_t b = 0; b < d->stride_w; b++) {
-            if (q < S.n && S.a[q] == a && S.b[q] == b) {
+    /* rows of a row phase no tap reaches: zero (merge_rows writes every other row, zeros in
+       the column phases no tap reaches) */
+    for (int64_t a = 0, q = 0; a < d->stride_h; a++) {
+        if (q < S.n && S.a[q] == a) {
+            while (q < S.n && S.a[q] == a)
                 q++;
-                continue;
-            }
-#pragma omp parallel for num_threads(fc_team_size(d)) schedule(static)
-            for (int64_t r = 0; r < d->n * d->c_in; r++)
-                for (int64_t i = a; i < d->h; i += d->stride_h)
-                    for (int64_t j = b; j < d->w; j += d->stride_w)
-                        memset(gx + (size_t)((r * d->h + i) * d->w + j) * es, 0, es);
+            continue;
         }
+#pragma omp parallel for num_threads(fc_team_size(d)) schedule(static)
+        for (int64_t r = 0; r < d->n * d->c_in; r++)
+            for (int64_t i = a; i < d->h; i += d->stride_h)
+                memset(gx + (size_t)((r * d->h + i) * d->w) * es, 0, (size_t)d->w * es);
+    }
     if (S.n == 0)
         return;
     const iplan *p0 = &S.p[0];
@@ -879,18 +881,7 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
 #pragma omp for schedule(dynamic, 1)
         for (int64_t qgc = 0; qgc < S.n * tgroups * cbs; qgc++) { /* each phase's W^T, block by block */
             const int q = (int)(qgc / (tgroups * cbs));
-            const int64_t gt = qgc / cbs % tgroups;
-            {
-                const int64_t cb = qgc % cbs;
-                int64_t v0, nv;
-                block_vectors(&S.p[q], cb, &v0, &nv);
-                const int64_t c0 = v0 * p0->kr->vl, width = nv * p0->kr->vl;
-                char *dst = wt[q] + (size_t)((gt * lanes + c0) * S.p[q].K) * es;
-                if (d->dtype == FC_F64)
-                    pack_wt_f64(&S.p[q], (const double *)w_, 1, gt, c0, width, (double *)dst);
-                else
-                    pack_wt_f32(&S.p[q], (const float *)w_, 1, gt, c0, width, (float *)dst);
-            }
+            pack_block(d->dtype, &S.p[q], w_, 1, qgc / cbs % tgroups, qgc % cbs, wt[q]);
         }
         char *band = thread0 + (size_t)THREAD_ID() * S.per_thread;
         char *slot[MAX_PHASES];
