@@ -395,7 +395,7 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
     }
     p->tap_of = NULL;
     p->w_kk = d->kh * d->kw;
-    p->per_thread = p->band_bytes + p->tile_bytes;
+    p->per_thread = fc_thread_slot_stride(p->band_bytes + p->tile_bytes, p->nt);
 }
 
 static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
@@ -466,7 +466,7 @@ static void plan_phases(const fc_conv_desc *d, phase_set *S)
     if (S->n > 0)
         S->slot = fc_align_up((size_t)(S->p[0].G * S->p[0].kg * S->rows * fc_ceil_div(d->w, d->stride_w)) *
                               fc_elem_size(d->dtype));
-    S->per_thread = S->band + (size_t)d->stride_w * S->slot;
+    S->per_thread = fc_thread_slot_stride(S->band + (size_t)d->stride_w * S->slot, fc_team_size(d));
     S->total += (size_t)fc_team_size(d) * S->per_thread;
 }
 

@@ -34,6 +34,10 @@ typedef struct fc_col_range {
 /* ---- conv_common.c ------------------------------------------------------------------ */
 size_t fc_elem_size(int dtype);
 size_t fc_align_up(size_t n);
+/* Distance between consecutive per-thread scratch slots of one workspace for a slot of
+   `bytes` used by a team of nt: the slot plus FC_THREAD_SLOT_GUARD unused bytes when nt > 1
+   (see conv_common.c). */
+size_t fc_thread_slot_stride(size_t bytes, int nt);
 int64_t fc_macs(const fc_conv_desc *d);
 /* Threads one call of this problem uses: 1 below the serial threshold, else
    fc_team_limit(d->nthreads). */
