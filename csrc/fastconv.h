@@ -76,6 +76,9 @@ int fc_implicit_tile(int dtype, int *mr, int *nr);
    than the tile and G groups are packed side by side, else 1 (also where the ISA has no
    implicit kernels). */
 int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass);
+/* Batch chunks the implicit-GEMM weight gradient sums separately and adds in chunk order
+   (a function of the problem's sizes only, never of the thread count). */
+int fc_implicit_wgrad_chunks(const fc_conv_desc *d);
 /* 1 when the gemm_1x1 entry computes this (pointwise) problem's weight gradient on the
    implicit-GEMM micro-kernels rather than the GEMM (pointwise_wgrad.c), on the active ISA. */
 int fc_pointwise_wgrad_suits(const fc_conv_desc *d);

@@ -296,3 +296,35 @@ def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_
         # K = 32 * 4, but 8 outputs fill half an AVX-512 f32 vector: direct there
         half = 2 * 8 <= LANES[implicit_isa][np.dtype(np.float32)]
         assert F.chosen_implementation(few_out, FWD) == ("direct" if half else "implicit_gemm")
+
+
+# Weight gradients summed in batch chunks (wgrad_chunks: a power of two up to 8 and the
+# batch, while (chunks - 1) * K * 16 <= the output pixels): (case, chunks expected)
+CHUNKED = [
+    (Case("wgrad_8_chunks_k9", 8, 1, 16, 16, 32, (3, 3), 1), 8),              # K 9, 2048 pixels
+    (Case("wgrad_4_chunks_ragged_batch", 7, 4, 16, 16, 16, (3, 3), 1), 4),    # 7 images: 1-2 a chunk
+    (Case("wgrad_2_chunks_k_limit", 4, 8, 20, 20, 24, (3, 3), 1), 2),         # 3 * 72 * 16 > 1600 pixels
+    (Case("wgrad_chunks_packed_groups", 8, 32, 10, 10, 32, (3, 3), 1, 1, 8), 2),  # 4 a group, G > 1
+    (Case("wgrad_8_chunks_s2", 8, 2, 40, 40, 16, (3, 3), 1, 1, 1, 2), 8),    # stride 2 (phased band)
+    (Case("wgrad_one_chunk_large_k", 2, 32, 8, 8, 16, (3, 3), 1), 1),
+]
+
+
+@pytest.mark.parametrize("case, chunks", CHUNKED, ids=[c.name for c, _ in CHUNKED])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_weight_gradient_in_batch_chunks(case, chunks, dtype, implicit_isa, rng):
+    """The chunk count depends on sizes only, and the chunked sums (chunk 0 into the result,
+    the others added in chunk order, bias included) match the reference and are bitwise the
+    same for 1, 2, 3 and 4 threads (1 to 3 unit ranges a chunk)."""
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    assert _core.implicit_wgrad_chunks(spec.desc(1)) == chunks
+    assert _core.implicit_wgrad_chunks(spec.desc(3)) == chunks
+    assert F.chosen_implementation(spec, BWD_WEIGHTS, "im2col") == "implicit_gemm"
+    results = []
+    for threads in (1, 2, 3, 4):
+        with fastconv.threads(threads):
+            results.append(run_pass(BWD_WEIGHTS, spec, x, w, b, gy))
+    check_pass(BWD_WEIGHTS, results[0], case, x, w, b, gy, dtype)
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            assert np.array_equal(a, o), "results differ between thread counts"

@@ -48,6 +48,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_implicit_tile(int dtype, int *mr, int *nr)
     int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
     int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass_)
+    int fc_implicit_wgrad_chunks(const fc_conv_desc *d)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_algo_name(int algo)
@@ -186,6 +187,12 @@ def implicit_groups_a_tile(ConvDesc desc, int pass_):
     on the active ISA: > 1 where a grouped layer's channels a group fill less than the tile
     and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
     return fc_implicit_groups_a_tile(&desc.d, pass_)
+
+
+def implicit_wgrad_chunks(ConvDesc desc):
+    """Batch chunks the implicit-GEMM weight gradient of this problem sums separately and
+    adds in chunk order (csrc/conv_implicit.c, wgrad_chunks): 1 to 8, from sizes only."""
+    return fc_implicit_wgrad_chunks(&desc.d)
 
 
 def workspace_size(ConvDesc desc, int pass_, int algo):
