@@ -8,6 +8,15 @@ same run, and whether the result is bitwise identical to the one-thread result
 Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/scaling.py --threads 1,2,4,8,16
+
+On a noisy machine, ``--rounds R`` times every thread count R times in alternation (each
+time the minimum of ``--repeats`` calls, fastconv then torch) and reports the median over
+the rounds, so a slow phase of the machine hits all thread counts alike; ``--custom
+N,C,H,W,K,k,stride,pad,dil,groups`` (repeatable) adds a layer and ``--passes`` picks passes.
+The 2-thread figures of BENCHMARKS.md's eighth round come from::
+
+    python benchmarks/scaling.py --threads 1,2 --rounds 7 --repeats 11 --shapes cifar_3x3 \
+        --custom 128,3,32,32,32,3,1,1,1,1 --passes fwd,bwd_data,bwd_weights
 """
 from __future__ import annotations
 
@@ -22,6 +31,16 @@ import numpy as np
 import fastconv
 from fastconv import reference
 from fastconv.bench.shapes import SHAPES
+
+
+def min_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return min(samples) * 1e3
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -60,11 +79,21 @@ def torch_passes(s, x, w, gy):
     }
 
 
+def custom_shape(spec: str):
+    """A Shape from "N,C,H,W,K,k,stride,pad,dil,groups" (f32), as fastconv.bench's --custom."""
+    from fastconv.bench.shapes import parse_custom
+    return parse_custom(spec)
+
+
 def main(argv: List[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2,4,8,16")
     ap.add_argument("--shapes", default="mnist_c2,resnet_3x3,resnet_1x1,latency_1img,depthwise,mnist_c1")
+    ap.add_argument("--custom", action="append", default=[], help="N,C,H,W,K,k,stride,pad,dil,groups")
+    ap.add_argument("--passes", default="fwd,bwd_data,bwd_weights")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="> 1: alternate the thread counts this many times, min of --repeats each")
     args = ap.parse_args(argv)
     counts = [int(t) for t in args.threads.split(",")]
     fastconv.show_config()
@@ -76,28 +105,34 @@ def main(argv: List[str] | None = None) -> None:
     print(f"cpus visible: {os.cpu_count()}")
     rng = np.random.default_rng(0)
     print(f"{'shape':14s} {'pass':12s} {'thr':>3s} {'ms':>9s} {'speedup':>8s} {'x torch':>8s} {'bitwise':>8s}")
-    for name in args.shapes.split(","):
-        s = SHAPES[name]
+    shapes = [SHAPES[n] for n in args.shapes.split(",") if n] + [custom_shape(c) for c in args.custom]
+    for s in shapes:
         dtype = s.np_dtype
         x = rng.standard_normal(s.input_shape).astype(dtype)
         w = rng.standard_normal(s.weight_shape).astype(dtype)
         y = reference.conv2d(x, w, None, s.stride, s.padding, s.dilation, s.groups)
         gy = rng.standard_normal(y.shape).astype(dtype)
         ours, theirs = passes(s, x, w, gy), torch_passes(s, x, w, gy)
-        for p, fn in ours.items():
-            base_ms, base_out = None, None
+        for p in args.passes.split(","):
+            fn = ours[p]
+            outs: Dict[int, np.ndarray] = {}
+            ms: Dict[int, List[float]] = {t: [] for t in counts}
+            tms: Dict[int, List[float]] = {t: [] for t in counts}
+            for _ in range(args.rounds):
+                for t in counts:
+                    with fastconv.threads(t):
+                        outs[t] = fn()
+                        ms[t].append(min_ms(fn, args.repeats) if args.rounds > 1 else median_ms(fn, args.repeats))
+                    if theirs is not None and torch is not None:
+                        torch.set_num_threads(t)
+                        tfn = theirs[p]
+                        tms[t].append(min_ms(tfn, args.repeats) if args.rounds > 1 else median_ms(tfn, args.repeats))
+            base_ms = statistics.median(ms[counts[0]])
             for t in counts:
-                with fastconv.threads(t):
-                    out = fn()
-                    ms = median_ms(fn, args.repeats)
-                ratio = ""
-                if theirs is not None and torch is not None:
-                    torch.set_num_threads(t)
-                    ratio = f"{median_ms(theirs[p], args.repeats) / ms:7.2f}x"
-                if base_ms is None:
-                    base_ms, base_out = ms, out
-                same = "yes" if np.array_equal(out, base_out) else "NO"
-                print(f"{name:14s} {p:12s} {t:3d} {ms:9.3f} {base_ms / ms:7.2f}x {ratio:>8s} {same:>8s}", flush=True)
+                m = statistics.median(ms[t])
+                ratio = f"{statistics.median(tms[t]) / m:7.2f}x" if tms[t] else ""
+                same = "yes" if np.array_equal(outs[t], outs[counts[0]]) else "NO"
+                print(f"{s.name:14s} {p:12s} {t:3d} {m:9.3f} {base_ms / m:7.2f}x {ratio:>8s} {same:>8s}", flush=True)
 
 
 if __name__ == "__main__":
