@@ -79,10 +79,11 @@ def torch_passes(s, x, w, gy):
     }
 
 
-def custom_shape(spec: str):
-    """A Shape from "N,C,H,W,K,k,stride,pad,dil,groups" (f32), as fastconv.bench's --custom."""
+def custom_shape(spec: str, index: int):
+    """A Shape from "N,C,H,W,K,k,stride,pad,dil,groups" (f32), as fastconv.bench's --custom,
+    named custom1, custom2, ... in the order given."""
     from fastconv.bench.shapes import parse_custom
-    return parse_custom(spec)
+    return parse_custom(spec, name=f"custom{index}")
 
 
 def main(argv: List[str] | None = None) -> None:
@@ -96,6 +97,12 @@ def main(argv: List[str] | None = None) -> None:
                     help="> 1: alternate the thread counts this many times, min of --repeats each")
     args = ap.parse_args(argv)
     counts = [int(t) for t in args.threads.split(",")]
+    chosen = [p for p in args.passes.split(",") if p]
+    unknown = sorted(set(chosen) - {"fwd", "bwd_data", "bwd_weights"})
+    if unknown:
+        ap.error(f"--passes: unknown pass(es) {unknown}; expected fwd, bwd_data, bwd_weights")
+    if args.rounds < 1 or args.repeats < 1:
+        ap.error("--rounds and --repeats must be at least 1")
     fastconv.show_config()
     try:
         import torch
@@ -105,7 +112,8 @@ def main(argv: List[str] | None = None) -> None:
     print(f"cpus visible: {os.cpu_count()}")
     rng = np.random.default_rng(0)
     print(f"{'shape':14s} {'pass':12s} {'thr':>3s} {'ms':>9s} {'speedup':>8s} {'x torch':>8s} {'bitwise':>8s}")
-    shapes = [SHAPES[n] for n in args.shapes.split(",") if n] + [custom_shape(c) for c in args.custom]
+    shapes = [SHAPES[n] for n in args.shapes.split(",") if n]
+    shapes += [custom_shape(c, i + 1) for i, c in enumerate(args.custom)]
     for s in shapes:
         dtype = s.np_dtype
         x = rng.standard_normal(s.input_shape).astype(dtype)
@@ -113,15 +121,19 @@ def main(argv: List[str] | None = None) -> None:
         y = reference.conv2d(x, w, None, s.stride, s.padding, s.dilation, s.groups)
         gy = rng.standard_normal(y.shape).astype(dtype)
         ours, theirs = passes(s, x, w, gy), torch_passes(s, x, w, gy)
-        for p in args.passes.split(","):
+        for p in chosen:
             fn = ours[p]
-            outs: Dict[int, np.ndarray] = {}
+            first: Dict[int, np.ndarray] = {}   # each count's first result
+            same: Dict[int, bool] = {t: True for t in counts}
             ms: Dict[int, List[float]] = {t: [] for t in counts}
             tms: Dict[int, List[float]] = {t: [] for t in counts}
             for _ in range(args.rounds):
                 for t in counts:
                     with fastconv.threads(t):
-                        outs[t] = fn()
+                        out = fn()
+                        first.setdefault(t, out)
+                        # every round's result against the first thread count's first one
+                        same[t] = same[t] and np.array_equal(out, first[counts[0]])
                         ms[t].append(min_ms(fn, args.repeats) if args.rounds > 1 else median_ms(fn, args.repeats))
                     if theirs is not None and torch is not None:
                         torch.set_num_threads(t)
@@ -131,8 +143,8 @@ def main(argv: List[str] | None = None) -> None:
             for t in counts:
                 m = statistics.median(ms[t])
                 ratio = f"{statistics.median(tms[t]) / m:7.2f}x" if tms[t] else ""
-                same = "yes" if np.array_equal(outs[t], outs[counts[0]]) else "NO"
-                print(f"{s.name:14s} {p:12s} {t:3d} {m:9.3f} {base_ms / m:7.2f}x {ratio:>8s} {same:>8s}", flush=True)
+                print(f"{s.name:14s} {p:12s} {t:3d} {m:9.3f} {base_ms / m:7.2f}x {ratio:>8s} "
+                      f"{'yes' if same[t] else 'NO':>8s}", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ size_t fc_align_up(size_t n) { return (n + FC_ALIGN - 1) & ~(size_t)(FC_ALIGN - 
    the thread whose band lies below slowed the other thread's accesses to the first ~250 KB
    of its band -- copying into it took 2.5x as long, its kernels 7 % longer -- though no
    load or store of either thread falls outside its own band (checked by mprotect-ing the
-   gap); a 64 KiB gap removed most of it, 512 KiB all. cifar_3x3's forward then ran 1.98x
+   gap; prefetches, which do not fault, are not ruled out); a 64 KiB gap removed most of
+   it, 512 KiB all. cifar_3x3's forward then ran 1.98x
    its 1-thread speed at 2 threads instead of 1.88x. The gap is address space only: no
    thread writes it, so its pages are never faulted in (except inside a transparent huge
    page a neighbour touches). Used by implicit GEMM, whose per-thread bands are hot through
@@ -34,6 +35,11 @@ size_t fc_align_up(size_t n) { return (n + FC_ALIGN - 1) & ~(size_t)(FC_ALIGN - 
 size_t fc_thread_slot_stride(size_t bytes, int nt)
 {
     return fc_align_up(bytes) + (nt > 1 ? FC_THREAD_SLOT_GUARD : 0);
+}
+
+size_t fc_thread_slots_bytes(size_t stride, int nt)
+{
+    return nt > 1 ? (size_t)nt * stride - FC_THREAD_SLOT_GUARD : stride;
 }
 
 int64_t fc_macs(const fc_conv_desc *d)

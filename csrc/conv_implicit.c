@@ -30,10 +30,11 @@
  *                into its positions; all phases run in one region (run_phases). Before, a
  *                strided input gradient took explicit im2col (col2im): this is 1.08-1.2x
  *                faster on dense 3x3 stride-2 layers and 1.6x on grouped ones (Zen 4).
- *   bwd_weights  dW^T (K x Kg) = sum over pixels of B(band) x grad_y^T; every thread owns
- *                whole MR-row blocks of dW^T and walks all images and tiles in order, so
- *                each weight-gradient element is summed in one fixed order, whatever the
- *                thread count, without partial sums or barriers. G groups a tile as in the
+ *   bwd_weights  dW^T (K x Kg) = sum over pixels of B(band) x grad_y^T, in batch chunks
+ *                (wgrad_chunks, from sizes only): a work item owns whole MR-row blocks of
+ *                one chunk's dW^T and walks that chunk's images and tiles in order; the
+ *                chunks are added in chunk order. So each weight-gradient element is summed
+ *                in one fixed order, whatever the thread count. G groups a tile as in the
  *                forward: grad_y^T's lanes in the order i*G + g (pack_bt_rows), the band's
  *                G-element chunks broadcast; 2x faster at 8 channels a group, 3.6x at 4.
  *
@@ -325,7 +326,7 @@ static int implicit_accepts(const fc_conv_desc *d, int pass)
    tile copies that tile's band and transposes its whole grad_y tile (pack_bt): for small K
    that copy and transpose are a large part of the work, and with the units split over
    nt threads each did it nt times (the 3 -> 32 channel first layer of a CIFAR net: 1.6 ms
-   of transposes per thread beside 1.3 ms of kernels at 2 threads, 1.45x its 1-thread
+   of transposes per thread beside 1.3 ms of kernels at 2 threads, 1.38x its 1-thread
    speed). With chunks, a work item is (chunk of images, range of units): the chunks sum
    into dW^T copies, added in chunk order at the end, so a thread takes whole images and
    transposes a tile only once for all of its units. The count depends on sizes only (the
@@ -441,11 +442,11 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
 
 static size_t plan_bytes(const iplan *p)
 {
-    return p->off_bytes + p->apack_bytes + p->bias_bytes + p->dwt_bytes + (size_t)p->nt * p->per_thread;
+    return p->off_bytes + p->apack_bytes + p->bias_bytes + p->dwt_bytes + fc_thread_slots_bytes(p->per_thread, p->nt);
 }
 
-/* Workspace: offset table | shared block (packed W^T and padded bias for fwd, dW^T for
-   bwd_weights) | one tile per thread. */
+/* Workspace: offset table | shared block (packed W^T and padded bias for fwd; for
+   bwd_weights each chunk's dW^T and bias) | one tile per thread, fc_thread_slot_stride apart. */
 static void carve(const iplan *p, void *ws, int64_t **off, char **shared, char **thread0)
 {
     *off = (int64_t *)ws;
@@ -503,7 +504,7 @@ static void plan_phases(const fc_conv_desc *d, phase_set *S)
         S->slot = fc_align_up((size_t)(S->p[0].G * S->p[0].kg * S->rows * fc_ceil_div(d->w, d->stride_w)) *
                               fc_elem_size(d->dtype));
     S->per_thread = fc_thread_slot_stride(S->band + (size_t)d->stride_w * S->slot, fc_team_size(d));
-    S->total += (size_t)fc_team_size(d) * S->per_thread;
+    S->total += fc_thread_slots_bytes(S->per_thread, fc_team_size(d));
 }
 
 static size_t implicit_workspace_size(const fc_conv_desc *d, int pass)
@@ -1033,13 +1034,13 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
     /* work items: (chunk of images, range of units); R ranges a chunk, so that the items,
        P*R = lcm(P, nt), split evenly over the team (P = 1: one range per thread) */
     const int64_t P = p.chunks;
-    int64_t R = p.nt, a_ = P, b_ = p.nt;
-    while (b_) {
-        const int64_t r_ = a_ % b_;
-        a_ = b_;
-        b_ = r_;
+    int64_t gcd = P;
+    for (int64_t b = p.nt; b;) {
+        const int64_t r = gcd % b;
+        gcd = b;
+        b = r;
     }
-    R = fc_max64(1, fc_min64(units, p.nt / a_));
+    const int64_t R = fc_max64(1, fc_min64(units, p.nt / gcd));
 
 #pragma omp parallel num_threads(p.nt)
     {
@@ -1096,7 +1097,7 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
         /* (implicit barrier) the other chunks' dW^T and bias gradients added to chunk 0's
            (G = 1: to grad_b), in chunk order, split over blocks of elements */
         if (P > 1) {
-            const int64_t nd = (int64_t)(gbl_off / es), nb = gb ? (G > 1 ? tgroups * p.ldb : d->c_out) : 0;
+            const int64_t nd = tgroups * p.mp * p.ldb, nb = gb ? (G > 1 ? tgroups * p.ldb : d->c_out) : 0;
             const int64_t blocks = fc_ceil_div(nd + nb, SUM_BLOCK);
 #pragma omp for schedule(static)
             for (int64_t blk = 0; blk < blocks; blk++) {
@@ -1110,7 +1111,7 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
                 }
             }
         }
-#pragma omp barrier
+        /* (implicit barrier of the loop before) */
         if (G > 1) {
             /* grad_w[(gt*G + L % G)*kg + L / G, k] = dwt[gt][k][L], lane by lane (a tile's
                dW^T is K x G*kg elements: small beside the pixels' work) */

@@ -38,6 +38,8 @@ size_t fc_align_up(size_t n);
    `bytes` used by a team of nt: the slot plus FC_THREAD_SLOT_GUARD unused bytes when nt > 1
    (see conv_common.c). */
 size_t fc_thread_slot_stride(size_t bytes, int nt);
+/* Bytes of nt such slots, `stride` = fc_thread_slot_stride(...) apart (no gap after the last). */
+size_t fc_thread_slots_bytes(size_t stride, int nt);
 int64_t fc_macs(const fc_conv_desc *d);
 /* Threads one call of this problem uses: 1 below the serial threshold, else
    fc_team_limit(d->nthreads). */
@@ -59,8 +61,8 @@ void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k);
 /* The bias gradient fused into a weight gradient's own pass over grad_y (first: the first
    block, which sets rather than adds). fc_bias_add_rows: gb[r] (+)= sum of a[r*lda + 0..len)
    for r < count (grad_y rows in place). fc_bias_add_bt_share: of a packed tile bt (pixels x
-   ldb, grad_y^T) of one group's kg channels, which every thread whose unit range (of units
-   split over nt threads) meets the group's units [g_u0, g_u1) has packed, thread tid's
+   ldb, grad_y^T) of one group's kg channels, which every work item whose unit range (of
+   units split into nt ranges) meets the group's units [g_u0, g_u1) has packed, range tid's
    share of the columns: gb_g[k] (+)= sum over the pixels of bt[q*ldb + k]. */
 void fc_bias_add_rows(int dtype, const void *a, int64_t lda, int64_t count, int64_t len, void *gb, int first);
 

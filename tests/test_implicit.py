@@ -310,12 +310,28 @@ CHUNKED = [
 ]
 
 
+def test_weight_gradient_in_batch_chunks_without_bias(implicit_isa, rng):
+    """The chunks' dW^T added without a bias gradient to sum (grad_b not asked for)."""
+    case = CHUNKED[1][0]
+    spec, x, w, b, gy = make_data(rng, case, np.float32)
+    assert _core.implicit_wgrad_chunks(spec.desc(2)) > 1
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            poison_workspace(F.workspace_bytes(spec, BWD_WEIGHTS, "im2col"))
+            results.append(F._weight_grad(spec, IM2COL, gy, x, False,
+                                          gw=nan_filled(spec.weight_shape, spec.dtype))[0])
+    assert_close_to_reference(results[0], *ref_weight_grad(gy, x, w.shape, case.stride, case.padding,
+                                                            case.dilation, case.groups), np.float32, what="grad_w")
+    assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
+
+
 @pytest.mark.parametrize("case, chunks", CHUNKED, ids=[c.name for c, _ in CHUNKED])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_weight_gradient_in_batch_chunks(case, chunks, dtype, implicit_isa, rng):
     """The chunk count depends on sizes only, and the chunked sums (chunk 0 into the result,
     the others added in chunk order, bias included) match the reference and are bitwise the
-    same for 1, 2, 3 and 4 threads (1 to 3 unit ranges a chunk)."""
+    same for 1, 2, 3 and 4 threads (1 to 4 unit ranges a chunk)."""
     spec, x, w, b, gy = make_data(rng, case, dtype)
     assert _core.implicit_wgrad_chunks(spec.desc(1)) == chunks
     assert _core.implicit_wgrad_chunks(spec.desc(3)) == chunks
