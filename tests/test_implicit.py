@@ -52,6 +52,9 @@ CASES = [
     Case("groups_of_4_packed", 2, 64, 9, 10, 64, (3, 3), 1, 1, 16),
     Case("groups_of_2_packed", 1, 32, 7, 9, 32, (3, 3), 1, 1, 16),
     Case("groups_of_8_packed_s2_dil", 1, 64, 13, 14, 64, (3, 3), 2, 2, 8, 2),
+    # stride 2, 8 a group, rows of 20-21 phase columns: the weight gradient's stride-2 interleave
+    # of four groups (AVX-512 f32) takes 16 columns and then a masked rest
+    Case("groups_of_8_packed_s2_wide", 2, 32, 9, 41, 32, (3, 3), 1, 1, 4, 2),
     # 6 a group: in f64 on AVX-512 4 groups fill a three-vector tile (24 lanes)
     Case("groups_of_6_three_vectors", 2, 48, 9, 10, 48, (3, 3), 1, 1, 8),
     Case("k5_pad4", 2, 3, 17, 19, 9, (5, 5), 4),
