@@ -33,25 +33,24 @@ from fastconv import reference
 from fastconv.bench.shapes import SHAPES
 
 
-def min_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
+def samples_ms(fn: Callable[[], object], repeats: int, warmup: int) -> List[float]:
+    """Milliseconds of `repeats` calls of fn after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        samples.append(time.perf_counter() - t0)
-    return min(samples) * 1e3
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def min_ms(fn: Callable[[], object], repeats: int) -> float:
+    return min(samples_ms(fn, repeats, warmup=1))
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e3
+    return statistics.median(samples_ms(fn, repeats, warmup=2))
 
 
 def passes(s, x, w, gy) -> Dict[str, Callable[[], np.ndarray]]:

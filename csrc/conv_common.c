@@ -265,3 +265,18 @@ void fc_relu_mask_rows(int dtype, void *y, const void *r, int64_t ld, int64_t co
         fc_relu_bwd_serial(dtype, len, row, (const char *)r + (size_t)(i * ld) * es, row);
     }
 }
+
+void fc_add_elems(int dtype, void *dst, const void *src, int64_t e0, int64_t e1)
+{
+    if (dtype == FC_F64) {
+        double *restrict o = (double *)dst;
+        const double *restrict i = (const double *)src;
+        for (int64_t e = e0; e < e1; e++)
+            o[e] += i[e];
+    } else {
+        float *restrict o = (float *)dst;
+        const float *restrict i = (const float *)src;
+        for (int64_t e = e0; e < e1; e++)
+            o[e] += i[e];
+    }
+}

@@ -375,19 +375,6 @@ static void bwd_weights_tile(const fc_conv_desc *d, const plan *p, fc_col_range 
         fc_gemm_serial(&a, gemm_ws);
 }
 
-#define DEFINE_SUM_PARTIALS(REAL, SFX)                                                         \
-    static void sum_partials_##SFX(REAL *restrict gw, const char *partials, size_t stride,   \
-                                   int64_t chunks, int64_t lo, int64_t hi)                    \
-    {                                                                                          \
-        for (int64_t c = 1; c < chunks; c++) {                                                 \
-            const REAL *restrict src = (const REAL *)(partials + (size_t)(c - 1) * stride);   \
-            for (int64_t e = lo; e < hi; e++)                                                  \
-                gw[e] += src[e];                                                               \
-        }                                                                                      \
-    }
-DEFINE_SUM_PARTIALS(float, f32)
-DEFINE_SUM_PARTIALS(double, f64)
-
 static void im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_,
                                void *gb_, void *ws, int pw)
 {
@@ -431,10 +418,8 @@ static void im2col_bwd_weights(const fc_conv_desc *d, const void *gy_, const voi
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < blocks; b++) {
                 const int64_t e0 = b * 1024, e1 = e0 + 1024 < w_elems ? e0 + 1024 : w_elems;
-                if (d->dtype == FC_F64)
-                    sum_partials_f64((double *)gw, partials, partial_bytes, p.chunks, e0, e1);
-                else
-                    sum_partials_f32((float *)gw, partials, partial_bytes, p.chunks, e0, e1);
+                for (int64_t c = 1; c < p.chunks; c++)
+                    fc_add_elems(d->dtype, gw, partials + (size_t)(c - 1) * partial_bytes, e0, e1);
             }
         }
         if (gb) {

@@ -990,22 +990,7 @@ static void implicit_bwd_data_relu(const fc_conv_desc *d, const void *gy, const 
 /* Channels per store item of the weight gradient: whole register blocks of the transpose. */
 #define STORE_DW_CHANNELS 16
 
-/* dst[e] += src[e] for e in [e0, e1) (elements of dtype) */
-#define SUM_BLOCK 4096
-static void add_elems(int dtype, char *dst, const char *src, int64_t e0, int64_t e1)
-{
-    if (dtype == FC_F64) {
-        double *restrict o = (double *)dst;
-        const double *restrict i = (const double *)src;
-        for (int64_t e = e0; e < e1; e++)
-            o[e] += i[e];
-    } else {
-        float *restrict o = (float *)dst;
-        const float *restrict i = (const float *)src;
-        for (int64_t e = e0; e < e1; e++)
-            o[e] += i[e];
-    }
-}
+#define SUM_BLOCK 4096 /* elements a work item of the chunk reduction adds */
 
 static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const void *x_, void *gw_, void *gb_,
                              void *ws)
@@ -1105,9 +1090,9 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
                 for (int64_t c = 1; c < P; c++) {
                     const char *src = dwt + (size_t)c * p.chunk_bytes;
                     if (e0 < nd)
-                        add_elems(d->dtype, dwt, src, e0, fc_min64(e1, nd));
+                        fc_add_elems(d->dtype, dwt, src, e0, fc_min64(e1, nd));
                     if (e1 > nd) /* the bias part: chunk 0's is gbl, or grad_b itself */
-                        add_elems(d->dtype, G > 1 ? gbl : gb, src + gbl_off, fc_max64(e0, nd) - nd, e1 - nd);
+                        fc_add_elems(d->dtype, G > 1 ? gbl : gb, src + gbl_off, fc_max64(e0, nd) - nd, e1 - nd);
                 }
             }
         }

@@ -40,6 +40,9 @@ size_t fc_align_up(size_t n);
 size_t fc_thread_slot_stride(size_t bytes, int nt);
 /* Bytes of nt such slots, `stride` = fc_thread_slot_stride(...) apart (no gap after the last). */
 size_t fc_thread_slots_bytes(size_t stride, int nt);
+/* dst[e] += src[e] for e in [e0, e1), elements of dtype: the batch-chunk partial sums of a
+   weight gradient added into the first chunk's (explicit im2col, implicit GEMM). */
+void fc_add_elems(int dtype, void *dst, const void *src, int64_t e0, int64_t e1);
 int64_t fc_macs(const fc_conv_desc *d);
 /* Threads one call of this problem uses: 1 below the serial threshold, else
    fc_team_limit(d->nthreads). */

@@ -107,6 +107,18 @@ def run_pass(pass_, spec, x, w, b, gy):
                           gb=nan_filled((spec.c_out,), spec.dtype))
 
 
+def run_across_threads(pass_, spec, x, w, b, gy, counts):
+    """run_pass at each thread count; the results must be bitwise equal. Returns the first."""
+    results = []
+    for threads in counts:
+        with fastconv.threads(threads):
+            results.append(run_pass(pass_, spec, x, w, b, gy))
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            assert np.array_equal(a, o), "results differ between thread counts"
+    return results[0]
+
+
 def check_pass(pass_, res, case: Case, x, w, b, gy, dtype):
     args = (case.stride, case.padding, case.dilation, case.groups)
     if pass_ == FWD:
@@ -171,14 +183,7 @@ def test_every_pass_against_reference_and_bitwise_across_threads(case, dtype, is
     generic build."""
     spec, x, w, b, gy = make_data(rng, case, dtype)
     for pass_ in PASSES:
-        results = []
-        for threads in (1, 2, 3):
-            with fastconv.threads(threads):
-                results.append(run_pass(pass_, spec, x, w, b, gy))
-        check_pass(pass_, results[0], case, x, w, b, gy, dtype)
-        for other in results[1:]:
-            for a, o in zip(results[0], other):
-                assert np.array_equal(a, o), "results differ between thread counts"
+        check_pass(pass_, run_across_threads(pass_, spec, x, w, b, gy, (1, 2, 3)), case, x, w, b, gy, dtype)
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
@@ -339,11 +344,5 @@ def test_weight_gradient_in_batch_chunks(case, chunks, dtype, implicit_isa, rng)
     assert _core.implicit_wgrad_chunks(spec.desc(1)) == chunks
     assert _core.implicit_wgrad_chunks(spec.desc(3)) == chunks
     assert F.chosen_implementation(spec, BWD_WEIGHTS, "im2col") == "implicit_gemm"
-    results = []
-    for threads in (1, 2, 3, 4):
-        with fastconv.threads(threads):
-            results.append(run_pass(BWD_WEIGHTS, spec, x, w, b, gy))
-    check_pass(BWD_WEIGHTS, results[0], case, x, w, b, gy, dtype)
-    for other in results[1:]:
-        for a, o in zip(results[0], other):
-            assert np.array_equal(a, o), "results differ between thread counts"
+    res = run_across_threads(BWD_WEIGHTS, spec, x, w, b, gy, (1, 2, 3, 4))
+    check_pass(BWD_WEIGHTS, res, case, x, w, b, gy, dtype)

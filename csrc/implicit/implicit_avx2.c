@@ -107,7 +107,7 @@ static inline __attribute__((always_inline)) __m256d f64_bcast_groups(const doub
     return _mm256_set_m128d(two, two);
 }
 
-/* dst[j*ldd + i] = src[i*lds + j], 8 x 8 floats. */
+/* dst[j*ldd + i] = r[i][j], 8 x 8 floats in registers. */
 static inline __attribute__((always_inline)) void f32_tblock_regs(const __m256 r[8], float *dst, int64_t ldd)
 {
     __m256 col[8];
@@ -116,22 +116,15 @@ static inline __attribute__((always_inline)) void f32_tblock_regs(const __m256 r
         _mm256_storeu_ps(dst + j * ldd, col[j]);
 }
 
-static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
-                                                             int64_t ldd)
+/* The block whose row i starts at rows[i] + q0 (pack_bt_rows: the rows of a tile's lanes), or,
+   rows NULL, at src + i*lds + q0 (pack_bt: one strip of grad_y; always inlined, so the test
+   folds away). */
+static inline __attribute__((always_inline)) void f32_tblock_rows(const float *const *rows, const float *src, int64_t lds,
+                                                                  int64_t q0, float *dst, int64_t ldd)
 {
     __m256 r[8];
     for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(src + i * lds);
-    f32_tblock_regs(r, dst, ldd);
-}
-
-/* The same, row i from rows[i] + q0. */
-static inline __attribute__((always_inline)) void f32_tblock_rows(const float *const *rows, int64_t q0, float *dst,
-                                                                  int64_t ldd)
-{
-    __m256 r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(rows[i] + q0);
+        r[i] = _mm256_loadu_ps((rows ? rows[i] : src + i * lds) + q0);
     f32_tblock_regs(r, dst, ldd);
 }
 
@@ -144,21 +137,12 @@ static inline __attribute__((always_inline)) void f64_tblock_regs(const __m256d 
         _mm256_storeu_pd(dst + j * ldd, col[j]);
 }
 
-static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
-                                                             int64_t ldd)
+static inline __attribute__((always_inline)) void f64_tblock_rows(const double *const *rows, const double *src, int64_t lds,
+                                                                  int64_t q0, double *dst, int64_t ldd)
 {
     __m256d r[4];
     for (int i = 0; i < 4; i++)
-        r[i] = _mm256_loadu_pd(src + i * lds);
-    f64_tblock_regs(r, dst, ldd);
-}
-
-static inline __attribute__((always_inline)) void f64_tblock_rows(const double *const *rows, int64_t q0,
-                                                                  double *dst, int64_t ldd)
-{
-    __m256d r[4];
-    for (int i = 0; i < 4; i++)
-        r[i] = _mm256_loadu_pd(rows[i] + q0);
+        r[i] = _mm256_loadu_pd((rows ? rows[i] : src + i * lds) + q0);
     f64_tblock_regs(r, dst, ldd);
 }
 
@@ -176,7 +160,6 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 /* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
 #define RELU(a) _mm256_and_ps((a), _mm256_cmp_ps((a), _mm256_setzero_ps(), _CMP_NLE_UQ))
 #define FN(name) f32_6x16_##name
-#define TBLOCK f32_tblock
 #define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm256_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
@@ -197,7 +180,6 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 #define ZERO _mm256_setzero_pd
 #define RELU(a) _mm256_and_pd((a), _mm256_cmp_pd((a), _mm256_setzero_pd(), _CMP_NLE_UQ))
 #define FN(name) f64_6x8_##name
-#define TBLOCK f64_tblock
 #define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm256_load_pd
 #define TRANSPOSE_STORE f64_transpose_store

@@ -11,7 +11,7 @@ FC_TARGET_PUSH("avx512f")
 
 #include "transpose_avx2.h"
 
-/* 16 x 16 floats: dst[j*ldd + i] = src[i*lds + j]. Pairs of rows interleaved, then pairs
+/* 16 x 16 floats, rows r[i] in registers: dst[j*ldd + i] = r[i][j]. Pairs of rows interleaved, then pairs
    of pairs (as doubles), then 128-bit lanes gathered across the four groups of four rows. */
 static inline __attribute__((always_inline)) void f32_tblock_regs(const __m512 r[16], float *dst, int64_t ldd)
 {
@@ -39,22 +39,15 @@ static inline __attribute__((always_inline)) void f32_tblock_regs(const __m512 r
     }
 }
 
-static inline __attribute__((always_inline)) void f32_tblock(const float *src, int64_t lds, float *dst,
-                                                             int64_t ldd)
+/* The block whose row i starts at rows[i] + q0 (pack_bt_rows: the rows of a tile's lanes), or,
+   rows NULL, at src + i*lds + q0 (pack_bt: one strip of grad_y; always inlined, so the test
+   folds away). */
+static inline __attribute__((always_inline)) void f32_tblock_rows(const float *const *rows, const float *src, int64_t lds,
+                                                                  int64_t q0, float *dst, int64_t ldd)
 {
     __m512 r[16];
     for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src + i * lds);
-    f32_tblock_regs(r, dst, ldd);
-}
-
-/* The same, row i from rows[i] + q0. */
-static inline __attribute__((always_inline)) void f32_tblock_rows(const float *const *rows, int64_t q0, float *dst,
-                                                                  int64_t ldd)
-{
-    __m512 r[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(rows[i] + q0);
+        r[i] = _mm512_loadu_ps((rows ? rows[i] : src + i * lds) + q0);
     f32_tblock_regs(r, dst, ldd);
 }
 
@@ -78,21 +71,12 @@ static inline __attribute__((always_inline)) void f64_tblock_regs(const __m512d 
     }
 }
 
-static inline __attribute__((always_inline)) void f64_tblock(const double *src, int64_t lds, double *dst,
-                                                             int64_t ldd)
+static inline __attribute__((always_inline)) void f64_tblock_rows(const double *const *rows, const double *src, int64_t lds,
+                                                                  int64_t q0, double *dst, int64_t ldd)
 {
     __m512d r[8];
     for (int i = 0; i < 8; i++)
-        r[i] = _mm512_loadu_pd(src + i * lds);
-    f64_tblock_regs(r, dst, ldd);
-}
-
-static inline __attribute__((always_inline)) void f64_tblock_rows(const double *const *rows, int64_t q0,
-                                                                  double *dst, int64_t ldd)
-{
-    __m512d r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm512_loadu_pd(rows[i] + q0);
+        r[i] = _mm512_loadu_pd((rows ? rows[i] : src + i * lds) + q0);
     f64_tblock_regs(r, dst, ldd);
 }
 
@@ -239,7 +223,6 @@ static void f32_interleave_s2_g4(float *dst, const float *src, int64_t gstride, 
 /* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
 #define RELU(a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((a), _mm512_setzero_ps(), _CMP_NLE_UQ), (a))
 #define FN(name) f32_8x32_##name
-#define TBLOCK f32_tblock
 #define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
@@ -260,7 +243,6 @@ static void f32_interleave_s2_g4(float *dst, const float *src, int64_t gstride, 
 #define ZERO _mm512_setzero_pd
 #define RELU(a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask((a), _mm512_setzero_pd(), _CMP_NLE_UQ), (a))
 #define FN(name) f64_8x24_##name
-#define TBLOCK f64_tblock
 #define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
