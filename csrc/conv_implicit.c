@@ -687,6 +687,8 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
         return;
     const int64_t top = d->pad_top - last * d->stride_h;
     const int64_t bottom = d->h - 1 + d->pad_top - first * d->stride_h;
+    if (top <= 0 && bottom >= (d->kh - 1) * d->dil_h)
+        return; /* all rows, as for most groups: no divisions */
     *lo = top > 0 ? fc_min64(d->kh, (top + d->dil_h - 1) / d->dil_h) : 0;
     *hi = bottom >= 0 ? fc_min64(d->kh, bottom / d->dil_h + 1) : 0;
     if (*hi < *lo)
@@ -703,6 +705,17 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    interleaved runs against one group per pass: VGG-sized 1.05x at 1 and 2 threads,
    resnet_3x3 and mnist_c2 1.02-1.03x, the small layers within +-1 %; 16 groups no better. */
 #define FWD_CHUNK_GROUPS 8
+
+/* Lines of output pixels [P0, P1) of channels [c_lo, c_hi), for writing. */
+static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t c_hi, int64_t P0, int64_t P1,
+                         size_t es)
+{
+    for (int64_t c = c_lo; c < c_hi; c++) {
+        const char *row = y_t + (size_t)(c * y_plane + P0) * es;
+        for (size_t o = 0; o < (size_t)(P1 - P0) * es; o += 64)
+            __builtin_prefetch(row + o, 1);
+    }
+}
 
 /* skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
    and are left out (a tap range per pixel group: the union over its rows; the partial sums
@@ -727,28 +740,34 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
     for (int64_t C0 = 0; C0 < pixels; C0 += MR * FWD_CHUNK_GROUPS) {
         int ng = 0;
         for (int64_t P0 = C0; P0 < pixels && ng < FWD_CHUNK_GROUPS; P0 += MR, ng++) {
-            const int64_t npx = fc_min64(MR, pixels - P0);
-            int64_t lo, hi;
-            valid_kernel_rows(d, i0 + r, i0 + (P0 + npx - 1) / d->ow, skip, &lo, &hi);
-            g0[ng] = P0, gn[ng] = npx, gk0[ng] = lo * row_taps, gkc[ng] = (hi - lo) * row_taps;
+            const int64_t npx = fc_min64(MR, pixels - P0), r_first = r;
+            int64_t r_last = r;
             for (int64_t t = 0; t < MR; t++) {
-                px[ng][t] = t < npx ? band + (size_t)((r * rstep * p->wp + j * cstep) * G) * es : px[ng][0];
-                if (t < npx && ++j == d->ow) {
+                if (t >= npx) {
+                    px[ng][t] = px[ng][0];
+                    continue;
+                }
+                px[ng][t] = band + (size_t)((r * rstep * p->wp + j * cstep) * G) * es;
+                r_last = r;
+                if (++j == d->ow) {
                     j = 0;
                     r++;
                 }
             }
+            int64_t lo, hi;
+            valid_kernel_rows(d, i0 + r_first, i0 + r_last, skip, &lo, &hi);
+            g0[ng] = P0, gn[ng] = npx, gk0[ng] = lo * row_taps, gkc[ng] = (hi - lo) * row_taps;
         }
-        /* The chunk's output lines, every channel's, fetched before the kernels store into
-           them: a layer's output rarely sits in cache, and each kernel's 2 x 16 stores of
-           half a line then waited on memory (read for ownership). ResNet's stem (K = 147)
-           spent ~500 cycles per 2352-cycle kernel call outside its loop. */
-        const size_t chunk_bytes = (size_t)(fc_min64(pixels, C0 + MR * FWD_CHUNK_GROUPS) - C0) * es;
-        for (int64_t c = 0; c < G * p->kg; c++) {
-            const char *row = y_t + (size_t)(c * y_plane + C0) * es;
-            for (size_t o = 0; o < chunk_bytes; o += 64)
-                __builtin_prefetch(row + o, 1);
-        }
+        /* The output lines of the chunk's pixels, every channel's, fetched before the
+           kernels store into them: a layer's output rarely sits in cache, and each kernel's
+           2 x 16 stores of half a line then waited on memory (read for ownership). ResNet's
+           stem (K = 147) spent ~500 cycles per 2352-cycle kernel call outside its loop. The
+           first chunk's at once; each next chunk's a slice of channels before each of this
+           chunk's first-block kernels: all at once, the prefetches (128 lines a chunk)
+           stalled on the full miss queue, 4 % of a layer of 4 channels a group (K = 36). */
+        const int64_t nc = G * p->kg, C1 = C0 + MR * FWD_CHUNK_GROUPS;
+        if (C0 == 0)
+            prefetch_out(y_t, y_plane, 0, nc, 0, fc_min64(pixels, C1), es);
         for (int64_t cb = 0; cb < p->cb; cb++) {
             int64_t v0, nv;
             block_vectors(p, cb, &v0, &nv);
@@ -756,14 +775,22 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             const char *wcb = wt + (size_t)(c0 * p->K) * es, *bcb = bias ? bias + (size_t)c0 * es : NULL;
             if (G > 1) { /* one block: all of the G groups' lanes */
                 const fc_implicit_fwd_grp_fn kernel = p->kr->fwd_grp[p->lg][nv];
-                for (int q = 0; q < ng; q++)
+                for (int q = 0; q < ng; q++) {
+                    if (C1 < pixels)
+                        prefetch_out(y_t, y_plane, q * nc / ng, (q + 1) * nc / ng, C1,
+                                     fc_min64(pixels, C1 + MR * FWD_CHUNK_GROUPS), es);
                     kernel(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                            y_t + (size_t)g0[q] * es, lane_rows, gn[q], bcb, relu);
+                }
                 continue;
             }
-            for (int q = 0; q < ng; q++)
+            for (int q = 0; q < ng; q++) {
+                if (cb == 0 && C1 < pixels)
+                    prefetch_out(y_t, y_plane, q * nc / ng, (q + 1) * nc / ng, C1,
+                                 fc_min64(pixels, C1 + MR * FWD_CHUNK_GROUPS), es);
                 p->kr->fwd[nv](gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                                y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb, relu);
+            }
         }
     }
 }

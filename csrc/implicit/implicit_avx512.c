@@ -170,13 +170,33 @@ static inline __attribute__((always_inline)) __m512d f64_bcast_groups(const doub
     return _mm512_broadcast_f64x4(_mm256_loadu_pd(p)); /* 4 */
 }
 
+/* dst[4j + g] = v[g][j] for j < m (<= 16): a 4 x 16 transpose (pairs, then quadruples within
+   128-bit lanes, then the lanes across the four vectors), stored with masks. */
+static inline __attribute__((always_inline)) void f32_interleave4_regs(const __m512 v[4], float *dst, int64_t m)
+{
+    /* u[q], 128-bit lane L: the four groups' column 4L + q */
+    const __m512 t0 = _mm512_unpacklo_ps(v[0], v[1]), t1 = _mm512_unpackhi_ps(v[0], v[1]);
+    const __m512 t2 = _mm512_unpacklo_ps(v[2], v[3]), t3 = _mm512_unpackhi_ps(v[2], v[3]);
+    const __m512 u0 = _mm512_shuffle_ps(t0, t2, 0x44), u1 = _mm512_shuffle_ps(t0, t2, 0xEE);
+    const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xEE);
+    /* out[k] = lane k of u0, u1, u2, u3: columns 4k .. 4k + 3 */
+    const __m512 w0 = _mm512_shuffle_f32x4(u0, u1, 0x44), w1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
+    const __m512 w2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), w3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
+    const __m512 out[4] = {_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD),
+                           _mm512_shuffle_f32x4(w2, w3, 0x88), _mm512_shuffle_f32x4(w2, w3, 0xDD)};
+    for (int k = 0; k < 4 && 4 * m > 16 * k; k++) {
+        const int64_t left = 4 * m - 16 * k;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        _mm512_mask_storeu_ps(dst + 16 * k, mk, out[k]);
+    }
+}
+
 /* dst[j*4 + g] = src[g*gstride + 2*j] for j < n, g < 4: the band rows of four groups of a
    stride-2 phase plane (the weight gradient of ResNeXt's stride-2 layers, 8 channels a group,
    four groups a tile), 16 columns at a time. The generic path (a strided gather of each group
    into a scratch row, then the interleave) took 37 % of such a weight gradient, its rows 15
    columns long: here each group's 16 even columns are one two-vector permute, and the four
-   groups' vectors a 4 x 16 transpose (pairs, then quadruples within 128-bit lanes, then the
-   lanes across the four vectors). Masked loads and stores keep every access inside the rows. */
+   groups' vectors a 4 x 16 transpose. Masked loads and stores keep every access inside the rows. */
 static void f32_interleave_s2_g4(float *dst, const float *src, int64_t gstride, int64_t n)
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -190,24 +210,56 @@ static void f32_interleave_s2_g4(float *dst, const float *src, int64_t gstride, 
             const float *s = src + g * gstride + 2 * j0;
             v[g] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, s), even, _mm512_maskz_loadu_ps(hi, s + 16));
         }
-        /* u[q], 128-bit lane L: the four groups' column 4L + q */
-        const __m512 t0 = _mm512_unpacklo_ps(v[0], v[1]), t1 = _mm512_unpackhi_ps(v[0], v[1]);
-        const __m512 t2 = _mm512_unpacklo_ps(v[2], v[3]), t3 = _mm512_unpackhi_ps(v[2], v[3]);
-        const __m512 u0 = _mm512_shuffle_ps(t0, t2, 0x44), u1 = _mm512_shuffle_ps(t0, t2, 0xEE);
-        const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xEE);
-        /* out[k] = lane k of u0, u1, u2, u3: columns 4k .. 4k + 3 */
-        const __m512 w0 = _mm512_shuffle_f32x4(u0, u1, 0x44), w1 = _mm512_shuffle_f32x4(u2, u3, 0x44);
-        const __m512 w2 = _mm512_shuffle_f32x4(u0, u1, 0xEE), w3 = _mm512_shuffle_f32x4(u2, u3, 0xEE);
-        const __m512 out[4] = {_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD),
-                               _mm512_shuffle_f32x4(w2, w3, 0x88), _mm512_shuffle_f32x4(w2, w3, 0xDD)};
-        for (int k = 0; k < 4 && 4 * m > 16 * k; k++) {
-            const int64_t left = 4 * m - 16 * k;
-            const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-            _mm512_mask_storeu_ps(dst + 4 * j0 + 16 * k, mk, out[k]);
+        f32_interleave4_regs(v, dst + 4 * j0, m);
+    }
+}
+
+/* dst[j*G + g] = src[g*gstride + j] for j < n, g < G = 2, 4 or 8: the band rows of a tile of G
+   groups (ResNeXt's 16, 8 or 4 channels a group), 16 columns at a time, masked at the row's
+   end. The scalar loop the compiler made of it (rows of 14-56 columns) took 7-11 % of those
+   layers' forward and input gradient. G = 2: two permutes interleave the pair; G = 4: the 4 x
+   16 transpose; G = 8: two 8 x 8 transposes of the vectors' halves, one column (8 groups) a
+   256-bit store. */
+static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, int64_t n, int64_t G)
+{
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const int64_t m = n - j0 < 16 ? n - j0 : 16;
+        const __mmask16 mask = m == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << m) - 1);
+        const float *s = src + j0;
+        float *o = dst + G * j0;
+        if (G == 2) {
+            const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            const __m512 a = _mm512_maskz_loadu_ps(mask, s), b = _mm512_maskz_loadu_ps(mask, s + gstride);
+            const int64_t left = 2 * m - 16; /* elements of the second store */
+            _mm512_mask_storeu_ps(o, left >= 0 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * m)) - 1),
+                                  _mm512_permutex2var_ps(a, lo, b));
+            if (left > 0)
+                _mm512_mask_storeu_ps(o + 16, left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1),
+                                      _mm512_permutex2var_ps(a, hi, b));
+        } else if (G == 4) {
+            __m512 v[4];
+            for (int g = 0; g < 4; g++)
+                v[g] = _mm512_maskz_loadu_ps(mask, s + g * gstride);
+            f32_interleave4_regs(v, o, m);
+        } else { /* 8 */
+            __m512 v[8];
+            for (int g = 0; g < 8; g++)
+                v[g] = _mm512_maskz_loadu_ps(mask, s + g * gstride);
+            for (int h = 0; h < 2 && 8 * h < m; h++) {
+                __m256 r[8], col[8];
+                for (int g = 0; g < 8; g++)
+                    r[g] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[g]), 1))
+                             : _mm512_castps512_ps256(v[g]);
+                f32_transpose8(r, col);
+                for (int j = 0; j < 8 && 8 * h + j < m; j++)
+                    _mm256_storeu_ps(o + 8 * (8 * h + j), col[j]);
+            }
         }
     }
 }
 
+#define INTERLEAVE_UNIT f32_interleave_unit
 #define INTERLEAVE_S2_G4 f32_interleave_s2_g4
 #define MR 8
 #define REAL float
