@@ -656,6 +656,38 @@ static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
 DEFINE_PACK_WT(float, f32)
 DEFINE_PACK_WT(double, f64)
 
+/* Taps of a filter up to which pack_wt_lanes works (its tables are on the stack). */
+#define PACK_MAX_TAPS 64
+
+/* pack_wt through the ISA's gather_wt: for each input channel, vl lanes (filters) at a time,
+   a register transpose of their taps. For filters of up to PACK_MAX_TAPS taps. */
+static void pack_wt_lanes(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0,
+                          int64_t width, char *wt)
+{
+    const int64_t KW = p->kw, vl = p->kr->vl, span = flip ? p->w_kk : p->KK;
+    int64_t src[PACK_MAX_TAPS], drow[PACK_MAX_TAPS];
+    for (int64_t l = 0, t = 0; l < p->kh; l++)
+        for (int64_t m = 0; m < KW; m++, t++) {
+            src[t] = flip ? p->tap_of[t] : t;
+            drow[t] = (l * p->cg * KW + m) * width; /* row (l*cg + c)*KW + m, less c's part */
+        }
+    /* lanes outer: each lane's filter is then read front to back, one stream per lane */
+    const void *f[16];
+    const size_t cstep = (size_t)(flip ? p->kg * p->w_kk : p->KK) * es; /* to the next channel */
+    for (int64_t j0 = 0; j0 < width; j0 += vl) {
+        for (int64_t i = 0; i < vl; i++) { /* channel 0 of lane j's filter */
+            const int64_t j = j0 + i, ch = c0 + j / p->G, g = gt * p->G + j % p->G;
+            f[i] = ch >= p->kg ? NULL
+                   : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * p->KK) * es;
+        }
+        for (int64_t c = 0; c < p->cg; c++) {
+            p->kr->gather_wt(f, src, p->KK, span, wt + (size_t)(c * KW * width + j0) * es, drow);
+            for (int64_t i = 0; i < vl; i++)
+                f[i] = f[i] ? (const char *)f[i] + cstep : NULL;
+        }
+    }
+}
+
 /* Channel block cb of tile gt into wt (the plan's W^T: tiles of kv*vl lanes, K rows each). */
 static void pack_block(int dtype, const iplan *p, const void *w, int flip, int64_t gt, int64_t cb, char *wt)
 {
@@ -664,7 +696,9 @@ static void pack_block(int dtype, const iplan *p, const void *w, int flip, int64
     block_vectors(p, cb, &v0, &nv);
     const int64_t c0 = v0 * p->kr->vl, width = nv * p->kr->vl;
     char *dst = wt + (size_t)((gt * p->kv * p->kr->vl + c0) * p->K) * es;
-    if (dtype == FC_F64)
+    if (p->KK <= PACK_MAX_TAPS && (!flip || p->w_kk <= PACK_MAX_TAPS))
+        pack_wt_lanes(p, (const char *)w, es, flip, gt, c0, width, dst);
+    else if (dtype == FC_F64)
         pack_wt_f64(p, (const double *)w, flip, gt, c0, width, (double *)dst);
     else
         pack_wt_f32(p, (const float *)w, flip, gt, c0, width, (float *)dst);

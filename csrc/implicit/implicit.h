@@ -59,6 +59,9 @@ typedef void (*fc_implicit_pack_bt_rows_fn)(int64_t lanes, int64_t pixels, const
 typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gstride, int64_t n, int64_t sw,
                                           int64_t G);
 
+typedef void (*fc_implicit_gather_wt_fn)(const void *const *f, const int64_t *src, int64_t taps, int64_t span,
+                                         void *dst, const int64_t *drow);
+
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
     fc_implicit_fwd_fn fwd[4];      /* [v]: v vectors of vl channels, up to NR / vl */
@@ -69,6 +72,8 @@ typedef struct fc_implicit_kernels {
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
     fc_implicit_pack_bt_rows_fn pack_bt_rows; /* pack_bt from source rows rows[k] (G groups a tile) */
     fc_implicit_interleave_fn interleave; /* band rows of G groups: dst[j*G + g] = src[g*gstride + j*sw], G = 2, 4, 8 */
+    fc_implicit_gather_wt_fn gather_wt; /* W^T rows: dst[drow[t] + j] = f[j][src[t]], t < taps, j < vl (f[j] NULL: 0;
+                                           span elements of each f[j] readable) */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

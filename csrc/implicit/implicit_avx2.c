@@ -160,6 +160,8 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 /* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
 #define RELU(a) _mm256_and_ps((a), _mm256_cmp_ps((a), _mm256_setzero_ps(), _CMP_NLE_UQ))
 #define FN(name) f32_6x16_##name
+#define TBLOCK_REGS f32_tblock_regs
+#define MASKLOADN(p, n) _mm256_maskload_ps((p), f32_lanes(n))
 #define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm256_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
@@ -180,6 +182,8 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 #define ZERO _mm256_setzero_pd
 #define RELU(a) _mm256_and_pd((a), _mm256_cmp_pd((a), _mm256_setzero_pd(), _CMP_NLE_UQ))
 #define FN(name) f64_6x8_##name
+#define TBLOCK_REGS f64_tblock_regs
+#define MASKLOADN(p, n) _mm256_maskload_pd((p), f64_lanes(n))
 #define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm256_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
@@ -198,7 +202,7 @@ const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
                   {NULL, f32_6x16_wgrad_g2_1v, f32_6x16_wgrad_g2_2v},
                   {NULL, f32_6x16_wgrad_g4_1v, f32_6x16_wgrad_g4_2v}},
     .pack_bt = f32_6x16_pack_bt, .pack_bt_rows = f32_6x16_pack_bt_rows,
-    .interleave = f32_6x16_interleave};
+    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .mr = 6, .nr = 8, .vl = 4,
     .fwd = {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v},
@@ -206,6 +210,6 @@ const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v,
     .wgrad_grp = {{NULL}, {NULL, f64_6x8_wgrad_g2_1v, f64_6x8_wgrad_g2_2v}},
     .pack_bt = f64_6x8_pack_bt, .pack_bt_rows = f64_6x8_pack_bt_rows,
-    .interleave = f64_6x8_interleave};
+    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt};
 FC_TARGET_POP
 #endif

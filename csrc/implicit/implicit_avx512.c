@@ -275,6 +275,8 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 /* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
 #define RELU(a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((a), _mm512_setzero_ps(), _CMP_NLE_UQ), (a))
 #define FN(name) f32_8x32_##name
+#define TBLOCK_REGS f32_tblock_regs
+#define MASKLOADN(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p))
 #define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
@@ -295,6 +297,8 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 #define ZERO _mm512_setzero_pd
 #define RELU(a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask((a), _mm512_setzero_pd(), _CMP_NLE_UQ), (a))
 #define FN(name) f64_8x24_##name
+#define TBLOCK_REGS f64_tblock_regs
+#define MASKLOADN(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p))
 #define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
@@ -314,7 +318,7 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
                   {NULL, f32_8x32_wgrad_g4_1v, f32_8x32_wgrad_g4_2v},
                   {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
     .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
-    .interleave = f32_8x32_interleave};
+    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v},
@@ -325,6 +329,6 @@ const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
                   {NULL, f64_8x24_wgrad_g2_1v, f64_8x24_wgrad_g2_2v, f64_8x24_wgrad_g2_3v},
                   {NULL, f64_8x24_wgrad_g4_1v, f64_8x24_wgrad_g4_2v, f64_8x24_wgrad_g4_3v}},
     .pack_bt = f64_8x24_pack_bt, .pack_bt_rows = f64_8x24_pack_bt_rows,
-    .interleave = f64_8x24_interleave};
+    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt};
 FC_TARGET_POP
 #endif
