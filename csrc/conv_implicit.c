@@ -740,6 +740,19 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    resnet_3x3 and mnist_c2 1.02-1.03x, the small layers within +-1 %; 16 groups no better. */
 #define FWD_CHUNK_GROUPS 8
 
+/* The forward kernel of nv vectors for a group of npx pixels: a narrow one (fwd_narrow) where
+   npx leaves half the tile or more idle. */
+static fc_implicit_fwd_fn fwd_kernel(const fc_implicit_kernels *kr, int64_t nv, int64_t npx)
+{
+    if (npx <= 1)
+        return kr->fwd_narrow[nv][0];
+    if (npx <= 2)
+        return kr->fwd_narrow[nv][1];
+    if (npx <= 4 && kr->mr > 4)
+        return kr->fwd_narrow[nv][2];
+    return kr->fwd[nv];
+}
+
 /* Lines of output pixels [P0, P1) of channels [c_lo, c_hi), for writing. */
 static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t c_hi, int64_t P0, int64_t P1,
                          size_t es)
@@ -822,8 +835,9 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
                 if (cb == 0 && C1 < pixels)
                     prefetch_out(y_t, y_plane, q * nc / ng, (q + 1) * nc / ng, C1,
                                  fc_min64(pixels, C1 + MR * FWD_CHUNK_GROUPS), es);
-                p->kr->fwd[nv](gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
-                               y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb, relu);
+                fwd_kernel(p->kr, nv, gn[q])(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
+                                             y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb,
+                                             relu);
             }
         }
     }

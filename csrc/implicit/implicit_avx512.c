@@ -310,6 +310,9 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
     .mr = 8, .nr = 32, .vl = 16,
     .fwd = {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v},
+    .fwd_narrow = {{NULL},
+                   {f32_8x32_fwd_1v_r1, f32_8x32_fwd_1v_r2, f32_8x32_fwd_1v_r4},
+                   {f32_8x32_fwd_2v_r1, f32_8x32_fwd_2v_r2, f32_8x32_fwd_2v_r4}},
     .fwd_grp = {{NULL}, {NULL, f32_8x32_fwd_g2_1v, f32_8x32_fwd_g2_2v},
                 {NULL, f32_8x32_fwd_g4_1v, f32_8x32_fwd_g4_2v}, {NULL, f32_8x32_fwd_g8_1v, f32_8x32_fwd_g8_2v}},
     .wgrad = f32_8x32_wgrad, .wgrad_1v = f32_8x32_wgrad_1v,
@@ -322,6 +325,10 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v},
+    .fwd_narrow = {{NULL},
+                   {f64_8x24_fwd_1v_r1, f64_8x24_fwd_1v_r2, f64_8x24_fwd_1v_r4},
+                   {f64_8x24_fwd_2v_r1, f64_8x24_fwd_2v_r2, f64_8x24_fwd_2v_r4},
+                   {f64_8x24_fwd_3v_r1, f64_8x24_fwd_3v_r2, f64_8x24_fwd_3v_r4}},
     .fwd_grp = {{NULL}, {NULL, f64_8x24_fwd_g2_1v, f64_8x24_fwd_g2_2v, f64_8x24_fwd_g2_3v},
                 {NULL, f64_8x24_fwd_g4_1v, f64_8x24_fwd_g4_2v, f64_8x24_fwd_g4_3v}},
     .wgrad = f64_8x24_wgrad, .wgrad_1v = f64_8x24_wgrad_1v,
