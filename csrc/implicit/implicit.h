@@ -65,7 +65,7 @@ typedef void (*fc_implicit_gather_wt_fn)(const void *const *f, const int64_t *sr
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
     fc_implicit_fwd_fn fwd[4];      /* [v]: v vectors of vl channels, up to NR / vl */
-    fc_implicit_fwd_fn fwd_narrow[4][3]; /* [v][i]: fwd for at most 1, 2, 4 pixels (i = 0, 1, 2), the rest idle */
+    fc_implicit_fwd_fn fwd_narrow[4][7]; /* [v][k - 1]: fwd for k < mr pixels, the rest of the tile idle */
     fc_implicit_fwd_grp_fn fwd_grp[4][4]; /* [log2 G][v]: G = 2 .. vl/2 groups a tile; NULL: none */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */
