@@ -102,6 +102,7 @@ typedef struct iplan {
     int64_t plane;          /* band elements per phase plane: band_rows(rows) * wp */
     int64_t mp;             /* bwd_weights: K rounded up to MR */
     int64_t kv, cb;         /* fwd: vectors of output channels (kg rounded up), blocks of <= NR */
+    int64_t cparts;         /* fwd: work items a tile's channel blocks are split into (1: one item) */
     int64_t G, lg;          /* fwd: groups a tile (1, or 2^lg packed side by side; see group_pack) */
     int unphased;           /* fwd: the band holds the padded rows, not stride phases */
     const int64_t *tap_of;  /* fwd of an input gradient: the weight's tap of each kernel tap */
@@ -382,9 +383,20 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
     int64_t rows = d->oh;
     while (rows > 1 && tile_bytes_for(d, pass, kr, rows, p->G) > TILE_BYTES)
         rows = (rows + 1) / 2;
+    p->cparts = 1;
     if (pass != FC_BWD_WEIGHTS) {
         const int64_t want = fc_ceil_div(2 * p->nt, d->n * (d->groups / p->G)); /* tiles per image */
-        if (want > 1)
+        /* Each work item reads the W^T of every channel block it computes. Where that is more
+           than the band of a whole tile (late layers: 512 -> 512 channels at 7x7, 9.4 MB of
+           W^T against a 166 KB band), the items split the channel blocks rather than the
+           rows, so W^T is read once per tile, not once per row tile (a batch of one at two
+           threads read it four times). Not for an input gradient's phases (G > 0), which
+           share one row tiling. */
+        const int64_t kv = p->G > 1 ? gnv : fc_ceil_div(p->kg, kr->vl), cb = fc_ceil_div(kv * kr->vl, kr->nr);
+        const int64_t wt_bytes = p->K * kv * kr->vl * es;
+        if (want > 1 && G <= 0 && max_rows <= 0 && cb > 1 && wt_bytes > tile_bytes_for(d, pass, kr, rows, p->G))
+            p->cparts = fc_min64(cb, want);
+        else if (want > 1)
             rows = fc_min64(rows, fc_max64(1, fc_ceil_div(d->oh, want)));
     }
     if (max_rows > 0)
@@ -790,7 +802,7 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
    of the other taps are bitwise the same, so tiling and thread count still do not matter). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
                      const int64_t *off, const char *band, char *y_t, int64_t y_plane, int64_t i0, int64_t rows,
-                     int skip, int relu)
+                     int64_t cb0, int64_t cb1, int skip, int relu)
 {
     const size_t es = fc_elem_size(d->dtype);
     const int64_t MR = p->kr->mr, vl = p->kr->vl, pixels = rows * d->ow;
@@ -835,10 +847,16 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
            first chunk's at once; each next chunk's a slice of channels before each of this
            chunk's first-block kernels: all at once, the prefetches (128 lines a chunk)
            stalled on the full miss queue, 4 % of a layer of 4 channels a group (K = 36). */
-        const int64_t nc = G * p->kg, C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0)); /* this chunk, the next */
+        /* this chunk's and the next's pixels; the channels of blocks [cb0, cb1) */
+        const int64_t C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0));
+        int64_t ch0, ch1, nv0;
+        block_vectors(p, cb0, &ch0, &nv0);
+        block_vectors(p, cb1 - 1, &ch1, &nv0);
+        ch0 *= vl, ch1 = G > 1 ? G * p->kg : fc_min64(p->kg, (ch1 + nv0) * vl);
+        const int64_t nc = ch1 - ch0;
         if (C0 == 0)
-            prefetch_out(y_t, y_plane, 0, nc, 0, C1, es);
-        for (int64_t cb = 0; cb < p->cb; cb++) {
+            prefetch_out(y_t, y_plane, ch0, ch1, 0, C1, es);
+        for (int64_t cb = cb0; cb < cb1; cb++) {
             int64_t v0, nv;
             block_vectors(p, cb, &v0, &nv);
             const int64_t c0 = v0 * vl, nch = fc_min64(nv * vl, p->kg - c0);
@@ -847,15 +865,15 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
                 const fc_implicit_fwd_grp_fn kernel = p->kr->fwd_grp[p->lg][nv];
                 for (int q = 0; q < ng; q++) {
                     if (C1 < pixels)
-                        prefetch_out(y_t, y_plane, q * nc / ng, (q + 1) * nc / ng, C1, C2, es);
+                        prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);
                     kernel(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                            y_t + (size_t)g0[q] * es, lane_rows, gn[q], bcb, relu);
                 }
                 continue;
             }
             for (int q = 0; q < ng; q++) {
-                if (cb == 0 && C1 < pixels)
-                    prefetch_out(y_t, y_plane, q * nc / ng, (q + 1) * nc / ng, C1, C2, es);
+                if (cb == cb0 && C1 < pixels)
+                    prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);
                 fwd_kernel(p->kr, nv, gn[q])(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                                              y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb,
                                              relu);
@@ -916,7 +934,7 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
     char *y = (char *)y_;
     const int64_t tgroups = d->groups / p.G; /* tiles of G groups across the channels */
     const int64_t lanes = p.kv * p.kr->vl;  /* W^T and bias lanes of one */
-    const int64_t items = d->n * tgroups * p.tiles;
+    const int64_t items = d->n * tgroups * p.tiles * p.cparts;
     build_offsets(d, &p, 1, off);
     /* the driver routes non-finite weights to an exact entry (see the table entry) */
     const int skip = 1;
@@ -937,17 +955,26 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
         char *band = thread0 + (size_t)THREAD_ID() * p.per_thread;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
-            const int64_t n = it / (tgroups * p.tiles), gt = (it / p.tiles) % tgroups, t = it % p.tiles;
+            const int64_t part = it % p.cparts, tile = it / p.cparts; /* channel blocks of a tile */
+            const int64_t n = tile / (tgroups * p.tiles), gt = (tile / p.tiles) % tgroups, t = tile % p.tiles;
             const int64_t g = gt * p.G; /* the tile's first group */
             const int64_t i0 = t * p.rows, rows = fc_min64(p.rows, d->oh - i0);
+            const int64_t cb0 = part * p.cb / p.cparts, cb1 = (part + 1) * p.cb / p.cparts;
             copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
             const char *wg = wt + (size_t)(gt * lanes * p.K) * es;
             const char *bg = bias ? bias_pad + (size_t)(gt * lanes) * es : NULL;
             const size_t y_off = (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es;
-            fwd_tile(d, &p, wg, bg, off, band, y + y_off, d->oh * d->ow, i0, rows, skip, relu);
-            if (mask)
-                fc_relu_mask_rows(d->dtype, y + y_off, (const char *)mask + y_off, d->oh * d->ow, p.G * p.kg,
+            fwd_tile(d, &p, wg, bg, off, band, y + y_off, d->oh * d->ow, i0, rows, cb0, cb1, skip, relu);
+            if (mask) { /* the channels of blocks [cb0, cb1) (all of them for G > 1: one block) */
+                int64_t v0, v1, nv;
+                block_vectors(&p, cb0, &v0, &nv);
+                block_vectors(&p, cb1 - 1, &v1, &nv);
+                const int64_t c0 = p.G > 1 ? 0 : v0 * p.kr->vl;
+                const int64_t c1 = p.G > 1 ? p.G * p.kg : fc_min64(p.kg, (v1 + nv) * p.kr->vl);
+                const size_t m_off = y_off + (size_t)(c0 * d->oh * d->ow) * es;
+                fc_relu_mask_rows(d->dtype, y + m_off, (const char *)mask + m_off, d->oh * d->ow, c1 - c0,
                                   rows * d->ow);
+            }
         }
     }
 }
@@ -1044,7 +1071,7 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
                         copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0,
                                   p->cg, band);
                         fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, slot[b],
-                                 rows * t->ow, i0, rows, 1, 0);
+                                 rows * t->ow, i0, rows, 0, p->cb, 1, 0);
                         r++;
                     } else { /* no tap reaches this column phase */
                         memset(slot[b], 0, (size_t)(count * rows * ow[b]) * es);

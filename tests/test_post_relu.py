@@ -28,6 +28,8 @@ CASES = [
     ((2, 32, 9, 10), 32, 3, 1, 1, 8),    # 4 channels a group: implicit GEMM packs groups a tile
     ((2, 32, 10, 11), 32, 3, 2, 1, 8),   # the same, strided: the input gradient per stride phase
     ((2, 12, 9, 9), 12, 3, 1, 1, 12),    # depthwise (a pass of the driver's)
+    ((1, 64, 5, 5), 96, 3, 1, 1, 1),     # one small image, W^T larger than its band: at 2 threads
+                                         # implicit GEMM's work items split the channel blocks
 ]
 
 
