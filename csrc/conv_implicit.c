@@ -676,26 +676,33 @@ DEFINE_PACK_WT(double, f64)
 static void pack_wt_lanes(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0,
                           int64_t width, char *wt)
 {
-    const int64_t KW = p->kw, vl = p->kr->vl, span = flip ? p->w_kk : p->KK;
+    const int64_t KW = p->kw, KK = p->KK, vl = p->kr->vl;
+    /* A filter holds its channels' taps one after another (not so a bwd_data problem's, read
+       transposed): cc channels a call, so each filter is read in runs of cc*KK elements, not
+       of KK (36 bytes for 3x3, 9 partial lines per filter and 16 channels of it in flight) */
+    const int64_t cc = flip ? 1 : fc_max64(1, fc_min64(p->cg, PACK_MAX_TAPS / KK));
+    const int64_t span = flip ? p->w_kk : cc * KK;
     int64_t src[PACK_MAX_TAPS], drow[PACK_MAX_TAPS];
-    for (int64_t l = 0, t = 0; l < p->kh; l++)
-        for (int64_t m = 0; m < KW; m++, t++) {
-            src[t] = flip ? p->tap_of[t] : t;
-            drow[t] = (l * p->cg * KW + m) * width; /* row (l*cg + c)*KW + m, less c's part */
-        }
+    for (int64_t k = 0, t = 0; k < cc; k++) /* channel c + k's tap (l, m): row ((l*cg + c + k)*KW + m), less c */
+        for (int64_t l = 0; l < p->kh; l++)
+            for (int64_t m = 0; m < KW; m++, t++) {
+                src[t] = flip ? p->tap_of[t] : t;
+                drow[t] = ((l * p->cg + k) * KW + m) * width;
+            }
     /* lanes outer: each lane's filter is then read front to back, one stream per lane */
     const void *f[16];
-    const size_t cstep = (size_t)(flip ? p->kg * p->w_kk : p->KK) * es; /* to the next channel */
+    const size_t cstep = (size_t)(flip ? p->kg * p->w_kk : KK) * es; /* to the next channel */
     for (int64_t j0 = 0; j0 < width; j0 += vl) {
         for (int64_t i = 0; i < vl; i++) { /* channel 0 of lane j's filter */
             const int64_t j = j0 + i, ch = c0 + j / p->G, g = gt * p->G + j % p->G;
             f[i] = ch >= p->kg ? NULL
-                   : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * p->KK) * es;
+                   : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * KK) * es;
         }
-        for (int64_t c = 0; c < p->cg; c++) {
-            p->kr->gather_wt(f, src, p->KK, span, wt + (size_t)(c * KW * width + j0) * es, drow);
+        for (int64_t c = 0; c < p->cg; c += cc) {
+            const int64_t n = fc_min64(cc, p->cg - c);
+            p->kr->gather_wt(f, src, n * KK, flip ? span : n * KK, wt + (size_t)(c * KW * width + j0) * es, drow);
             for (int64_t i = 0; i < vl; i++)
-                f[i] = f[i] ? (const char *)f[i] + cstep : NULL;
+                f[i] = f[i] ? (const char *)f[i] + (size_t)n * cstep : NULL;
         }
     }
 }
