@@ -377,26 +377,34 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
     for (p->lg = 0; ((int64_t)1 << p->lg) < p->G; p->lg++)
         ;
 
+    /* fwd: kv vectors of channels split evenly into cb blocks (f64, kg = 32: 16 + 16, not
+       24 + 24 with a third wasted); G groups a tile: one block of G*kg lanes */
+    p->kv = pass == FC_BWD_WEIGHTS ? 0 : p->G > 1 ? gnv : fc_ceil_div(p->kg, kr->vl);
+    p->cb = fc_ceil_div(p->kv * kr->vl, kr->nr);
+
     /* Tile rows: as many as fit TILE_BYTES. The forward (whose result does not depend on
-       the tiling) also cuts images into enough tiles to feed every thread twice; the
-       weight gradient's tiles fix its summation order, so they depend on sizes only. */
+       the tiling) also makes enough work items to feed every thread twice (row tiles, or
+       parts of the channel blocks, below); the weight gradient's tiles fix its summation
+       order, so they depend on sizes only. */
     int64_t rows = d->oh;
     while (rows > 1 && tile_bytes_for(d, pass, kr, rows, p->G) > TILE_BYTES)
         rows = (rows + 1) / 2;
     p->cparts = 1;
     if (pass != FC_BWD_WEIGHTS) {
-        const int64_t want = fc_ceil_div(2 * p->nt, d->n * (d->groups / p->G)); /* tiles per image */
-        /* Each work item reads the W^T of every channel block it computes. Where that is more
-           than the band of a whole tile (late layers: 512 -> 512 channels at 7x7, 9.4 MB of
-           W^T against a 166 KB band), the items split the channel blocks rather than the
-           rows, so W^T is read once per tile, not once per row tile (a batch of one at two
-           threads read it four times). Not for an input gradient's phases (G > 0), which
-           share one row tiling. */
-        const int64_t kv = p->G > 1 ? gnv : fc_ceil_div(p->kg, kr->vl), cb = fc_ceil_div(kv * kr->vl, kr->nr);
-        const int64_t wt_bytes = p->K * kv * kr->vl * es;
-        if (want > 1 && G <= 0 && max_rows <= 0 && cb > 1 && wt_bytes > tile_bytes_for(d, pass, kr, rows, p->G))
-            p->cparts = fc_min64(cb, want);
-        else if (want > 1)
+        int64_t want = fc_ceil_div(2 * p->nt, d->n * (d->groups / p->G)); /* items per image */
+        /* Each work item reads the W^T of every channel block it computes. Where a whole
+           image is one tile and its W^T is more than that tile's band (late layers: 512 ->
+           512 channels at 7x7, 9.4 MB of W^T against a 166 KB band), the items split the
+           channel blocks first, so W^T is read once per image, not once per row tile (a
+           batch of one at two threads read it four times); rows are cut only for the items
+           still wanted. Not for an input gradient's phases (G > 0), which share one row
+           tiling. */
+        if (want > 1 && G <= 0 && max_rows <= 0 && rows == d->oh && p->cb > 1 &&
+            p->K * p->kv * kr->vl * es > tile_bytes_for(d, pass, kr, rows, p->G)) {
+            p->cparts = fc_min64(p->cb, want);
+            want = fc_ceil_div(want, p->cparts);
+        }
+        if (want > 1)
             rows = fc_min64(rows, fc_max64(1, fc_ceil_div(d->oh, want)));
     }
     if (max_rows > 0)
@@ -418,7 +426,6 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
     p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = fc_round_up(p->K, kr->mr);
-        p->kv = p->cb = 0;
         p->apack_bytes = 0;
         p->bias_bytes = 0;
         p->tile_bytes = fc_align_up((size_t)(rows * d->ow * p->ldb * es));
@@ -430,10 +437,6 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
         p->dwt_bytes = (size_t)p->chunks * p->chunk_bytes;
     } else {
         p->mp = 0;
-        /* kv vectors of channels split evenly into cb blocks (f64, kg = 32: 16 + 16, not
-           24 + 24 with a third wasted); G groups a tile: one block of G*kg lanes */
-        p->kv = p->G > 1 ? gnv : fc_ceil_div(p->kg, kr->vl);
-        p->cb = fc_ceil_div(p->kv * kr->vl, kr->nr);
         /* per tile of G groups: kv*vl lanes of W^T and bias */
         p->apack_bytes = fc_align_up((size_t)(d->groups / p->G * p->kv * kr->vl * p->K * es));
         p->bias_bytes = fc_align_up((size_t)(d->groups / p->G * p->kv * kr->vl * es));
@@ -639,6 +642,17 @@ static void block_vectors(const iplan *p, int64_t cb, int64_t *v0, int64_t *nv)
     *v0 = cb * base + fc_min64(cb, extra);
 }
 
+/* The output channels of blocks [cb0, cb1): [*c0, *c1) of the tile's lanes (all G*kg of them
+   for G > 1, one block). */
+static void block_channels(const iplan *p, int64_t cb0, int64_t cb1, int64_t *c0, int64_t *c1)
+{
+    int64_t v0, v1, nv;
+    block_vectors(p, cb0, &v0, &nv);
+    block_vectors(p, cb1 - 1, &v1, &nv);
+    *c0 = p->G > 1 ? 0 : v0 * p->kr->vl;
+    *c1 = p->G > 1 ? p->G * p->kg : fc_min64(p->kg, (v1 + nv) * p->kr->vl);
+}
+
 /* W^T of tile gt (groups gt*G ..), lanes [c0, c0 + width), for one block: wt[p*width + j] =
    W(g, ch, p) with lane j = channel ch = c0 + j / G of group g = gt*G + j % G, zero for
    channels past kg. flip: w is the original weight of a bwd_data problem (a phase problem),
@@ -671,8 +685,9 @@ DEFINE_PACK_WT(double, f64)
 /* Taps of a filter up to which pack_wt_lanes works (its tables are on the stack). */
 #define PACK_MAX_TAPS 64
 
-/* pack_wt through the ISA's gather_wt: for each input channel, vl lanes (filters) at a time,
-   a register transpose of their taps. For filters of up to PACK_MAX_TAPS taps. */
+/* pack_wt through the ISA's gather_wt: vl lanes (filters) at a time, a register transpose of
+   their taps, as many input channels a call as PACK_MAX_TAPS taps hold (one for a bwd_data
+   problem, whose channels are not adjacent in w). Filters of more taps keep pack_wt. */
 static void pack_wt_lanes(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0,
                           int64_t width, char *wt)
 {
@@ -701,7 +716,7 @@ static void pack_wt_lanes(const iplan *p, const char *w, size_t es, int flip, in
         for (int64_t c = 0; c < p->cg; c += cc) {
             const int64_t n = fc_min64(cc, p->cg - c);
             p->kr->gather_wt(f, src, n * KK, flip ? span : n * KK, wt + (size_t)(c * KW * width + j0) * es, drow);
-            for (int64_t i = 0; i < vl; i++)
+            for (int64_t i = 0; i < vl && c + n < p->cg; i++) /* (never past the weights' end) */
                 f[i] = f[i] ? (const char *)f[i] + (size_t)n * cstep : NULL;
         }
     }
@@ -723,9 +738,6 @@ static void pack_block(int dtype, const iplan *p, const void *w, int flip, int64
         pack_wt_f32(p, (const float *)w, flip, gt, c0, width, (float *)dst);
 }
 
-/* One tile: the rows*OW output pixels in groups of 8 (the micro-kernel's MR), each group
-   against every block of channels. Pixel P of the tile is band column (P / OW)*wp + P % OW;
-   a last, partial group repeats its first pixel in the unused slots (not stored). */
 /* Kernel rows [*lo, *hi) that read inside the image for some output row in [first, last]
    (all of them when skipping is off; *lo == *hi when none does). Input row oh*sh + l*dh -
    pad_top is inside for l in [ceil((pad_top - oh*sh) / dh), floor((H-1 + pad_top - oh*sh) / dh)];
@@ -804,7 +816,12 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
     }
 }
 
-/* skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
+/* One tile: the rows*OW output pixels in groups of MR (the micro-kernel's), running on across
+   rows or, where rows_aligned says so, starting at every row; each group against channel
+   blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile is band column
+   (P / OW)*wp + P % OW; a group of fewer than MR pixels takes a narrow kernel (fwd_narrow;
+   grouped tiles: the full one, its unused slots repeating the first pixel, not stored).
+   skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
    and are left out (a tap range per pixel group: the union over its rows; the partial sums
    of the other taps are bitwise the same, so tiling and thread count still do not matter). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
@@ -847,7 +864,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             g0[ng] = P0, gn[ng] = npx, gk0[ng] = lo * row_taps, gkc[ng] = (hi - lo) * row_taps;
             P0 += npx;
         }
-        /* The output lines of the chunk's pixels, every channel's, fetched before the
+        /* The output lines of the chunk's pixels, in the blocks' channels, fetched before the
            kernels store into them: a layer's output rarely sits in cache, and each kernel's
            2 x 16 stores of half a line then waited on memory (read for ownership). ResNet's
            stem (K = 147) spent ~500 cycles per 2352-cycle kernel call outside its loop. The
@@ -856,10 +873,8 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
            stalled on the full miss queue, 4 % of a layer of 4 channels a group (K = 36). */
         /* this chunk's and the next's pixels; the channels of blocks [cb0, cb1) */
         const int64_t C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0));
-        int64_t ch0, ch1, nv0;
-        block_vectors(p, cb0, &ch0, &nv0);
-        block_vectors(p, cb1 - 1, &ch1, &nv0);
-        ch0 *= vl, ch1 = G > 1 ? G * p->kg : fc_min64(p->kg, (ch1 + nv0) * vl);
+        int64_t ch0, ch1;
+        block_channels(p, cb0, cb1, &ch0, &ch1);
         const int64_t nc = ch1 - ch0;
         if (C0 == 0)
             prefetch_out(y_t, y_plane, ch0, ch1, 0, C1, es);
@@ -972,12 +987,9 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
             const char *bg = bias ? bias_pad + (size_t)(gt * lanes) * es : NULL;
             const size_t y_off = (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es;
             fwd_tile(d, &p, wg, bg, off, band, y + y_off, d->oh * d->ow, i0, rows, cb0, cb1, skip, relu);
-            if (mask) { /* the channels of blocks [cb0, cb1) (all of them for G > 1: one block) */
-                int64_t v0, v1, nv;
-                block_vectors(&p, cb0, &v0, &nv);
-                block_vectors(&p, cb1 - 1, &v1, &nv);
-                const int64_t c0 = p.G > 1 ? 0 : v0 * p.kr->vl;
-                const int64_t c1 = p.G > 1 ? p.G * p.kg : fc_min64(p.kg, (v1 + nv) * p.kr->vl);
+            if (mask) { /* the channels of blocks [cb0, cb1) */
+                int64_t c0, c1;
+                block_channels(&p, cb0, cb1, &c0, &c1);
                 const size_t m_off = y_off + (size_t)(c0 * d->oh * d->ow) * es;
                 fc_relu_mask_rows(d->dtype, y + m_off, (const char *)mask + m_off, d->oh * d->ow, c1 - c0,
                                   rows * d->ow);

@@ -18,6 +18,8 @@
  *         y[j*y_plane + t] for t < npx, j < nch: MR consecutive output pixels per channel.
  *         Pixels are broadcast, weights loaded as aligned vectors: no load splits a cache
  *         line, and gap columns (j >= OW of a band row) are never computed.
+ * fwd_narrow[v][k-1]: fwd for a group of k < MR pixels, computing only those k (a row's or an
+ *         image's last group; see fwd_tile's row-aligned groups).
  * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
  *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
@@ -27,6 +29,8 @@
  * wgrad_grp[lg][v]: wgrad for G = 2^lg groups a tile (v*vl = G*kg lanes, channel i of group g
  *         in lane i*G + g): a_i address chunks of G elements of the interleaved band, broadcast
  *         whole; bt holds the lanes in that order (pack_bt_rows).
+ * gather_wt: W^T rows for the forward's packing, vl filters (lanes) at a time by register
+ *         transposes: dst[drow[t] + j] = f[j][src[t]] (see conv_implicit.c, pack_wt_lanes).
  * fwd_grp[lg][v]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers whose
  *         kg channels a group fill less than the tile). The band holds the G groups' values
  *         of each (channel, position) side by side, so px and off address G-element chunks,

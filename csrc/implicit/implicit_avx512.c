@@ -224,7 +224,7 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 {
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const int64_t m = n - j0 < 16 ? n - j0 : 16;
-        const __mmask16 mask = m == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << m) - 1);
+        const __mmask16 mask = (__mmask16)((1u << m) - 1);
         const float *s = src + j0;
         float *o = dst + G * j0;
         if (G == 2) {
@@ -232,11 +232,10 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
             const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
             const __m512 a = _mm512_maskz_loadu_ps(mask, s), b = _mm512_maskz_loadu_ps(mask, s + gstride);
             const int64_t left = 2 * m - 16; /* elements of the second store */
-            _mm512_mask_storeu_ps(o, left >= 0 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * m)) - 1),
+            _mm512_mask_storeu_ps(o, (__mmask16)((1u << (left >= 0 ? 16 : 2 * m)) - 1),
                                   _mm512_permutex2var_ps(a, lo, b));
             if (left > 0)
-                _mm512_mask_storeu_ps(o + 16, left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1),
-                                      _mm512_permutex2var_ps(a, hi, b));
+                _mm512_mask_storeu_ps(o + 16, (__mmask16)((1u << left) - 1), _mm512_permutex2var_ps(a, hi, b));
         } else if (G == 4) {
             __m512 v[4];
             for (int g = 0; g < 4; g++)
