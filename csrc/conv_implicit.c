@@ -653,57 +653,42 @@ static void block_channels(const iplan *p, int64_t cb0, int64_t cb1, int64_t *c0
     *c1 = p->G > 1 ? p->G * p->kg : fc_min64(p->kg, (v1 + nv) * p->kr->vl);
 }
 
+/* Taps a gather_wt call takes (its tables are on the stack). */
+#define PACK_MAX_TAPS 64
+
+/* The tables of taps [t0, t0 + n) of a gather_wt call whose filters' runs start at channel c
+   (tap t: channel c + t / KK, kernel tap t % KK): the element of the run it reads (flip: the
+   weight's tap p->tap_of[t], one channel a run) and its W^T row, (l*cg + c + k)*KW + m, less
+   c's part. */
+static void wt_tables(const iplan *p, int flip, int64_t t0, int64_t n, int64_t width, int64_t *src, int64_t *drow)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t t = t0 + i, k = t / p->KK, l = t % p->KK / p->kw, m = t % p->kw;
+        src[i] = flip ? p->tap_of[t] : t;
+        drow[i] = ((l * p->cg + k) * p->kw + m) * width;
+    }
+}
+
 /* W^T of tile gt (groups gt*G ..), lanes [c0, c0 + width), for one block: wt[p*width + j] =
    W(g, ch, p) with lane j = channel ch = c0 + j / G of group g = gt*G + j % G, zero for
    channels past kg. flip: w is the original weight of a bwd_data problem (a phase problem),
    read transposed (its input channels are our output channels), tap t from the weight's
-   tap p->tap_of[t] (for unit strides: rotated by 180 degrees). */
-#define DEFINE_PACK_WT(REAL, SFX)                                                                 \
-    static void pack_wt_##SFX(const iplan *p, const REAL *w, int flip, int64_t gt, int64_t c0,   \
-                              int64_t width, REAL *wt)                                            \
-    {                                                                                             \
-        const int64_t KK = p->KK, KW = p->kw;                                                     \
-        /* one filter's taps at a time, as w holds them (read tap by tap across the lanes, the  \
-           strided reads waited on memory: 20 % of a 512-channel stride-2 input gradient) */    \
-        for (int64_t c = 0; c < p->cg; c++)                                                       \
-            for (int64_t j = 0, ch = c0; j < width; ch++)                                         \
-                for (int64_t g = gt * p->G; g < (gt + 1) * p->G; g++, j++) {                      \
-                    const REAL *f = ch >= p->kg ? NULL                                            \
-                                    : flip ? w + ((g * p->cg + c) * p->kg + ch) * p->w_kk         \
-                                           : w + ((g * p->kg + ch) * p->cg + c) * KK;             \
-                    /* tap t = l*KW + m goes to row pk = (l*cg + c)*KW + m, the forward's tap  \
-                       order (build_offsets) */                                                   \
-                    for (int64_t l = 0, t = 0; l < p->kh; l++)                                    \
-                        for (int64_t m = 0; m < KW; m++, t++)                                     \
-                            wt[((l * p->cg + c) * KW + m) * width + j] =                          \
-                                !f ? 0 : flip ? f[p->tap_of[t]] : f[t];                           \
-                }                                                                                 \
-    }
-DEFINE_PACK_WT(float, f32)
-DEFINE_PACK_WT(double, f64)
-
-/* Taps of a filter up to which pack_wt_lanes works (its tables are on the stack). */
-#define PACK_MAX_TAPS 64
-
-/* pack_wt through the ISA's gather_wt: vl lanes (filters) at a time, a register transpose of
-   their taps, as many input channels a call as PACK_MAX_TAPS taps hold (one for a bwd_data
-   problem, whose channels are not adjacent in w). Filters of more taps keep pack_wt. */
-static void pack_wt_lanes(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0,
-                          int64_t width, char *wt)
+   tap p->tap_of[t] (for unit strides: rotated by 180 degrees); tap t goes to row
+   (l*cg + c)*KW + m, the forward's tap order (build_offsets).
+   Through the ISA's gather_wt: vl lanes (filters) at a time, a register transpose of their
+   taps (the element-by-element copy took 39 % of a 512-channel 7x7 forward at batch 1). A
+   filter holds its channels' taps one after another (not so a bwd_data problem's, read
+   transposed), so a call takes as many channels as PACK_MAX_TAPS taps hold and each filter is
+   read in runs of up to 64 elements, not of KK (36 bytes for 3x3); a filter of more taps goes
+   in windows of PACK_MAX_TAPS. */
+static void pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0, int64_t width,
+                    char *wt)
 {
     const int64_t KW = p->kw, KK = p->KK, vl = p->kr->vl;
-    /* A filter holds its channels' taps one after another (not so a bwd_data problem's, read
-       transposed): cc channels a call, so each filter is read in runs of cc*KK elements, not
-       of KK (36 bytes for 3x3, 9 partial lines per filter and 16 channels of it in flight) */
-    const int64_t cc = flip ? 1 : fc_max64(1, fc_min64(p->cg, PACK_MAX_TAPS / KK));
-    const int64_t span = flip ? p->w_kk : cc * KK;
+    const int64_t cc = flip || KK > PACK_MAX_TAPS ? 1 : fc_min64(p->cg, PACK_MAX_TAPS / KK);
     int64_t src[PACK_MAX_TAPS], drow[PACK_MAX_TAPS];
-    for (int64_t k = 0, t = 0; k < cc; k++) /* channel c + k's tap (l, m): row ((l*cg + c + k)*KW + m), less c */
-        for (int64_t l = 0; l < p->kh; l++)
-            for (int64_t m = 0; m < KW; m++, t++) {
-                src[t] = flip ? p->tap_of[t] : t;
-                drow[t] = ((l * p->cg + k) * KW + m) * width;
-            }
+    if (KK <= PACK_MAX_TAPS) /* one window a call: the tables do not change */
+        wt_tables(p, flip, 0, cc * KK, width, src, drow);
     /* lanes outer: each lane's filter is then read front to back, one stream per lane */
     const void *f[16];
     const size_t cstep = (size_t)(flip ? p->kg * p->w_kk : KK) * es; /* to the next channel */
@@ -714,10 +699,15 @@ static void pack_wt_lanes(const iplan *p, const char *w, size_t es, int flip, in
                    : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * KK) * es;
         }
         for (int64_t c = 0; c < p->cg; c += cc) {
-            const int64_t n = fc_min64(cc, p->cg - c);
-            p->kr->gather_wt(f, src, n * KK, flip ? span : n * KK, wt + (size_t)(c * KW * width + j0) * es, drow);
-            for (int64_t i = 0; i < vl && c + n < p->cg; i++) /* (never past the weights' end) */
-                f[i] = f[i] ? (const char *)f[i] + (size_t)n * cstep : NULL;
+            const int64_t n = fc_min64(cc, p->cg - c) * KK; /* taps of these channels */
+            for (int64_t t0 = 0; t0 < n; t0 += PACK_MAX_TAPS) {
+                const int64_t nt = fc_min64(PACK_MAX_TAPS, n - t0);
+                if (KK > PACK_MAX_TAPS)
+                    wt_tables(p, flip, t0, nt, width, src, drow);
+                p->kr->gather_wt(f, src, nt, flip ? p->w_kk : n, wt + (size_t)(c * KW * width + j0) * es, drow);
+            }
+            for (int64_t i = 0; i < vl && c + cc < p->cg; i++) /* (never past the weights' end) */
+                f[i] = f[i] ? (const char *)f[i] + (size_t)cc * cstep : NULL;
         }
     }
 }
@@ -730,12 +720,7 @@ static void pack_block(int dtype, const iplan *p, const void *w, int flip, int64
     block_vectors(p, cb, &v0, &nv);
     const int64_t c0 = v0 * p->kr->vl, width = nv * p->kr->vl;
     char *dst = wt + (size_t)((gt * p->kv * p->kr->vl + c0) * p->K) * es;
-    if (p->KK <= PACK_MAX_TAPS && (!flip || p->w_kk <= PACK_MAX_TAPS))
-        pack_wt_lanes(p, (const char *)w, es, flip, gt, c0, width, dst);
-    else if (dtype == FC_F64)
-        pack_wt_f64(p, (const double *)w, flip, gt, c0, width, (double *)dst);
-    else
-        pack_wt_f32(p, (const float *)w, flip, gt, c0, width, (float *)dst);
+    pack_wt(p, (const char *)w, es, flip, gt, c0, width, dst);
 }
 
 /* Kernel rows [*lo, *hi) that read inside the image for some output row in [first, last]

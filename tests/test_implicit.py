@@ -79,11 +79,11 @@ CASES = [
     # they do not divide (the vector merge takes 2, or 4 and 8 dividing the width)
     Case("s13_three_column_phases", 1, 8, 11, 13, 8, (3, 3), 1, 1, 1, (1, 3)),
     Case("k4_s4_ragged_width", 1, 8, 17, 18, 8, (4, 4), 0, 1, 1, 4),
-    # W^T packing: 64 taps a filter, the most the register transposes take (4 to 16 blocks of
-    # taps by vector width; the strided input gradient reads 16 of each filter's 64), and 81,
-    # packed element by element
+    # W^T packing: 64 taps a filter, the most one register-transpose call takes (4 to 16 blocks
+    # of taps by vector width; the strided input gradient reads 16 of each filter's 64), and
+    # 81, packed in two windows of taps
     Case("k8_s2_packing_by_lanes", 1, 4, 14, 15, 8, (8, 8), 3, 1, 1, 2),
-    Case("k9_packing_by_elements", 1, 4, 12, 13, 8, (9, 9), 4),
+    Case("k9_packing_in_two_windows", 1, 4, 12, 13, 8, (9, 9), 4),
 ]
 IDS = [c.name for c in CASES]
 

@@ -30,7 +30,7 @@
  *         in lane i*G + g): a_i address chunks of G elements of the interleaved band, broadcast
  *         whole; bt holds the lanes in that order (pack_bt_rows).
  * gather_wt: W^T rows for the forward's packing, vl filters (lanes) at a time by register
- *         transposes: dst[drow[t] + j] = f[j][src[t]] (see conv_implicit.c, pack_wt_lanes).
+ *         transposes: dst[drow[t] + j] = f[j][src[t]] (see conv_implicit.c, pack_wt).
  * fwd_grp[lg][v]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers whose
  *         kg channels a group fill less than the tile). The band holds the G groups' values
  *         of each (channel, position) side by side, so px and off address G-element chunks,
