@@ -132,8 +132,9 @@ static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, i
     const int padded = d->pad_top || d->pad_bottom || d->pad_left || d->pad_right;
     if ((mask & (FC_OPND_0 | FC_OPND_1)) == 0 || ((mask & FC_OPND_IF_PADDED) && !padded))
         return e;
-    const int finite = (!(mask & FC_OPND_0) || fc_all_finite(op0, operand_elems(d, pass, 0), d->dtype)) &&
-                       (!(mask & FC_OPND_1) || fc_all_finite(op1, operand_elems(d, pass, 1), d->dtype));
+    const int nt = fc_team_size(d);
+    const int finite = (!(mask & FC_OPND_0) || fc_all_finite(op0, operand_elems(d, pass, 0), d->dtype, nt)) &&
+                       (!(mask & FC_OPND_1) || fc_all_finite(op1, operand_elems(d, pass, 1), d->dtype, nt));
     if (finite)
         return e;
     for (int i = 0; i < TABLE_LEN; i++)

@@ -41,9 +41,12 @@
  * Compared with explicit im2col this drops the pass that writes the column matrix and the
  * pass that packs it (together ~20% of a 3x3 layer's time on the reference machine).
  * NaN/inf: the band holds the padding as zeros, so the weight gradient multiplies it
- * exactly as the definition does; the forward skips kernel rows that read only padding
- * (and the input gradient, via the forward, grad_y's padding), so the entry declares
- * itself inexact on non-finite weights and the driver routes those calls (conv.c).
+ * exactly as the definition does. The forward skips kernel rows that read only padding
+ * when the weights are finite, which its packing of W^T finds out on the way (no pass of
+ * its own: a serial check took 6 % of a 512-channel 7x7 forward); otherwise it computes
+ * every tap, as the definition does. The input gradient, via the forward, reads grad_y's
+ * padding, which the definition has no term for, so the entry declares itself inexact on
+ * non-finite weights there and the driver routes those calls (conv.c).
  */
 #include <string.h>
 
@@ -653,19 +656,24 @@ static void block_channels(const iplan *p, int64_t cb0, int64_t cb1, int64_t *c0
     *c1 = p->G > 1 ? p->G * p->kg : fc_min64(p->kg, (v1 + nv) * p->kr->vl);
 }
 
-/* Taps a gather_wt call takes (its tables are on the stack). */
+/* Source elements a gather_wt call takes (its table is on the stack). */
 #define PACK_MAX_TAPS 64
 
-/* The tables of taps [t0, t0 + n) of a gather_wt call whose filters' runs start at channel c
-   (tap t: channel c + t / KK, kernel tap t % KK): the element of the run it reads (flip: the
-   weight's tap p->tap_of[t], one channel a run) and its W^T row, (l*cg + c + k)*KW + m, less
-   c's part. */
-static void wt_tables(const iplan *p, int flip, int64_t t0, int64_t n, int64_t width, int64_t *src, int64_t *drow)
+/* The table of source elements [e0, e0 + n) of a gather_wt call, for runs that start at
+   channel c of each filter: the W^T row, less c's part, of the tap that reads element e, or
+   -1 for none. Not flipped, element e is tap e (channel c + e / KK, kernel tap e % KK); its
+   row is (l*cg + k)*KW + m. flip (one channel a run): element e is the weight's tap e, read
+   by the tap t with p->tap_of[t] == e, if any (a phase problem takes some of the taps). */
+static void wt_tables(const iplan *p, int flip, int64_t e0, int64_t n, int64_t width, int64_t *drow)
 {
     for (int64_t i = 0; i < n; i++) {
-        const int64_t t = t0 + i, k = t / p->KK, l = t % p->KK / p->kw, m = t % p->kw;
-        src[i] = flip ? p->tap_of[t] : t;
-        drow[i] = ((l * p->cg + k) * p->kw + m) * width;
+        const int64_t t = e0 + i, k = t / p->KK, l = t % p->KK / p->kw, m = t % p->kw;
+        drow[i] = flip ? -1 : ((l * p->cg + k) * p->kw + m) * width;
+    }
+    for (int64_t t = 0; flip && t < p->KK; t++) {
+        const int64_t e = p->tap_of[t];
+        if (e >= e0 && e < e0 + n)
+            drow[e - e0] = (t / p->kw * p->cg * p->kw + t % p->kw) * width;
     }
 }
 
@@ -678,19 +686,22 @@ static void wt_tables(const iplan *p, int flip, int64_t t0, int64_t n, int64_t w
    Through the ISA's gather_wt: vl lanes (filters) at a time, a register transpose of their
    taps (the element-by-element copy took 39 % of a 512-channel 7x7 forward at batch 1). A
    filter holds its channels' taps one after another (not so a bwd_data problem's, read
-   transposed), so a call takes as many channels as PACK_MAX_TAPS taps hold and each filter is
-   read in runs of up to 64 elements, not of KK (36 bytes for 3x3); a filter of more taps goes
-   in windows of PACK_MAX_TAPS. */
-static void pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0, int64_t width,
-                    char *wt)
+   transposed), so a call takes as many channels as PACK_MAX_TAPS elements hold and each
+   filter is read in runs of up to 64 elements, not of KK (36 bytes for 3x3); longer runs go
+   in windows of PACK_MAX_TAPS. Returns whether the weights read are all finite. */
+static int pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0, int64_t width,
+                   char *wt)
 {
     const int64_t KW = p->kw, KK = p->KK, vl = p->kr->vl;
     const int64_t cc = flip || KK > PACK_MAX_TAPS ? 1 : fc_min64(p->cg, PACK_MAX_TAPS / KK);
-    int64_t src[PACK_MAX_TAPS], drow[PACK_MAX_TAPS];
-    if (KK <= PACK_MAX_TAPS) /* one window a call: the tables do not change */
-        wt_tables(p, flip, 0, cc * KK, width, src, drow);
+    const int64_t run = flip ? p->w_kk : cc * KK; /* elements of a full call's run */
+    int64_t drow[PACK_MAX_TAPS];
+    if (run <= PACK_MAX_TAPS) /* one window a call: the table does not change */
+        wt_tables(p, flip, 0, run, width, drow);
+    int finite = 1;
     /* lanes outer: each lane's filter is then read front to back, one stream per lane */
-    const void *f[16];
+    const char *f[16];
+    const void *fw[16];
     const size_t cstep = (size_t)(flip ? p->kg * p->w_kk : KK) * es; /* to the next channel */
     for (int64_t j0 = 0; j0 < width; j0 += vl) {
         for (int64_t i = 0; i < vl; i++) { /* channel 0 of lane j's filter */
@@ -699,28 +710,32 @@ static void pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t 
                    : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * KK) * es;
         }
         for (int64_t c = 0; c < p->cg; c += cc) {
-            const int64_t n = fc_min64(cc, p->cg - c) * KK; /* taps of these channels */
-            for (int64_t t0 = 0; t0 < n; t0 += PACK_MAX_TAPS) {
-                const int64_t nt = fc_min64(PACK_MAX_TAPS, n - t0);
-                if (KK > PACK_MAX_TAPS)
-                    wt_tables(p, flip, t0, nt, width, src, drow);
-                p->kr->gather_wt(f, src, nt, flip ? p->w_kk : n, wt + (size_t)(c * KW * width + j0) * es, drow);
+            const int64_t span = flip ? run : fc_min64(cc, p->cg - c) * KK; /* elements of this run */
+            for (int64_t e0 = 0; e0 < span; e0 += PACK_MAX_TAPS) {
+                const int64_t ne = fc_min64(PACK_MAX_TAPS, span - e0);
+                if (run > PACK_MAX_TAPS)
+                    wt_tables(p, flip, e0, ne, width, drow);
+                for (int64_t i = 0; i < vl; i++)
+                    fw[i] = f[i] ? f[i] + (size_t)e0 * es : NULL;
+                finite &= p->kr->gather_wt(fw, ne, wt + (size_t)(c * KW * width + j0) * es, drow);
             }
             for (int64_t i = 0; i < vl && c + cc < p->cg; i++) /* (never past the weights' end) */
-                f[i] = f[i] ? (const char *)f[i] + (size_t)cc * cstep : NULL;
+                f[i] = f[i] ? f[i] + (size_t)cc * cstep : NULL;
         }
     }
+    return finite;
 }
 
-/* Channel block cb of tile gt into wt (the plan's W^T: tiles of kv*vl lanes, K rows each). */
-static void pack_block(int dtype, const iplan *p, const void *w, int flip, int64_t gt, int64_t cb, char *wt)
+/* Channel block cb of tile gt into wt (the plan's W^T: tiles of kv*vl lanes, K rows each);
+   whether its weights are all finite. */
+static int pack_block(int dtype, const iplan *p, const void *w, int flip, int64_t gt, int64_t cb, char *wt)
 {
     const size_t es = fc_elem_size(dtype);
     int64_t v0, nv;
     block_vectors(p, cb, &v0, &nv);
     const int64_t c0 = v0 * p->kr->vl, width = nv * p->kr->vl;
     char *dst = wt + (size_t)((gt * p->kv * p->kr->vl + c0) * p->K) * es;
-    pack_wt(p, (const char *)w, es, flip, gt, c0, width, dst);
+    return pack_wt(p, (const char *)w, es, flip, gt, c0, width, dst);
 }
 
 /* Kernel rows [*lo, *hi) that read inside the image for some output row in [first, last]
@@ -943,14 +958,18 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
     const int64_t lanes = p.kv * p.kr->vl;  /* W^T and bias lanes of one */
     const int64_t items = d->n * tgroups * p.tiles * p.cparts;
     build_offsets(d, &p, 1, off);
-    /* the driver routes non-finite weights to an exact entry (see the table entry) */
-    const int skip = 1;
+    /* skip (fwd_tile): leave out the taps that read only padding rows, where the weights are
+       finite (then those taps add exact zeros). The packing finds out; with a NaN or inf
+       weight the forward computes every tap (0 * inf is NaN, as the definition has it). A
+       bwd_data problem with such weights never gets here (the driver routes it, see the
+       table entry). */
+    int skip = 1;
 
 #pragma omp parallel num_threads(p.nt)
     {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) reduction(&& : skip)
         for (int64_t gb = 0; gb < tgroups * p.cb; gb++)
-            pack_block(d->dtype, &p, w_, tap_of != NULL, gb / p.cb, gb % p.cb, wt);
+            skip = pack_block(d->dtype, &p, w_, tap_of != NULL, gb / p.cb, gb % p.cb, wt) && skip;
 #pragma omp single
         if (bias) { /* padded to whole vectors: the kernels load it as vectors; lane order */
             memset(bias_pad, 0, p.bias_bytes);
@@ -1264,7 +1283,7 @@ static const char *implicit_rejects(const fc_conv_desc *d, int pass)
 }
 
 const fc_conv_impl fc_impl_implicit_gemm = {
-    FC_ALGO_IMPLICIT_GEMM, "implicit_gemm", "im2col", 0, {FC_OPND_1, FC_OPND_1, 0},
+    FC_ALGO_IMPLICIT_GEMM, "implicit_gemm", "im2col", 0, {0, FC_OPND_1, 0},
     implicit_rejects, implicit_workspace_size, implicit_fwd, implicit_bwd_data, implicit_bwd_weights,
     implicit_fwd_post, implicit_bwd_data_relu,
 };

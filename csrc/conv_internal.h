@@ -56,8 +56,8 @@ void fc_transposed_problem(const fc_conv_desc *d, fc_conv_desc *t);
 /* wt (the transposed problem's weight, (C_in, C_out/groups, KH, KW)) = rot180(w) with the
    channel axes of each group swapped. */
 void fc_rotate_weights(const fc_conv_desc *d, const void *w, void *wt);
-/* 1 when all count elements of a (dtype) are finite. */
-int fc_all_finite(const void *a, int64_t count, int dtype);
+/* 1 when all count elements of a (dtype) are finite; on up to nt threads (a team size). */
+int fc_all_finite(const void *a, int64_t count, int dtype, int nt);
 /* Bias gradient of one output channel k: *gb_k = sum of grad_y[:, k] in a fixed order;
    gy_k points at grad_y[0, k]. */
 void fc_bias_grad_channel(const fc_conv_desc *d, const void *gy_k, void *gb_k);

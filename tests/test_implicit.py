@@ -211,6 +211,43 @@ def test_non_finite_weights_propagate_as_the_definition(bad, rng):
     assert np.array_equal(np.isinf(y), np.isinf(y_exp))
 
 
+#: forward cases whose packing and row skipping differ: padding rows skipped, a partial vector
+#: of output channels, groups side by side, windows of 64 taps (9x9), 64-tap register path
+NON_FINITE_FWD = ["narrow_tall_padding", "partial_vector", "groups_of_4_packed", "chunks_and_tiles",
+                  "k9_packing_in_two_windows", "k8_s2_packing_by_lanes"]
+
+
+@pytest.mark.parametrize("name", NON_FINITE_FWD)
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_forward_with_non_finite_weights_computes_every_tap(name, where, bad, dtype, implicit_isa, rng):
+    """The implicit forward stays on its path with a NaN/inf weight: its packing of W^T
+    finds it (no routing) and the kernels then multiply the padding too, as the definition
+    does (0 * inf is NaN), at any thread count (the finding is reduced over the threads that
+    pack). A weight in the first or the last filter's last tap: the first or last lane block,
+    the first or last window of taps."""
+    case = CASES[IDS.index(name)]
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    w[(0, 0, 0, 0) if where == "first" else (-1, -1, -1, -1)] = bad
+    args = (case.stride, case.padding, case.dilation, case.groups)
+    with np.errstate(invalid="ignore"):  # the reference's own inf - inf and 0 * inf
+        exp = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), *args)
+    # the outputs the bad weight does not reach, and their error bound, from the weight without it
+    clean, bound = ref_forward(x, np.where(np.isfinite(w), w, 0), b, *args)
+    finite = np.isfinite(exp)
+    assert finite.any() and not finite.all()
+    assert F.chosen_implementation(spec, FWD, "implicit_gemm") == "implicit_gemm"
+    for threads in (1, 3):
+        with fastconv.threads(threads):
+            got = fastconv.conv2d(x, w, b, *args, algorithm="implicit_gemm")
+        assert np.array_equal(np.isnan(got), np.isnan(exp)), f"NaN where the definition has none ({threads} threads)"
+        assert np.array_equal(np.isposinf(got), np.isposinf(exp))
+        assert np.array_equal(np.isneginf(got), np.isneginf(exp))
+        assert_close_to_reference(np.where(finite, got, 0).astype(dtype), np.where(finite, clean, 0),
+                                  np.where(finite, bound, 0), dtype, what="y")
+
+
 #: lanes of one vector of the implicit kernels: AVX2 8 f32 / 4 f64, AVX-512 16 / 8
 LANES = {"avx2": {np.dtype(np.float32): 8, np.dtype(np.float64): 4},
          "avx512": {np.dtype(np.float32): 16, np.dtype(np.float64): 8}}
