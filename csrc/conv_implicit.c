@@ -771,24 +771,67 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    resnet_3x3 and mnist_c2 1.02-1.03x, the small layers within +-1 %; 16 groups no better. */
 #define FWD_CHUNK_GROUPS 8
 
-/* The forward kernel of nv vectors for a group of npx pixels: a narrow one (fwd_narrow) for
-   fewer than MR. */
-static fc_implicit_fwd_fn fwd_kernel(const fc_implicit_kernels *kr, int64_t nv, int64_t npx)
+/* Which edge columns' padding taps a tile's groups may leave out (fwd_edge): bit 0, the
+   left (a row's first pixel reads it through each first kernel column), bit 1, the right (a
+   row's last pixel, through each last column). For 3-column kernels, one group a tile
+   (G == 1: the grouped kernels have no edge variants) and finite weights (skip). */
+static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip)
 {
+    if (!skip || p->G > 1 || d->kw != 3 || p->kr->fwd_edge == NULL)
+        return 0;
+    const int64_t sw = d->stride_w; /* 1 in phase planes, as in the band */
+    return (d->pad_left > 0) | ((d->ow - 1) * sw - d->pad_left + 2 * d->dil_w >= d->w) << 1;
+}
+
+/* The edge case (fwd_edge's e) of a group of npx pixels in columns j_first .. j_last of its
+   rows, given edge_columns' mask: 0 where no kernel leaves out anything. */
+static int group_edge(const fc_implicit_kernels *kr, int cols, int64_t ow, int64_t j_first, int64_t j_last,
+                      int64_t npx)
+{
+    const int e = (cols & 1 && j_first == 0) | (cols & 2 && j_last == ow - 1) << 1;
+    return e == 1 && npx < kr->mr ? 0 : e;
+}
+
+/* The forward kernel of nv vectors for a group of npx pixels: one that leaves out edge
+   columns (fwd_edge) for e > 0, a narrow one (fwd_narrow) for fewer than MR. */
+static fc_implicit_fwd_fn fwd_kernel(const fc_implicit_kernels *kr, int64_t nv, int64_t npx, int e)
+{
+    if (e > 0)
+        return kr->fwd_edge[e - 1][nv][npx - 1];
     return npx < kr->mr ? kr->fwd_narrow[nv][npx - 1] : kr->fwd[nv];
+}
+
+/* The fewest pixels a narrow group is counted as: its k x NV accumulators are the kernel's
+   independent FMA chains, and FMA pipes x 4 cycles of latency of them keep the pipes busy
+   (fewer wait on the latency). AVX-512 on Zen 4 (one 512-bit pipe): 2 pixels of 2 vectors;
+   with two pipes (Xeon, Zen 5) or 256-bit vectors (two pipes on every AVX2 CPU): 4. */
+static int64_t narrow_min_pixels(const fc_implicit_kernels *kr, int dtype)
+{
+    const int64_t bits = kr->vl * (int64_t)fc_elem_size(dtype) * 8, nv = kr->nr / kr->vl;
+    const int64_t pipes = bits == 512 ? fc_max64(1, fc_cpu_info_get()->fma512_ports) : 2;
+    return fc_min64(kr->mr, (4 * pipes + nv - 1) / nv);
+}
+
+/* The FMA cycles of a group, in pixel-taps of one kernel column: npx pixels (a narrow group
+   counted as at least narrow_min_pixels) over kernel rows [lo, hi), less the edge taps e
+   leaves out. */
+static double group_cost(const fc_conv_desc *d, const iplan *p, int64_t npx, int64_t lo, int64_t hi, int e)
+{
+    const int64_t px = fc_max64(npx, narrow_min_pixels(p->kr, d->dtype));
+    return (double)(hi - lo) * (double)(px * d->kw - (e & 1) - (e >> 1));
 }
 
 /* Whether a tile's pixel groups should start at every output row rather than run on across
    rows. Run on, every group but the last is full; row-aligned, a row ends in a narrow group
    (fwd_narrow) but a group then lies in one row, so rows that read padding rows leave those
-   kernel rows out whole (across rows, a group takes the union of its rows' kernel rows). At
-   7x7 with padding 1 that is 2 of 7 rows a third short, and the 49 pixels no longer end in
-   a group of one: 8 x 512 -> 512 channels 19.3 -> 16.5 ms on Zen 4. Decided by counting the
-   FMAs of both ways (a narrow group of k pixels as max(k, 2): its few accumulators wait on
-   the FMA latency); the row-aligned way must save 2 %. */
-static int rows_aligned(const fc_conv_desc *d, int64_t MR, int64_t i0, int64_t rows, int skip)
+   kernel rows out whole (across rows, a group takes the union of its rows' kernel rows), and
+   every row's first and last pixel start and end a group, whose edge columns' padding taps
+   are left out (fwd_edge). At 7x7 with padding 1 that is 2 of 7 rows a third short, and the
+   49 pixels no longer end in a group of one: 8 x 512 -> 512 channels 19.3 -> 16.5 ms on Zen 4.
+   Decided by counting the FMAs of both ways (group_cost); the row-aligned way must save 2 %. */
+static int rows_aligned(const fc_conv_desc *d, const iplan *p, int64_t i0, int64_t rows, int skip, int cols)
 {
-    const int64_t ow = d->ow, pixels = rows * ow;
+    const int64_t MR = p->kr->mr, ow = d->ow, pixels = rows * ow;
     if (ow % MR == 0)
         return 0; /* the same groups either way */
     double run = 0, row = 0;
@@ -796,11 +839,14 @@ static int rows_aligned(const fc_conv_desc *d, int64_t MR, int64_t i0, int64_t r
     for (int64_t P0 = 0; P0 < pixels; P0 += MR) { /* run on: groups of MR, the last short */
         const int64_t n = fc_min64(MR, pixels - P0);
         valid_kernel_rows(d, i0 + P0 / ow, i0 + (P0 + n - 1) / ow, skip, &lo, &hi);
-        run += (double)(n == MR ? MR : fc_max64(n, 2)) * (double)(hi - lo);
+        run += group_cost(d, p, n, lo, hi, group_edge(p->kr, cols, ow, P0 % ow, (P0 + n - 1) % ow, n));
     }
     for (int64_t r = 0; r < rows; r++) {
         valid_kernel_rows(d, i0 + r, i0 + r, skip, &lo, &hi);
-        row += (double)(ow / MR * MR + (ow % MR ? fc_max64(ow % MR, 2) : 0)) * (double)(hi - lo);
+        for (int64_t j = 0; j < ow; j += MR) {
+            const int64_t n = fc_min64(MR, ow - j);
+            row += group_cost(d, p, n, lo, hi, group_edge(p->kr, cols, ow, j, j + n - 1, n));
+        }
     }
     return row < 0.98 * run;
 }
@@ -840,20 +886,22 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
     const int64_t row_taps = p->cg * p->kw; /* taps of one kernel row (build_offsets' order) */
     const void *px[FWD_CHUNK_GROUPS][8];
     int64_t g0[FWD_CHUNK_GROUPS], gk0[FWD_CHUNK_GROUPS], gkc[FWD_CHUNK_GROUPS], gn[FWD_CHUNK_GROUPS];
-    const int aligned = G == 1 && rows_aligned(d, MR, i0, rows, skip);
+    int ge[FWD_CHUNK_GROUPS];
+    const int cols = edge_columns(d, p, skip);
+    const int aligned = G == 1 && rows_aligned(d, p, i0, rows, skip, cols);
     int64_t r = 0, j = 0; /* of the next group's first pixel */
     for (int64_t C0 = 0, P0 = 0; C0 < pixels; C0 = P0) {
         int ng = 0;
         for (; P0 < pixels && ng < FWD_CHUNK_GROUPS; ng++) {
-            const int64_t npx = fc_min64(MR, aligned ? d->ow - j : pixels - P0), r_first = r;
-            int64_t r_last = r;
+            const int64_t npx = fc_min64(MR, aligned ? d->ow - j : pixels - P0), r_first = r, j_first = j;
+            int64_t r_last = r, j_last = j;
             for (int64_t t = 0; t < MR; t++) {
                 if (t >= npx) {
                     px[ng][t] = px[ng][0];
                     continue;
                 }
                 px[ng][t] = band + (size_t)((r * rstep * p->wp + j * cstep) * G) * es;
-                r_last = r;
+                r_last = r, j_last = j;
                 if (++j == d->ow) {
                     j = 0;
                     r++;
@@ -862,6 +910,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             int64_t lo, hi;
             valid_kernel_rows(d, i0 + r_first, i0 + r_last, skip, &lo, &hi);
             g0[ng] = P0, gn[ng] = npx, gk0[ng] = lo * row_taps, gkc[ng] = (hi - lo) * row_taps;
+            ge[ng] = group_edge(p->kr, cols, d->ow, j_first, j_last, npx);
             P0 += npx;
         }
         /* The output lines of the chunk's pixels, in the blocks' channels, fetched before the
@@ -896,7 +945,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             for (int q = 0; q < ng; q++) {
                 if (cb == cb0 && C1 < pixels)
                     prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);
-                fwd_kernel(p->kr, nv, gn[q])(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
+                fwd_kernel(p->kr, nv, gn[q], ge[q])(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                                              y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb,
                                              relu);
             }

@@ -84,6 +84,17 @@ CASES = [
     # 81, packed in two windows of taps
     Case("k8_s2_packing_by_lanes", 1, 4, 14, 15, 8, (8, 8), 3, 1, 1, 2),
     Case("k9_packing_in_two_windows", 1, 4, 12, 13, 8, (9, 9), 4),
+    # edge columns (fwd_edge, 3-column kernels): rows of 7 in one group that leaves out both
+    # edges' padding taps, 40 channels (a partial block: 1, 2 and 3 vectors); rows of 13 (a
+    # full group with the left edge, a narrow one with the right; AVX2: 6 + 6 + 1); padding
+    # on one side only; stride 2 whose last column reads no padding; dilation 2 with padding
+    # 2 (the edge pixel's neighbour reads padding too, which stays computed)
+    Case("edge_columns_rows_of_7", 2, 16, 7, 7, 40, (3, 3), 1),
+    Case("edge_columns_rows_of_13", 1, 8, 5, 13, 16, (3, 3), 1),
+    Case("edge_columns_left_pad_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (1, 0))),
+    Case("edge_columns_right_pad_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (0, 1))),
+    Case("edge_columns_s2_left_only", 1, 8, 9, 14, 16, (3, 3), 1, 1, 1, 2),
+    Case("edge_columns_dil2_pad2", 1, 8, 8, 10, 16, (3, 3), 2, 2),
 ]
 IDS = [c.name for c in CASES]
 

@@ -205,7 +205,7 @@ const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
                   {NULL, f32_6x16_wgrad_g2_1v, f32_6x16_wgrad_g2_2v},
                   {NULL, f32_6x16_wgrad_g4_1v, f32_6x16_wgrad_g4_2v}},
     .pack_bt = f32_6x16_pack_bt, .pack_bt_rows = f32_6x16_pack_bt_rows,
-    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt};
+    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt, .fwd_edge = f32_6x16_fwd_edge};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .mr = 6, .nr = 8, .vl = 4,
     .fwd = {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v},
@@ -216,6 +216,6 @@ const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v,
     .wgrad_grp = {{NULL}, {NULL, f64_6x8_wgrad_g2_1v, f64_6x8_wgrad_g2_2v}},
     .pack_bt = f64_6x8_pack_bt, .pack_bt_rows = f64_6x8_pack_bt_rows,
-    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt};
+    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt, .fwd_edge = f64_6x8_fwd_edge};
 FC_TARGET_POP
 #endif

@@ -320,7 +320,7 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
                   {NULL, f32_8x32_wgrad_g4_1v, f32_8x32_wgrad_g4_2v},
                   {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
     .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
-    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt};
+    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt, .fwd_edge = f32_8x32_fwd_edge};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v},
@@ -335,6 +335,6 @@ const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
                   {NULL, f64_8x24_wgrad_g2_1v, f64_8x24_wgrad_g2_2v, f64_8x24_wgrad_g2_3v},
                   {NULL, f64_8x24_wgrad_g4_1v, f64_8x24_wgrad_g4_2v, f64_8x24_wgrad_g4_3v}},
     .pack_bt = f64_8x24_pack_bt, .pack_bt_rows = f64_8x24_pack_bt_rows,
-    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt};
+    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt, .fwd_edge = f64_8x24_fwd_edge};
 FC_TARGET_POP
 #endif
