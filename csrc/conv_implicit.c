@@ -783,13 +783,11 @@ static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip)
     return (d->pad_left > 0) | ((d->ow - 1) * sw - d->pad_left + 2 * d->dil_w >= d->w) << 1;
 }
 
-/* The edge case (fwd_edge's e) of a group of npx pixels in columns j_first .. j_last of its
-   rows, given edge_columns' mask: 0 where no kernel leaves out anything. */
-static int group_edge(const fc_implicit_kernels *kr, int cols, int64_t ow, int64_t j_first, int64_t j_last,
-                      int64_t npx)
+/* The edge case (fwd_edge's e) of a group whose first and last pixels are in columns
+   j_first and j_last of their rows, given edge_columns' mask: 0 where nothing is left out. */
+static int group_edge(int cols, int64_t ow, int64_t j_first, int64_t j_last)
 {
-    const int e = (cols & 1 && j_first == 0) | (cols & 2 && j_last == ow - 1) << 1;
-    return e == 1 && npx < kr->mr ? 0 : e;
+    return (cols & 1 && j_first == 0) | (cols & 2 && j_last == ow - 1) << 1;
 }
 
 /* The forward kernel of nv vectors for a group of npx pixels: one that leaves out edge
@@ -839,13 +837,13 @@ static int rows_aligned(const fc_conv_desc *d, const iplan *p, int64_t i0, int64
     for (int64_t P0 = 0; P0 < pixels; P0 += MR) { /* run on: groups of MR, the last short */
         const int64_t n = fc_min64(MR, pixels - P0);
         valid_kernel_rows(d, i0 + P0 / ow, i0 + (P0 + n - 1) / ow, skip, &lo, &hi);
-        run += group_cost(d, p, n, lo, hi, group_edge(p->kr, cols, ow, P0 % ow, (P0 + n - 1) % ow, n));
+        run += group_cost(d, p, n, lo, hi, group_edge(cols, ow, P0 % ow, (P0 + n - 1) % ow));
     }
     for (int64_t r = 0; r < rows; r++) {
         valid_kernel_rows(d, i0 + r, i0 + r, skip, &lo, &hi);
         for (int64_t j = 0; j < ow; j += MR) {
             const int64_t n = fc_min64(MR, ow - j);
-            row += group_cost(d, p, n, lo, hi, group_edge(p->kr, cols, ow, j, j + n - 1, n));
+            row += group_cost(d, p, n, lo, hi, group_edge(cols, ow, j, j + n - 1));
         }
     }
     return row < 0.98 * run;
@@ -910,7 +908,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             int64_t lo, hi;
             valid_kernel_rows(d, i0 + r_first, i0 + r_last, skip, &lo, &hi);
             g0[ng] = P0, gn[ng] = npx, gk0[ng] = lo * row_taps, gkc[ng] = (hi - lo) * row_taps;
-            ge[ng] = group_edge(p->kr, cols, d->ow, j_first, j_last, npx);
+            ge[ng] = group_edge(cols, d->ow, j_first, j_last);
             P0 += npx;
         }
         /* The output lines of the chunk's pixels, in the blocks' channels, fetched before the

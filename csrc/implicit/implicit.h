@@ -23,8 +23,7 @@
  * fwd_edge[e-1][v][k-1]: fwd of a group of k <= MR pixels for a kernel 3 columns wide (taps in
  *         threes, one per column): e & 1, the first pixel leaves out each first column's tap;
  *         e & 2, the last pixel each last column's (the taps that read the left or right
- *         padding when the group starts or ends a row). NULL where there is none (e = 1 with
- *         k < MR).
+ *         padding when the group starts or ends a row).
  * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
  *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
