@@ -686,42 +686,49 @@ static void wt_tables(const iplan *p, int flip, int64_t e0, int64_t n, int64_t w
    Through the ISA's gather_wt: vl lanes (filters) at a time, a register transpose of their
    taps (the element-by-element copy took 39 % of a 512-channel 7x7 forward at batch 1). A
    filter holds its channels' taps one after another (not so a bwd_data problem's, read
-   transposed), so a call takes as many channels as PACK_MAX_TAPS elements hold and each
-   filter is read in runs of up to 64 elements, not of KK (36 bytes for 3x3); longer runs go
-   in windows of PACK_MAX_TAPS. Returns whether the weights read are all finite. */
+   transposed), so a run takes as many channels as PACK_MAX_TAPS elements hold and each
+   filter is read in runs of up to 64 elements, not of KK (36 bytes for 3x3); one call takes
+   a lane block's runs (a bwd_data problem's: one channel each, cstep apart), and filters of
+   more than PACK_MAX_TAPS taps go a channel at a time in windows. Returns whether the
+   weights read are all finite. */
 static int pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t gt, int64_t c0, int64_t width,
                    char *wt)
 {
     const int64_t KW = p->kw, KK = p->KK, vl = p->kr->vl;
     const int64_t cc = flip || KK > PACK_MAX_TAPS ? 1 : fc_min64(p->cg, PACK_MAX_TAPS / KK);
-    const int64_t run = flip ? p->w_kk : cc * KK; /* elements of a full call's run */
+    const int64_t run = flip ? p->w_kk : cc * KK; /* elements of a full run */
+    const int64_t cstep = flip ? p->kg * p->w_kk : KK; /* elements to a filter's next channel */
     int64_t drow[PACK_MAX_TAPS];
-    if (run <= PACK_MAX_TAPS) /* one window a call: the table does not change */
-        wt_tables(p, flip, 0, run, width, drow);
     int finite = 1;
-    /* lanes outer: each lane's filter is then read front to back, one stream per lane */
     const char *f[16];
     const void *fw[16];
-    const size_t cstep = (size_t)(flip ? p->kg * p->w_kk : KK) * es; /* to the next channel */
+    /* lanes outer: each lane's filter is then read front to back, one stream per lane */
     for (int64_t j0 = 0; j0 < width; j0 += vl) {
         for (int64_t i = 0; i < vl; i++) { /* channel 0 of lane j's filter */
             const int64_t j = j0 + i, ch = c0 + j / p->G, g = gt * p->G + j % p->G;
             f[i] = ch >= p->kg ? NULL
                    : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * KK) * es;
         }
-        for (int64_t c = 0; c < p->cg; c += cc) {
-            const int64_t span = flip ? run : fc_min64(cc, p->cg - c) * KK; /* elements of this run */
-            for (int64_t e0 = 0; e0 < span; e0 += PACK_MAX_TAPS) {
-                const int64_t ne = fc_min64(PACK_MAX_TAPS, span - e0);
-                if (run > PACK_MAX_TAPS)
-                    wt_tables(p, flip, e0, ne, width, drow);
-                for (int64_t i = 0; i < vl; i++)
-                    fw[i] = f[i] ? f[i] + (size_t)e0 * es : NULL;
-                finite &= p->kr->gather_wt(fw, ne, wt + (size_t)(c * KW * width + j0) * es, drow);
-            }
-            for (int64_t i = 0; i < vl && c + cc < p->cg; i++) /* (never past the weights' end) */
-                f[i] = f[i] ? f[i] + (size_t)cc * cstep : NULL;
+        char *dst = wt + (size_t)j0 * es;
+        if (run <= PACK_MAX_TAPS) { /* the full runs in one call, then the channels left */
+            if (j0 == 0)
+                wt_tables(p, flip, 0, run, width, drow);
+            const int64_t full = p->cg / cc, rest = p->cg % cc;
+            finite &= p->kr->gather_wt((const void *const *)f, run, full, cc * cstep, dst, cc * KW * width, drow);
+            for (int64_t i = 0; i < vl && rest > 0; i++)
+                fw[i] = f[i] ? f[i] + (size_t)(full * cc * cstep) * es : NULL;
+            if (rest > 0)
+                finite &= p->kr->gather_wt(fw, rest * KK, 1, 0, dst + (size_t)(full * cc * KW * width) * es, 0, drow);
+            continue;
         }
+        for (int64_t c = 0; c < p->cg; c++) /* a channel at a time, in windows of taps */
+            for (int64_t e0 = 0; e0 < run; e0 += PACK_MAX_TAPS) {
+                const int64_t ne = fc_min64(PACK_MAX_TAPS, run - e0);
+                wt_tables(p, flip, e0, ne, width, drow);
+                for (int64_t i = 0; i < vl; i++)
+                    fw[i] = f[i] ? f[i] + (size_t)(c * cstep + e0) * es : NULL;
+                finite &= p->kr->gather_wt(fw, ne, 1, 0, dst + (size_t)(c * KW * width) * es, 0, drow);
+            }
     }
     return finite;
 }
