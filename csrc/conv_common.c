@@ -148,20 +148,22 @@ DEFINE_FINITE(double, f64)
    gradient at batch 1 and 2 threads (9.4 MB of weights). */
 #define FINITE_MIN_PER_THREAD ((int64_t)1 << 18)
 
+static int all_finite_one(const void *a, int64_t count, int dtype)
+{
+    return dtype == FC_F64 ? all_finite_f64((const double *)a, count) : all_finite_f32((const float *)a, count);
+}
+
 int fc_all_finite(const void *a, int64_t count, int dtype, int nt)
 {
-    const size_t es = fc_elem_size(dtype);
     const int64_t most = count / FINITE_MIN_PER_THREAD;
     nt = most < nt ? (int)most : nt;
     if (nt <= 1)
-        return dtype == FC_F64 ? all_finite_f64((const double *)a, count) : all_finite_f32((const float *)a, count);
+        return all_finite_one(a, count, dtype);
     int finite = 1;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(&& : finite)
     for (int t = 0; t < nt; t++) {
         const int64_t i0 = count * t / nt, n = count * (t + 1) / nt - i0;
-        const char *p = (const char *)a + (size_t)i0 * es;
-        finite = (dtype == FC_F64 ? all_finite_f64((const double *)p, n) : all_finite_f32((const float *)p, n)) &&
-                 finite;
+        finite = all_finite_one((const char *)a + (size_t)i0 * fc_elem_size(dtype), n, dtype) && finite;
     }
     return finite;
 }

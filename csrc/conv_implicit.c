@@ -670,7 +670,9 @@ static void wt_tables(const iplan *p, int flip, int64_t e0, int64_t n, int64_t w
         const int64_t t = e0 + i, k = t / p->KK, l = t % p->KK / p->kw, m = t % p->kw;
         drow[i] = flip ? -1 : ((l * p->cg + k) * p->kw + m) * width;
     }
-    for (int64_t t = 0; flip && t < p->KK; t++) {
+    if (!flip)
+        return;
+    for (int64_t t = 0; t < p->KK; t++) {
         const int64_t e = p->tap_of[t];
         if (e >= e0 && e < e0 + n)
             drow[e - e0] = (t / p->kw * p->cg * p->kw + t % p->kw) * width;
@@ -699,24 +701,23 @@ static int pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t g
     const int64_t run = flip ? p->w_kk : cc * KK; /* elements of a full run */
     const int64_t cstep = flip ? p->kg * p->w_kk : KK; /* elements to a filter's next channel */
     int64_t drow[PACK_MAX_TAPS];
+    if (run <= PACK_MAX_TAPS) /* one window: the table does not change */
+        wt_tables(p, flip, 0, run, width, drow);
     int finite = 1;
-    const char *f[16];
-    const void *fw[16];
+    const void *f[16], *fw[16]; /* lane i's filter at channel 0; at the call's first element */
     /* lanes outer: each lane's filter is then read front to back, one stream per lane */
     for (int64_t j0 = 0; j0 < width; j0 += vl) {
-        for (int64_t i = 0; i < vl; i++) { /* channel 0 of lane j's filter */
+        for (int64_t i = 0; i < vl; i++) {
             const int64_t j = j0 + i, ch = c0 + j / p->G, g = gt * p->G + j % p->G;
             f[i] = ch >= p->kg ? NULL
                    : w + (size_t)(flip ? (g * p->cg * p->kg + ch) * p->w_kk : (g * p->kg + ch) * p->cg * KK) * es;
         }
         char *dst = wt + (size_t)j0 * es;
         if (run <= PACK_MAX_TAPS) { /* the full runs in one call, then the channels left */
-            if (j0 == 0)
-                wt_tables(p, flip, 0, run, width, drow);
             const int64_t full = p->cg / cc, rest = p->cg % cc;
-            finite &= p->kr->gather_wt((const void *const *)f, run, full, cc * cstep, dst, cc * KW * width, drow);
+            finite &= p->kr->gather_wt(f, run, full, cc * cstep, dst, cc * KW * width, drow);
             for (int64_t i = 0; i < vl && rest > 0; i++)
-                fw[i] = f[i] ? f[i] + (size_t)(full * cc * cstep) * es : NULL;
+                fw[i] = f[i] ? (const char *)f[i] + (size_t)(full * cc * cstep) * es : NULL;
             if (rest > 0)
                 finite &= p->kr->gather_wt(fw, rest * KK, 1, 0, dst + (size_t)(full * cc * KW * width) * es, 0, drow);
             continue;
@@ -726,7 +727,7 @@ static int pack_wt(const iplan *p, const char *w, size_t es, int flip, int64_t g
                 const int64_t ne = fc_min64(PACK_MAX_TAPS, run - e0);
                 wt_tables(p, flip, e0, ne, width, drow);
                 for (int64_t i = 0; i < vl; i++)
-                    fw[i] = f[i] ? f[i] + (size_t)(c * cstep + e0) * es : NULL;
+                    fw[i] = f[i] ? (const char *)f[i] + (size_t)(c * cstep + e0) * es : NULL;
                 finite &= p->kr->gather_wt(fw, ne, 1, 0, dst + (size_t)(c * KW * width) * es, 0, drow);
             }
     }
@@ -817,9 +818,9 @@ static int64_t narrow_min_pixels(const fc_implicit_kernels *kr, int dtype)
     return fc_min64(kr->mr, (4 * pipes + nv - 1) / nv);
 }
 
-/* The FMA cycles of a group, in pixel-taps of one kernel column: npx pixels (a narrow group
-   counted as at least narrow_min_pixels) over kernel rows [lo, hi), less the edge taps e
-   leaves out. */
+/* The FMA cycles of a group, per channel, in pixel-taps: npx pixels (a narrow group counted
+   as at least narrow_min_pixels) times KW taps over kernel rows [lo, hi), less the edge taps
+   e leaves out. */
 static double group_cost(const fc_conv_desc *d, const iplan *p, int64_t npx, int64_t lo, int64_t hi, int e)
 {
     const int64_t px = fc_max64(npx, narrow_min_pixels(p->kr, d->dtype));
@@ -890,12 +891,15 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
 
 /* One tile: the rows*OW output pixels in groups of MR (the micro-kernel's), running on across
    rows or, where rows_aligned says so, starting at every row; each group against channel
-   blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile is band column
-   (P / OW)*wp + P % OW; a group of fewer than MR pixels takes a narrow kernel (fwd_narrow;
+   blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile (row r = P / OW,
+   column j = P % OW) is band element (r*rstep*wp + j*cstep)*G (steps of the stride in an
+   unphased band); a group of fewer than MR pixels takes a narrow kernel (fwd_narrow;
    grouped tiles: the full one, its unused slots repeating the first pixel, not stored).
-   skip: the weights are finite, so taps whose whole kernel row reads padding add exact zeros
-   and are left out (a tap range per pixel group: the union over its rows; the partial sums
-   of the other taps are bitwise the same, so tiling and thread count still do not matter). */
+   skip: the weights are finite, so taps that read only padding add exact zeros and are left
+   out: whole kernel rows (a tap range per pixel group: the union over its rows) and, for
+   3-column kernels, the edge columns' taps of a group's first and last pixel where they
+   start or end a row (fwd_edge). The partial sums of the other taps are bitwise the same
+   (the accumulators start at +0), so tiling and thread count still do not matter. */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
                      const int64_t *off, const char *band, char *y_t, int64_t y_plane, int64_t i0, int64_t rows,
                      int64_t cb0, int64_t cb1, int skip, int relu, align_memo *memo)
@@ -1170,6 +1174,8 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
                         const iplan *p = &S.p[r];
                         copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0,
                                   p->cg, band);
+                        /* skip = 1: non-finite weights never get here (the driver routes
+                           them, see the table entry; pack_block's finding is not needed) */
                         fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, slot[b],
                                  rows * t->ow, i0, rows, 0, p->cb, 1, 0, &memo[r]);
                         r++;

@@ -1,8 +1,9 @@
 /*
  * implicit.h: micro-kernels of the implicit-GEMM convolution (conv_implicit.c).
  *
- * A unit-stride convolution (strided ones become unit-stride over phase planes, see
- * conv_implicit.c) over an image band whose rows are padded to width Wp is a
+ * A unit-stride convolution (a strided forward reads the band at the stride's steps, the
+ * strided weight gradient goes over phase planes, see conv_implicit.c) over an image band
+ * whose rows are padded to width Wp is a
  * GEMM whose column matrix never needs to exist: with output column q = r*Wp + j of the
  * band, the lowered matrix is
  *     B(k, q) = band[off[k] + q],   off[(c*KH + l)*KW + m] = c*plane + l*dh*Wp + m*dw,
