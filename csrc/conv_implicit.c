@@ -779,32 +779,23 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    resnet_3x3 and mnist_c2 1.02-1.03x, the small layers within +-1 %; 16 groups no better. */
 #define FWD_CHUNK_GROUPS 8
 
-/* Which edge columns' padding taps a tile's groups may leave out (fwd_edge): bit 0, the
+/* Which edge columns' padding taps a tile's groups may leave out (fwd[e]): bit 0, the
    left (a row's first pixel reads it through each first kernel column), bit 1, the right (a
    row's last pixel, through each last column). For 3-column kernels, one group a tile
    (G == 1: the grouped kernels have no edge variants) and finite weights (skip). */
 static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip)
 {
-    if (!skip || p->G > 1 || d->kw != 3 || p->kr->fwd_edge == NULL)
+    if (!skip || p->G > 1 || d->kw != 3)
         return 0;
     const int64_t sw = d->stride_w; /* 1 in phase planes, as in the band */
     return (d->pad_left > 0) | ((d->ow - 1) * sw - d->pad_left + 2 * d->dil_w >= d->w) << 1;
 }
 
-/* The edge case (fwd_edge's e) of a group whose first and last pixels are in columns
+/* The edge case (the kernels' e) of a group whose first and last pixels are in columns
    j_first and j_last of their rows, given edge_columns' mask: 0 where nothing is left out. */
 static int group_edge(int cols, int64_t ow, int64_t j_first, int64_t j_last)
 {
     return (cols & 1 && j_first == 0) | (cols & 2 && j_last == ow - 1) << 1;
-}
-
-/* The forward kernel of nv vectors for a group of npx pixels: one that leaves out edge
-   columns (fwd_edge) for e > 0, a narrow one (fwd_narrow) for fewer than MR. */
-static fc_implicit_fwd_fn fwd_kernel(const fc_implicit_kernels *kr, int64_t nv, int64_t npx, int e)
-{
-    if (e > 0)
-        return kr->fwd_edge[e - 1][nv][npx - 1];
-    return npx < kr->mr ? kr->fwd_narrow[nv][npx - 1] : kr->fwd[nv];
 }
 
 /* The fewest pixels a narrow group is counted as: its k x NV accumulators are the kernel's
@@ -819,20 +810,19 @@ static int64_t narrow_min_pixels(const fc_implicit_kernels *kr, int dtype)
 }
 
 /* The FMA cycles of a group, per channel, in pixel-taps: npx pixels (a narrow group counted
-   as at least narrow_min_pixels) times KW taps over kernel rows [lo, hi), less the edge taps
-   e leaves out. */
-static double group_cost(const fc_conv_desc *d, const iplan *p, int64_t npx, int64_t lo, int64_t hi, int e)
+   as at least min_px, narrow_min_pixels) times KW taps over kernel rows [lo, hi), less the
+   edge taps e leaves out. */
+static double group_cost(const fc_conv_desc *d, int64_t min_px, int64_t npx, int64_t lo, int64_t hi, int e)
 {
-    const int64_t px = fc_max64(npx, narrow_min_pixels(p->kr, d->dtype));
-    return (double)(hi - lo) * (double)(px * d->kw - (e & 1) - (e >> 1));
+    return (double)(hi - lo) * (double)(fc_max64(npx, min_px) * d->kw - (e & 1) - (e >> 1));
 }
 
 /* Whether a tile's pixel groups should start at every output row rather than run on across
    rows. Run on, every group but the last is full; row-aligned, a row ends in a narrow group
-   (fwd_narrow) but a group then lies in one row, so rows that read padding rows leave those
-   kernel rows out whole (across rows, a group takes the union of its rows' kernel rows), and
+   (fwd[0][v][k-1], k < MR) but a group then lies in one row, so rows that read padding rows
+   leave those kernel rows out whole (across rows, a group takes the union of its rows' kernel rows), and
    every row's first and last pixel start and end a group, whose edge columns' padding taps
-   are left out (fwd_edge). At 7x7 with padding 1 that is 2 of 7 rows a third short, and the
+   are left out (fwd[e]). At 7x7 with padding 1 that is 2 of 7 rows a third short, and the
    49 pixels no longer end in a group of one: 8 x 512 -> 512 channels 19.3 -> 16.5 ms on Zen 4.
    Decided by counting the FMAs of both ways (group_cost); the row-aligned way must save 1 %
    (with the edge taps in the count, 28-wide rows save 1.2 %: 0.4-1.1 % faster on Zen 4
@@ -842,18 +832,19 @@ static int rows_aligned(const fc_conv_desc *d, const iplan *p, int64_t i0, int64
     const int64_t MR = p->kr->mr, ow = d->ow, pixels = rows * ow;
     if (ow % MR == 0)
         return 0; /* the same groups either way */
+    const int64_t min_px = narrow_min_pixels(p->kr, d->dtype);
     double run = 0, row = 0;
     int64_t lo, hi;
     for (int64_t P0 = 0; P0 < pixels; P0 += MR) { /* run on: groups of MR, the last short */
         const int64_t n = fc_min64(MR, pixels - P0);
         valid_kernel_rows(d, i0 + P0 / ow, i0 + (P0 + n - 1) / ow, skip, &lo, &hi);
-        run += group_cost(d, p, n, lo, hi, group_edge(cols, ow, P0 % ow, (P0 + n - 1) % ow));
+        run += group_cost(d, min_px, n, lo, hi, group_edge(cols, ow, P0 % ow, (P0 + n - 1) % ow));
     }
     for (int64_t r = 0; r < rows; r++) {
         valid_kernel_rows(d, i0 + r, i0 + r, skip, &lo, &hi);
         for (int64_t j = 0; j < ow; j += MR) {
             const int64_t n = fc_min64(MR, ow - j);
-            row += group_cost(d, p, n, lo, hi, group_edge(cols, ow, j, j + n - 1));
+            row += group_cost(d, min_px, n, lo, hi, group_edge(cols, ow, j, j + n - 1));
         }
     }
     return row < 0.99 * run;
@@ -893,12 +884,12 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
    rows or, where rows_aligned says so, starting at every row; each group against channel
    blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile (row r = P / OW,
    column j = P % OW) is band element (r*rstep*wp + j*cstep)*G (steps of the stride in an
-   unphased band); a group of fewer than MR pixels takes a narrow kernel (fwd_narrow;
+   unphased band); a group of fewer than MR pixels takes a narrow kernel (fwd[0][v][k-1];
    grouped tiles: the full one, its unused slots repeating the first pixel, not stored).
    skip: the weights are finite, so taps that read only padding add exact zeros and are left
    out: whole kernel rows (a tap range per pixel group: the union over its rows) and, for
    3-column kernels, the edge columns' taps of a group's first and last pixel where they
-   start or end a row (fwd_edge). The partial sums of the other taps are bitwise the same
+   start or end a row (fwd[e]). The partial sums of the other taps are bitwise the same
    (the accumulators start at +0), so tiling and thread count still do not matter. */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
                      const int64_t *off, const char *band, char *y_t, int64_t y_plane, int64_t i0, int64_t rows,
@@ -919,6 +910,9 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
     int ge[FWD_CHUNK_GROUPS];
     const int cols = edge_columns(d, p, skip);
     const int aligned = tile_rows_aligned(memo, d, p, i0, rows, skip, cols);
+    int64_t ch0, ch1; /* the channels of blocks [cb0, cb1) */
+    block_channels(p, cb0, cb1, &ch0, &ch1);
+    const int64_t nc = ch1 - ch0;
     int64_t r = 0, j = 0; /* of the next group's first pixel */
     for (int64_t C0 = 0, P0 = 0; C0 < pixels; C0 = P0) {
         int ng = 0;
@@ -950,11 +944,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
            first chunk's at once; each next chunk's a slice of channels before each of this
            chunk's first-block kernels: all at once, the prefetches (128 lines a chunk)
            stalled on the full miss queue, 4 % of a layer of 4 channels a group (K = 36). */
-        /* this chunk's and the next's pixels; the channels of blocks [cb0, cb1) */
-        const int64_t C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0));
-        int64_t ch0, ch1;
-        block_channels(p, cb0, cb1, &ch0, &ch1);
-        const int64_t nc = ch1 - ch0;
+        const int64_t C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0)); /* this chunk's and the next's */
         if (C0 == 0)
             prefetch_out(y_t, y_plane, ch0, ch1, 0, C1, es);
         for (int64_t cb = cb0; cb < cb1; cb++) {
@@ -975,9 +965,9 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             for (int q = 0; q < ng; q++) {
                 if (cb == cb0 && C1 < pixels)
                     prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);
-                fwd_kernel(p->kr, nv, gn[q], ge[q])(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
-                                             y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane, gn[q], nch, bcb,
-                                             relu);
+                p->kr->fwd[ge[q]][nv][gn[q] - 1](gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q],
+                                                 off + gk0[q], y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane,
+                                                 gn[q], nch, bcb, relu);
             }
         }
     }
@@ -1293,6 +1283,8 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
                                                  (int)r, gt * rblocks * cblocks, (gt + 1) * rblocks * cblocks, gb_g,
                                                  first);
                         }
+                        /* unit u's dW^T tile: MR rows of NR lanes */
+#define UNIT_TILE(u) (dwt_c + (size_t)((gt * p.mp + (u) / cblocks % rblocks * MR) * p.ldb + (u) % cblocks * NR) * es)
                         for (; u < ue; u++) {
                             const int64_t rb = (u / cblocks) % rblocks, cb = u % cblocks;
                             const void *a[8];
@@ -1301,20 +1293,20 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
                                 const int64_t k = rb * MR + i < p.K ? rb * MR + i : p.K - 1;
                                 a[i] = band + (size_t)off[k] * es;
                             }
-                            char *cc = dwt_c + (size_t)((gt * p.mp + rb * MR) * p.ldb + cb * NR) * es;
+                            char *cc = UNIT_TILE(u);
                             /* The next unit's dW^T tile, for writing: dW^T outgrows L2 on
                                late layers (9.4 MB for 512 -> 512 channels), and a 7x7 image's
                                49 pixels give a kernel call too few FMAs to hide the read of
                                its tile (12 % of that weight gradient, 1 thread). */
                             if (u + 1 < ue) {
-                                const int64_t rb1 = ((u + 1) / cblocks) % rblocks, cb1 = (u + 1) % cblocks;
-                                const char *c1 = dwt_c + (size_t)((gt * p.mp + rb1 * MR) * p.ldb + cb1 * NR) * es;
+                                const char *c1 = UNIT_TILE(u + 1);
                                 for (int64_t i = 0; i < MR; i++)
                                     for (size_t o = 0; o < (size_t)NR * es; o += 64)
                                         __builtin_prefetch(c1 + (size_t)(i * p.ldb) * es + o, 1);
                             }
                             wgrad(rows, d->ow, a, p.wp * G, bt + (size_t)(cb * NR) * es, p.ldb, cc, p.ldb, !first);
                         }
+#undef UNIT_TILE
                     }
                 }
             }

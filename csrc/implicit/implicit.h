@@ -11,7 +11,7 @@
  * micro-kernels below read the band in place through that offset table: no im2col pass, no
  * B packing; the band, a few rows of a few channels, stays in L1/L2.
  *
- * fwd[v]: MR (<= 8) output pixels x v vectors (v*vl channels, v*vl <= NR). For pixel t with band
+ * fwd: MR (<= 8) output pixels x v vectors (v*vl channels, v*vl <= NR). For pixel t with band
  *         pointer px[t] (= band + its q) and channel j: sum over p < kc of
  *         px[t][off[p]] * wt[p*v*vl + j], wt = W^T packed for those channels (64-byte
  *         aligned), + bias[j] when bias is not NULL (v*vl elements), then ReLU'd when relu
@@ -19,12 +19,11 @@
  *         y[j*y_plane + t] for t < npx, j < nch: MR consecutive output pixels per channel.
  *         Pixels are broadcast, weights loaded as aligned vectors: no load splits a cache
  *         line, and gap columns (j >= OW of a band row) are never computed.
- * fwd_narrow[v][k-1]: fwd for a group of k < MR pixels, computing only those k (a row's or an
- *         image's last group; see fwd_tile's row-aligned groups).
- * fwd_edge[e-1][v][k-1]: fwd of a group of k <= MR pixels for a kernel 3 columns wide (taps in
- *         threes, one per column): e & 1, the first pixel leaves out each first column's tap;
- *         e & 2, the last pixel each last column's (the taps that read the left or right
- *         padding when the group starts or ends a row).
+ *         fwd[e][v][k-1] is the kernel for a group of k <= MR pixels, computing only those k (k < MR: a row's
+ *         or an image's last group; see fwd_tile's row-aligned groups). e > 0, for a kernel 3
+ *         columns wide (taps in threes, one per column): e & 1, the first pixel leaves out
+ *         each first column's tap; e & 2, the last pixel each last column's (the taps that
+ *         read the left or right padding when the group starts or ends a row).
  * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
  *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
@@ -75,10 +74,8 @@ typedef int (*fc_implicit_gather_wt_fn)(const void *const *f, int64_t span, int6
 
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
-    fc_implicit_fwd_fn fwd[4];      /* [v]: v vectors of vl channels, up to NR / vl */
-    fc_implicit_fwd_fn fwd_narrow[4][7]; /* [v][k - 1]: fwd for k < mr pixels, the rest of the tile idle */
-    const fc_implicit_fwd_fn (*fwd_edge)[4][8]; /* [e - 1][v][k - 1]: fwd of k pixels, 3-column kernels, edge
-                                                 columns' padding taps left out (NULL: none) */
+    const fc_implicit_fwd_fn (*fwd)[4][8]; /* [e][v][k - 1]: fwd of k pixels, v vectors of vl channels (v up to
+                                            NR / vl), e: edge columns' padding taps left out */
     fc_implicit_fwd_grp_fn fwd_grp[4][4]; /* [log2 G][v]: G = 2 .. vl/2 groups a tile; NULL: none */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */

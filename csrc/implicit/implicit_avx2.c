@@ -195,27 +195,21 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 
 const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
     .mr = 6, .nr = 16, .vl = 8,
-    .fwd = {NULL, f32_6x16_fwd_1v, f32_6x16_fwd_2v},
-    .fwd_narrow = {{NULL},
-                   {f32_6x16_fwd_1v_r1, f32_6x16_fwd_1v_r2, f32_6x16_fwd_1v_r3, f32_6x16_fwd_1v_r4, f32_6x16_fwd_1v_r5},
-                   {f32_6x16_fwd_2v_r1, f32_6x16_fwd_2v_r2, f32_6x16_fwd_2v_r3, f32_6x16_fwd_2v_r4, f32_6x16_fwd_2v_r5}},
+    .fwd = f32_6x16_fwd_table,
     .fwd_grp = {{NULL}, {NULL, f32_6x16_fwd_g2_1v, f32_6x16_fwd_g2_2v}, {NULL, f32_6x16_fwd_g4_1v, f32_6x16_fwd_g4_2v}},
     .wgrad = f32_6x16_wgrad, .wgrad_1v = f32_6x16_wgrad_1v,
     .wgrad_grp = {{NULL},
                   {NULL, f32_6x16_wgrad_g2_1v, f32_6x16_wgrad_g2_2v},
                   {NULL, f32_6x16_wgrad_g4_1v, f32_6x16_wgrad_g4_2v}},
     .pack_bt = f32_6x16_pack_bt, .pack_bt_rows = f32_6x16_pack_bt_rows,
-    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt, .fwd_edge = f32_6x16_fwd_edge};
+    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .mr = 6, .nr = 8, .vl = 4,
-    .fwd = {NULL, f64_6x8_fwd_1v, f64_6x8_fwd_2v},
-    .fwd_narrow = {{NULL},
-                   {f64_6x8_fwd_1v_r1, f64_6x8_fwd_1v_r2, f64_6x8_fwd_1v_r3, f64_6x8_fwd_1v_r4, f64_6x8_fwd_1v_r5},
-                   {f64_6x8_fwd_2v_r1, f64_6x8_fwd_2v_r2, f64_6x8_fwd_2v_r3, f64_6x8_fwd_2v_r4, f64_6x8_fwd_2v_r5}},
+    .fwd = f64_6x8_fwd_table,
     .fwd_grp = {{NULL}, {NULL, f64_6x8_fwd_g2_1v, f64_6x8_fwd_g2_2v}},
     .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v,
     .wgrad_grp = {{NULL}, {NULL, f64_6x8_wgrad_g2_1v, f64_6x8_wgrad_g2_2v}},
     .pack_bt = f64_6x8_pack_bt, .pack_bt_rows = f64_6x8_pack_bt_rows,
-    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt, .fwd_edge = f64_6x8_fwd_edge};
+    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt};
 FC_TARGET_POP
 #endif

@@ -308,10 +308,7 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 
 const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
     .mr = 8, .nr = 32, .vl = 16,
-    .fwd = {NULL, f32_8x32_fwd_1v, f32_8x32_fwd_2v},
-    .fwd_narrow = {{NULL},
-                   {f32_8x32_fwd_1v_r1, f32_8x32_fwd_1v_r2, f32_8x32_fwd_1v_r3, f32_8x32_fwd_1v_r4, f32_8x32_fwd_1v_r5, f32_8x32_fwd_1v_r6, f32_8x32_fwd_1v_r7},
-                   {f32_8x32_fwd_2v_r1, f32_8x32_fwd_2v_r2, f32_8x32_fwd_2v_r3, f32_8x32_fwd_2v_r4, f32_8x32_fwd_2v_r5, f32_8x32_fwd_2v_r6, f32_8x32_fwd_2v_r7}},
+    .fwd = f32_8x32_fwd_table,
     .fwd_grp = {{NULL}, {NULL, f32_8x32_fwd_g2_1v, f32_8x32_fwd_g2_2v},
                 {NULL, f32_8x32_fwd_g4_1v, f32_8x32_fwd_g4_2v}, {NULL, f32_8x32_fwd_g8_1v, f32_8x32_fwd_g8_2v}},
     .wgrad = f32_8x32_wgrad, .wgrad_1v = f32_8x32_wgrad_1v,
@@ -320,14 +317,10 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
                   {NULL, f32_8x32_wgrad_g4_1v, f32_8x32_wgrad_g4_2v},
                   {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
     .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
-    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt, .fwd_edge = f32_8x32_fwd_edge};
+    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
-    .fwd = {NULL, f64_8x24_fwd_1v, f64_8x24_fwd_2v, f64_8x24_fwd_3v},
-    .fwd_narrow = {{NULL},
-                   {f64_8x24_fwd_1v_r1, f64_8x24_fwd_1v_r2, f64_8x24_fwd_1v_r3, f64_8x24_fwd_1v_r4, f64_8x24_fwd_1v_r5, f64_8x24_fwd_1v_r6, f64_8x24_fwd_1v_r7},
-                   {f64_8x24_fwd_2v_r1, f64_8x24_fwd_2v_r2, f64_8x24_fwd_2v_r3, f64_8x24_fwd_2v_r4, f64_8x24_fwd_2v_r5, f64_8x24_fwd_2v_r6, f64_8x24_fwd_2v_r7},
-                   {f64_8x24_fwd_3v_r1, f64_8x24_fwd_3v_r2, f64_8x24_fwd_3v_r3, f64_8x24_fwd_3v_r4, f64_8x24_fwd_3v_r5, f64_8x24_fwd_3v_r6, f64_8x24_fwd_3v_r7}},
+    .fwd = f64_8x24_fwd_table,
     .fwd_grp = {{NULL}, {NULL, f64_8x24_fwd_g2_1v, f64_8x24_fwd_g2_2v, f64_8x24_fwd_g2_3v},
                 {NULL, f64_8x24_fwd_g4_1v, f64_8x24_fwd_g4_2v, f64_8x24_fwd_g4_3v}},
     .wgrad = f64_8x24_wgrad, .wgrad_1v = f64_8x24_wgrad_1v,
@@ -335,6 +328,6 @@ const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
                   {NULL, f64_8x24_wgrad_g2_1v, f64_8x24_wgrad_g2_2v, f64_8x24_wgrad_g2_3v},
                   {NULL, f64_8x24_wgrad_g4_1v, f64_8x24_wgrad_g4_2v, f64_8x24_wgrad_g4_3v}},
     .pack_bt = f64_8x24_pack_bt, .pack_bt_rows = f64_8x24_pack_bt_rows,
-    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt, .fwd_edge = f64_8x24_fwd_edge};
+    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt};
 FC_TARGET_POP
 #endif
