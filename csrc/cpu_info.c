@@ -117,19 +117,31 @@ FC_TARGET_PUSH("avx512f")
 DEFINE_FMA_RATE(fma512_rate, __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_cvtss_f32)
 FC_TARGET_POP
 
-/* Best of a few short trials each (~3 ms in all): the ratio of 512-bit to 256-bit vector
-   FMAs per second is the number of 512-bit FMA pipes (a 256-bit FMA always has two). */
+/* The ratio of 512-bit to 256-bit vector FMAs per second is the number of 512-bit FMA pipes
+   (a 256-bit FMA always has two). Measured after a warm-up (a core coming out of idle ramps
+   its clock, and may power its vector units up, within the first fraction of a millisecond:
+   a 256-bit trial run slow there and a 512-bit one fast read as two pipes on a one-pipe
+   Zen 4), as the median of five adjacent 256/512 pairs (a pair shares its clock; one
+   preempted trial moves one pair). ~2 ms in all, once per process. */
+#define FMA_PAIRS 5
 static void measure_fma512(void)
 {
-    double r256 = 0, r512 = 0;
-    for (int t = 0; t < 3; t++) {
-        double x = fma256_rate(20000), y = fma512_rate(20000);
-        if (x > r256)
-            r256 = x;
-        if (y > r512)
-            r512 = y;
+    for (int t = 0; t < 2; t++) {
+        fma256_rate(40000);
+        fma512_rate(40000);
     }
-    info.fma512_ratio = r256 > 0 ? 2.0 * r512 / r256 : 0.0; /* 512-bit FMAs per cycle */
+    double ratio[FMA_PAIRS];
+    for (int t = 0; t < FMA_PAIRS; t++) {
+        const double x = fma256_rate(20000), y = fma512_rate(20000);
+        ratio[t] = x > 0 ? 2.0 * y / x : 0.0; /* 512-bit FMAs per cycle */
+    }
+    for (int i = 1; i < FMA_PAIRS; i++) /* insertion sort: five values */
+        for (int j = i; j > 0 && ratio[j] < ratio[j - 1]; j--) {
+            const double v = ratio[j];
+            ratio[j] = ratio[j - 1];
+            ratio[j - 1] = v;
+        }
+    info.fma512_ratio = ratio[FMA_PAIRS / 2];
     info.fma512_ports = info.fma512_ratio >= 1.5 ? 2 : 1;
 }
 #endif /* FC_CPUINFO_X86 */
