@@ -571,8 +571,10 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
 /* Band of channels [c0, c1) of image group x_g for output rows [i0, i0 + rows): phase
    plane (c, a, b) row r holds input row sh*(i0 + r) + a - pad_top, column j input column
    sw*j + b - pad_left; zero outside the image (and in rows past this tile's). With G groups
-   a tile (x_g: the first one's channels) each element is a chunk of G, one per group. Plain
-   loops, not memcpy: the rows are short. */
+   a tile (x_g: the first one's channels) each element is a chunk of G, one per group. One
+   group and unit column steps (most layers): each channel's image rows in one copy_rows call
+   (per row, memcpy and the padding's zeroing loops took 3.6 % of a 26x26 forward); else
+   per row, the groups interleaved by the ISA's kernel or the stride's columns gathered. */
 #define DEFINE_COPY_BAND(REAL, SFX)                                                               \
     static void copy_band_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *x_g, int64_t i0, \
                                 int64_t rows, int64_t c0, int64_t c1, REAL *band)                 \
@@ -590,6 +592,19 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                     const int64_t last = d->w + d->pad_left - b; /* sw*j < last */                \
                     const int64_t hi = fc_max64(lo, fc_min64(wp, last > 0 ? (last + sw - 1) / sw : 0)); \
                     REAL *restrict dst = band + ((c * sh + a) * sw + b) * p->plane * G;           \
+                    if (G == 1 && sw == 1) { /* rows [r0, r1) read the image: one kernel call */  \
+                        const int64_t base = d->stride_h * i0 + a - d->pad_top; /* row 0's ih */  \
+                        int64_t r0 = 0, r1 = used;                                                \
+                        while (r0 < r1 && base + sh * r0 < 0)                                     \
+                            r0++;                                                                 \
+                        while (r1 > r0 && base + sh * (r1 - 1) >= d->h)                           \
+                            r1--;                                                                 \
+                        memset(dst, 0, (size_t)(r0 * wp) * sizeof(REAL));                         \
+                        p->kr->copy_rows(dst + r0 * wp, x_g + (c * d->h + base + sh * r0) * d->w + lo - d->pad_left, \
+                                         sh * d->w, r1 - r0, lo, hi, wp, COPY_PF_BYTES);          \
+                        memset(dst + r1 * wp, 0, (size_t)((br - r1) * wp) * sizeof(REAL));        \
+                        continue;                                                                 \
+                    }                                                                             \
                     for (int64_t r = 0; r < br; r++, dst += wp * G) {                             \
                         const int64_t ih = d->stride_h * i0 + sh * r + a - d->pad_top;            \
                         if (r >= used || ih < 0 || ih >= d->h) {                                  \
@@ -609,8 +624,6 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                             }                                                                     \
                             if (G > 1)                                                            \
                                 p->kr->interleave(dst + lo * G, src, gstride, hi - lo, sw, G);    \
-                            else if (sw == 1)                                                     \
-                                memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(REAL));          \
                             else if (sw == 2) /* a constant stride: the compiler vectorises it */ \
                                 for (int64_t j = lo; j < hi; j++)                                 \
                                     dst[j] = src[(j - lo) * 2];                                   \

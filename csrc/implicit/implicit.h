@@ -69,6 +69,9 @@ typedef void (*fc_implicit_pack_bt_rows_fn)(int64_t lanes, int64_t pixels, const
 typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gstride, int64_t n, int64_t sw,
                                           int64_t G);
 
+typedef void (*fc_implicit_copy_rows_fn)(void *dst, const void *src, int64_t lds, int64_t rows, int64_t lo,
+                                         int64_t hi, int64_t wp, int64_t pf);
+
 typedef int (*fc_implicit_gather_wt_fn)(const void *const *f, int64_t span, int64_t runs, int64_t fstep, void *dst,
                                         int64_t dstep, const int64_t *drow);
 
@@ -85,6 +88,8 @@ typedef struct fc_implicit_kernels {
     fc_implicit_interleave_fn interleave; /* band rows of G groups: dst[j*G + g] = src[g*gstride + j*sw], G = 2, 4, 8 */
     fc_implicit_gather_wt_fn gather_wt; /* W^T rows: dst[q*dstep + drow[e] + j] = f[j][q*fstep + e], q < runs,
                                            e < span, drow[e] >= 0, j < vl (f[j] NULL: 0); 1 when all finite */
+    fc_implicit_copy_rows_fn copy_rows; /* band rows: dst[r*wp + j] = src[r*lds + j - lo] for lo <= j < hi,
+                                           else 0; r < rows; source lines pf bytes ahead prefetched */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

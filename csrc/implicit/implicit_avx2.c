@@ -162,6 +162,8 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 #define FN(name) f32_6x16_##name
 #define TBLOCK_REGS f32_tblock_regs
 #define MASKLOADN(p, n) _mm256_maskload_ps((p), f32_lanes(n))
+#define RANGE_LOADZ(p, a, b) _mm256_maskload_ps((p), _mm256_andnot_si256(f32_lanes(a), f32_lanes(b)))
+#define TAIL_STORE(p, v, n) _mm256_maskstore_ps((p), f32_lanes(n), (v))
 #define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm256_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
@@ -184,6 +186,8 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 #define FN(name) f64_6x8_##name
 #define TBLOCK_REGS f64_tblock_regs
 #define MASKLOADN(p, n) _mm256_maskload_pd((p), f64_lanes(n))
+#define RANGE_LOADZ(p, a, b) _mm256_maskload_pd((p), _mm256_andnot_si256(f64_lanes(a), f64_lanes(b)))
+#define TAIL_STORE(p, v, n) _mm256_maskstore_pd((p), f64_lanes(n), (v))
 #define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm256_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
@@ -202,7 +206,8 @@ const fc_implicit_kernels fc_implicit_f32_6x16__avx2 = {
                   {NULL, f32_6x16_wgrad_g2_1v, f32_6x16_wgrad_g2_2v},
                   {NULL, f32_6x16_wgrad_g4_1v, f32_6x16_wgrad_g4_2v}},
     .pack_bt = f32_6x16_pack_bt, .pack_bt_rows = f32_6x16_pack_bt_rows,
-    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt};
+    .interleave = f32_6x16_interleave, .gather_wt = f32_6x16_gather_wt,
+    .copy_rows = f32_6x16_copy_rows};
 const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .mr = 6, .nr = 8, .vl = 4,
     .fwd = f64_6x8_fwd_table,
@@ -210,6 +215,7 @@ const fc_implicit_kernels fc_implicit_f64_6x8__avx2 = {
     .wgrad = f64_6x8_wgrad, .wgrad_1v = f64_6x8_wgrad_1v,
     .wgrad_grp = {{NULL}, {NULL, f64_6x8_wgrad_g2_1v, f64_6x8_wgrad_g2_2v}},
     .pack_bt = f64_6x8_pack_bt, .pack_bt_rows = f64_6x8_pack_bt_rows,
-    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt};
+    .interleave = f64_6x8_interleave, .gather_wt = f64_6x8_gather_wt,
+    .copy_rows = f64_6x8_copy_rows};
 FC_TARGET_POP
 #endif

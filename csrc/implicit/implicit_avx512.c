@@ -258,6 +258,14 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
     }
 }
 
+/* The lane mask [a, b) of a vl-lane vector, a and b clamped to [0, vl] (RANGE_LOADZ). */
+static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int64_t b, int64_t vl)
+{
+    a = a < 0 ? 0 : a > vl ? vl : a;
+    b = b < 0 ? 0 : b > vl ? vl : b;
+    return b > a ? ((1u << b) - 1) & ~((1u << a) - 1) : 0u;
+}
+
 #define INTERLEAVE_UNIT f32_interleave_unit
 #define INTERLEAVE_S2_G4 f32_interleave_s2_g4
 #define MR 8
@@ -276,6 +284,8 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 #define FN(name) f32_8x32_##name
 #define TBLOCK_REGS f32_tblock_regs
 #define MASKLOADN(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p))
+#define RANGE_LOADZ(p, a, b) _mm512_maskz_loadu_ps((__mmask16)range_mask((a), (b), 16), (p))
+#define TAIL_STORE(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (v))
 #define TBLOCK_ROWS f32_tblock_rows
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
@@ -298,6 +308,8 @@ static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, i
 #define FN(name) f64_8x24_##name
 #define TBLOCK_REGS f64_tblock_regs
 #define MASKLOADN(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p))
+#define RANGE_LOADZ(p, a, b) _mm512_maskz_loadu_pd((__mmask8)range_mask((a), (b), 8), (p))
+#define TAIL_STORE(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (v))
 #define TBLOCK_ROWS f64_tblock_rows
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
@@ -317,7 +329,8 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
                   {NULL, f32_8x32_wgrad_g4_1v, f32_8x32_wgrad_g4_2v},
                   {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
     .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
-    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt};
+    .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt,
+    .copy_rows = f32_8x32_copy_rows};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = f64_8x24_fwd_table,
@@ -328,6 +341,7 @@ const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
                   {NULL, f64_8x24_wgrad_g2_1v, f64_8x24_wgrad_g2_2v, f64_8x24_wgrad_g2_3v},
                   {NULL, f64_8x24_wgrad_g4_1v, f64_8x24_wgrad_g4_2v, f64_8x24_wgrad_g4_3v}},
     .pack_bt = f64_8x24_pack_bt, .pack_bt_rows = f64_8x24_pack_bt_rows,
-    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt};
+    .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt,
+    .copy_rows = f64_8x24_copy_rows};
 FC_TARGET_POP
 #endif
