@@ -84,6 +84,9 @@ CASES = [
     # 81, packed in two windows of taps
     Case("k8_s2_packing_by_lanes", 1, 4, 14, 15, 8, (8, 8), 3, 1, 1, 2),
     Case("k9_packing_in_two_windows", 1, 4, 12, 13, 8, (9, 9), 4),
+    # the strided input gradient packs all phases in one pass over the weights (each tap to
+    # its phase's W^T); 81 taps a filter, more than one call takes: phase by phase
+    Case("k9_s2_phases_packed_one_by_one", 1, 4, 15, 16, 8, (9, 9), 4, 1, 1, 2),
     # edge columns (fwd_edge, 3-column kernels): rows of 7 in one group that leaves out both
     # edges' padding taps, 40 channels (a partial block: 1, 2 and 3 vectors); rows of 13 (a
     # full group with the left edge, a narrow one with the right; AVX2: 6 + 6 + 1); padding

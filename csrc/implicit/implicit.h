@@ -34,7 +34,7 @@
  *         in lane i*G + g): a_i address chunks of G elements of the interleaved band, broadcast
  *         whole; bt holds the lanes in that order (pack_bt_rows).
  * gather_wt: W^T rows for the forward's packing, vl filters (lanes) at a time by register
- *         transposes: dst[q*dstep + drow[e] + j] = f[j][q*fstep + e] for runs q < runs and
+ *         transposes: dst[q*dstep[e] + drow[e] + j] = f[j][q*fstep + e] for runs q < runs and
  *         elements e < span with drow[e] >= 0 (see conv_implicit.c, pack_wt); returns
  *         whether all the elements read are finite.
  * fwd_grp[lg][v]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers whose
@@ -73,7 +73,7 @@ typedef void (*fc_implicit_copy_rows_fn)(void *dst, const void *src, int64_t lds
                                          int64_t hi, int64_t wp, int64_t pf);
 
 typedef int (*fc_implicit_gather_wt_fn)(const void *const *f, int64_t span, int64_t runs, int64_t fstep, void *dst,
-                                        int64_t dstep, const int64_t *drow);
+                                        const int64_t *dstep, const int64_t *drow);
 
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
@@ -86,7 +86,7 @@ typedef struct fc_implicit_kernels {
     fc_implicit_pack_bt_fn pack_bt; /* bt for wgrad: bt[q*ldb + k] = src[k*lds + q], zero for k >= kg */
     fc_implicit_pack_bt_rows_fn pack_bt_rows; /* pack_bt from source rows rows[k] (G groups a tile) */
     fc_implicit_interleave_fn interleave; /* band rows of G groups: dst[j*G + g] = src[g*gstride + j*sw], G = 2, 4, 8 */
-    fc_implicit_gather_wt_fn gather_wt; /* W^T rows: dst[q*dstep + drow[e] + j] = f[j][q*fstep + e], q < runs,
+    fc_implicit_gather_wt_fn gather_wt; /* W^T rows: dst[q*dstep[e] + drow[e] + j] = f[j][q*fstep + e], q < runs,
                                            e < span, drow[e] >= 0, j < vl (f[j] NULL: 0); 1 when all finite */
     fc_implicit_copy_rows_fn copy_rows; /* band rows: dst[r*wp + j] = src[r*lds + j - lo] for lo <= j < hi,
                                            else 0; r < rows; source lines pf bytes ahead prefetched */
