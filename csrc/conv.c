@@ -121,12 +121,22 @@ static int64_t operand_elems(const fc_conv_desc *d, int pass, int which)
     return which == 0 ? y : x;
 }
 
+/* The first entry of the table that is exact on every operand and accepts the problem
+   (explicit im2col accepts every problem; for a forward that is implicit GEMM, exact since
+   its packing finds non-finite weights). */
+static const fc_conv_impl *exact_entry(const fc_conv_desc *d, int pass)
+{
+    for (int i = 0; i < TABLE_LEN; i++)
+        if ((TABLE[i]->inexact[pass] & (FC_OPND_0 | FC_OPND_1)) == 0 && accepts(TABLE[i], d, pass))
+            return TABLE[i];
+    return &fc_impl_im2col;
+}
+
 /* The entry that runs the call: e, or, when an operand e is not exact on holds a NaN or
-   inf, the first entry of the table that is exact on every operand and accepts the
-   problem (explicit im2col accepts every problem; for a forward that is implicit GEMM,
-   exact since its packing finds non-finite weights). Checking costs one pass over the
-   operands e declares, on the call's threads (the weights, for most entries: small next
-   to the call, except where weights outweigh the data, as at 7x7 with 512 channels). */
+   inf, exact_entry. Checking costs one pass over the operands e declares, on the call's
+   threads (the weights, for most entries: small next to the call, except where weights
+   outweigh the data, as at 7x7 with 512 channels, which is why the implicit input gradient
+   checks them as it packs them instead: bwd_data_checked). */
 static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, int pass,
                                  const void *op0, const void *op1)
 {
@@ -137,12 +147,7 @@ static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, i
     const int nt = fc_team_size(d);
     const int finite = (!(mask & FC_OPND_0) || fc_all_finite(op0, operand_elems(d, pass, 0), d->dtype, nt)) &&
                        (!(mask & FC_OPND_1) || fc_all_finite(op1, operand_elems(d, pass, 1), d->dtype, nt));
-    if (finite)
-        return e;
-    for (int i = 0; i < TABLE_LEN; i++)
-        if ((TABLE[i]->inexact[pass] & (FC_OPND_0 | FC_OPND_1)) == 0 && accepts(TABLE[i], d, pass))
-            return TABLE[i];
-    return &fc_impl_im2col;
+    return finite ? e : exact_entry(d, pass);
 }
 
 /* Resolves, routes, and provides the workspace: the caller's, or (when none was given or
@@ -155,7 +160,8 @@ static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, con
     *own = NULL;
     if (e == NULL)
         return FC_EINVAL;
-    const fc_conv_impl *r = route(e, d, pass, op0, op1);
+    /* an entry that checks the weights itself is routed after it declines (fc_conv_bwd_data) */
+    const fc_conv_impl *r = pass == FC_BWD_DATA && e->bwd_data_checked ? e : route(e, d, pass, op0, op1);
     if (*ws == NULL || r != e) {
         *own = fc_aligned_alloc(r->workspace_size(d, pass));
         if (*own == NULL)
@@ -195,6 +201,19 @@ int fc_conv_bwd_data(const fc_conv_desc *d, int algo, const void *grad_y, const 
     const int st = begin(d, FC_BWD_DATA, algo, grad_y, w, &workspace, &own, &e);
     if (st != FC_OK)
         return st;
+    if (e->bwd_data_checked != NULL) {
+        if (e->bwd_data_checked(d, grad_y, w, relu_out, grad_x, workspace) != FC_DECLINED) {
+            free(own);
+            return FC_OK;
+        }
+        /* w holds a NaN or inf: the exact entry, with a workspace of its own */
+        free(own);
+        e = exact_entry(d, FC_BWD_DATA);
+        own = fc_aligned_alloc(e->workspace_size(d, FC_BWD_DATA));
+        if (own == NULL)
+            return FC_ENOMEM;
+        workspace = own;
+    }
     if (relu_out != NULL && e->bwd_data_relu != NULL) {
         e->bwd_data_relu(d, grad_y, w, relu_out, grad_x, workspace);
     } else {

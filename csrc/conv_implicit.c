@@ -45,8 +45,9 @@
  * when the weights are finite, which its packing of W^T finds out on the way (no pass of
  * its own: a serial check took 6 % of a 512-channel 7x7 forward); otherwise it computes
  * every tap, as the definition does. The input gradient, via the forward, reads grad_y's
- * padding, which the definition has no term for, so the entry declares itself inexact on
- * non-finite weights there and the driver routes those calls (conv.c).
+ * padding, which the definition has no term for, so the entry is inexact on non-finite
+ * weights there: its packing finds them and it declines before computing anything
+ * (bwd_data_checked), and the driver routes the call to an exact entry (conv.c).
  */
 #include <string.h>
 
@@ -1028,19 +1029,60 @@ static void merge_rows(const fc_conv_desc *d, const fc_implicit_kernels *kr, cha
         }
 }
 
+/* run_fwd's work after the packing, on the region's threads (orphaned worksharing): the
+   bias padded to whole vectors, then the items (tile, channel part) of every image. */
+static void fwd_items(const fc_conv_desc *d, const iplan *p, const char *x, const char *wt, const char *bias,
+                      char *bias_pad, const int64_t *off, char *y, char *thread0, int64_t items, int skip, int relu,
+                      const char *mask)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    const int64_t tgroups = d->groups / p->G, lanes = p->kv * p->kr->vl;
+#pragma omp single
+    if (bias) { /* padded to whole vectors: the kernels load it as vectors; lane order */
+        memset(bias_pad, 0, p->bias_bytes);
+        for (int64_t gt = 0; gt < tgroups; gt++)
+            for (int64_t j = 0; j < lanes && j / p->G < p->kg; j++)
+                memcpy(bias_pad + (size_t)(gt * lanes + j) * es,
+                       bias + (size_t)((gt * p->G + j % p->G) * p->kg + j / p->G) * es, es);
+    }
+    char *band = thread0 + (size_t)THREAD_ID() * p->per_thread;
+    align_memo memo = {NULL, 0, 0, 0};
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t part = it % p->cparts, tile = it / p->cparts; /* channel blocks of a tile */
+        const int64_t n = tile / (tgroups * p->tiles), gt = (tile / p->tiles) % tgroups, t = tile % p->tiles;
+        const int64_t g = gt * p->G; /* the tile's first group */
+        const int64_t i0 = t * p->rows, rows = fc_min64(p->rows, d->oh - i0);
+        const int64_t cb0 = part * p->cb / p->cparts, cb1 = (part + 1) * p->cb / p->cparts;
+        copy_band(d, p, x + (size_t)((n * d->c_in + g * p->cg) * d->h * d->w) * es, i0, rows, 0, p->cg, band);
+        const char *wg = wt + (size_t)(gt * lanes * p->K) * es;
+        const char *bg = bias ? bias_pad + (size_t)(gt * lanes) * es : NULL;
+        const size_t y_off = (size_t)(((n * d->c_out + g * p->kg) * d->oh + i0) * d->ow) * es;
+        fwd_tile(d, p, wg, bg, off, band, y + y_off, d->oh * d->ow, i0, rows, cb0, cb1, skip, relu, &memo);
+        if (mask) { /* the channels of blocks [cb0, cb1) */
+            int64_t c0, c1;
+            block_channels(p, cb0, cb1, &c0, &c1);
+            const size_t m_off = y_off + (size_t)(c0 * d->oh * d->ow) * es;
+            fc_relu_mask_rows(d->dtype, y + m_off, mask + m_off, d->oh * d->ow, c1 - c0,
+                              rows * d->ow);
+        }
+    }
+}
+
 /* The forward of problem d; tap_of (non-NULL): d is the phase problem of a unit-stride input
    gradient, w that layer's weight of w_kk taps a filter (pack_wt's flip); relu: the post-op,
    in the kernels' store; mask (nullable, y's layout): y = mask > 0 ? y : 0 on each tile once
-   stored, in cache (an input gradient through a ReLU whose output is mask). */
-static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const int64_t *tap_of, int64_t w_kk,
-                    const void *bias_, int relu, const void *mask, void *y_, void *ws)
+   stored, in cache (an input gradient through a ReLU whose output is mask). decline: where
+   the packing finds a NaN or inf weight, compute nothing and return 1 (an input gradient,
+   bwd_data_checked); else 0. */
+static int run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const int64_t *tap_of, int64_t w_kk,
+                   const void *bias_, int relu, const void *mask, void *y_, void *ws, int decline)
 {
     iplan p;
     make_plan(d, FC_FWD, &p);
     p.tap_of = tap_of;
     if (tap_of)
         p.w_kk = w_kk;
-    const size_t es = fc_elem_size(d->dtype);
     int64_t *off;
     char *wt, *thread0;
     carve(&p, ws, &off, &wt, &thread0);
@@ -1048,14 +1090,13 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
     const char *x = (const char *)x_, *bias = (const char *)bias_;
     char *y = (char *)y_;
     const int64_t tgroups = d->groups / p.G; /* tiles of G groups across the channels */
-    const int64_t lanes = p.kv * p.kr->vl;  /* W^T and bias lanes of one */
     const int64_t items = d->n * tgroups * p.tiles * p.cparts;
     build_offsets(d, &p, 1, off);
     /* skip (fwd_tile): leave out the taps that read only padding rows, where the weights are
        finite (then those taps add exact zeros). The packing finds out; with a NaN or inf
        weight the forward computes every tap (0 * inf is NaN, as the definition has it). A
-       bwd_data problem with such weights never gets here (the driver routes it, see the
-       table entry). */
+       bwd_data problem with such weights declines (its padding taps have no term in the
+       definition, so computing them is not exact either). */
     int skip = 1;
 
 #pragma omp parallel num_threads(p.nt)
@@ -1063,48 +1104,22 @@ static void run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const
 #pragma omp for schedule(static) reduction(&& : skip)
         for (int64_t gb = 0; gb < tgroups * p.cb; gb++)
             skip = pack_block(d->dtype, &p, w_, tap_of != NULL, gb / p.cb, gb % p.cb, wt) && skip;
-#pragma omp single
-        if (bias) { /* padded to whole vectors: the kernels load it as vectors; lane order */
-            memset(bias_pad, 0, p.bias_bytes);
-            for (int64_t gt = 0; gt < tgroups; gt++)
-                for (int64_t j = 0; j < lanes && j / p.G < p.kg; j++)
-                    memcpy(bias_pad + (size_t)(gt * lanes + j) * es,
-                           bias + (size_t)((gt * p.G + j % p.G) * p.kg + j / p.G) * es, es);
-        }
-        char *band = thread0 + (size_t)THREAD_ID() * p.per_thread;
-        align_memo memo = {NULL, 0, 0, 0};
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < items; it++) {
-            const int64_t part = it % p.cparts, tile = it / p.cparts; /* channel blocks of a tile */
-            const int64_t n = tile / (tgroups * p.tiles), gt = (tile / p.tiles) % tgroups, t = tile % p.tiles;
-            const int64_t g = gt * p.G; /* the tile's first group */
-            const int64_t i0 = t * p.rows, rows = fc_min64(p.rows, d->oh - i0);
-            const int64_t cb0 = part * p.cb / p.cparts, cb1 = (part + 1) * p.cb / p.cparts;
-            copy_band(d, &p, x + (size_t)((n * d->c_in + g * p.cg) * d->h * d->w) * es, i0, rows, 0, p.cg, band);
-            const char *wg = wt + (size_t)(gt * lanes * p.K) * es;
-            const char *bg = bias ? bias_pad + (size_t)(gt * lanes) * es : NULL;
-            const size_t y_off = (size_t)(((n * d->c_out + g * p.kg) * d->oh + i0) * d->ow) * es;
-            fwd_tile(d, &p, wg, bg, off, band, y + y_off, d->oh * d->ow, i0, rows, cb0, cb1, skip, relu, &memo);
-            if (mask) { /* the channels of blocks [cb0, cb1) */
-                int64_t c0, c1;
-                block_channels(&p, cb0, cb1, &c0, &c1);
-                const size_t m_off = y_off + (size_t)(c0 * d->oh * d->ow) * es;
-                fc_relu_mask_rows(d->dtype, y + m_off, (const char *)mask + m_off, d->oh * d->ow, c1 - c0,
-                                  rows * d->ow);
-            }
-        }
+        /* (the loop's barrier: every thread sees the reduced skip and takes the same way) */
+        if (skip || !decline)
+            fwd_items(d, &p, x, wt, bias, bias_pad, off, y, thread0, items, skip, relu, (const char *)mask);
     }
+    return decline && !skip;
 }
 
 static void implicit_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias, void *y, void *ws)
 {
-    run_fwd(d, x, w, NULL, 0, bias, 0, NULL, y, ws);
+    run_fwd(d, x, w, NULL, 0, bias, 0, NULL, y, ws, 0);
 }
 
 static void implicit_fwd_post(const fc_conv_desc *d, const void *x, const void *w, const void *bias, int post,
                               void *y, void *ws)
 {
-    run_fwd(d, x, w, NULL, 0, bias, post == FC_POST_RELU, NULL, y, ws);
+    run_fwd(d, x, w, NULL, 0, bias, post == FC_POST_RELU, NULL, y, ws, 0);
 }
 
 /* Channel block cb of tile gt of every phase's W^T (wt[q]: phase q's, laid out as pack_block
@@ -1113,16 +1128,18 @@ static void implicit_fwd_post(const fc_conv_desc *d, const void *x, const void *
    stored to its phase's row (dstep: that phase's row step per channel). Packed phase by
    phase, the weights were read and transposed once per phase: 7 % of a 256 -> 512 stride-2
    layer's input gradient at batch 8 (4 phases of its 4.7 MB of weights). Kernels of more
-   taps than PACK_MAX_TAPS go phase by phase (pack_block). */
-static void pack_phases_block(int dtype, const phase_set *S, char *const *wt, const void *w, int64_t gt, int64_t cb)
+   taps than PACK_MAX_TAPS go phase by phase (pack_block). Whether the weights read are all
+   finite. */
+static int pack_phases_block(int dtype, const phase_set *S, char *const *wt, const void *w, int64_t gt, int64_t cb)
 {
     const iplan *p0 = &S->p[0];
     const size_t es = fc_elem_size(dtype);
     const int64_t vl = p0->kr->vl, span = p0->w_kk;
+    int finite = 1;
     if (span > PACK_MAX_TAPS) {
         for (int q = 0; q < S->n; q++)
-            pack_block(dtype, &S->p[q], w, 1, gt, cb, wt[q]);
-        return;
+            finite &= pack_block(dtype, &S->p[q], w, 1, gt, cb, wt[q]);
+        return finite;
     }
     int64_t v0, nv;
     block_vectors(p0, cb, &v0, &nv);
@@ -1142,16 +1159,69 @@ static void pack_phases_block(int dtype, const phase_set *S, char *const *wt, co
     const void *f[16];
     for (int64_t j0 = 0; j0 < width; j0 += vl) {
         lane_filters(p0, (const char *)w, es, 1, gt, c0, j0, f);
-        p0->kr->gather_wt(f, span, p0->cg, p0->kg * span, base + (size_t)j0 * es, dstep, drow);
+        finite &= p0->kr->gather_wt(f, span, p0->cg, p0->kg * span, base + (size_t)j0 * es, dstep, drow);
+    }
+    return finite;
+}
+
+/* run_phases' work after the packing, on the region's threads (orphaned worksharing): the
+   items (image, tile of groups, tile of phase rows), each phase's forward into its column
+   phase's slot, merged into gx rows. */
+static void phase_items(const fc_conv_desc *d, const phase_set *S, const char *gy, char *const *wt,
+                        int64_t *const *off, char *gx, char *thread0, int64_t items, const char *mask)
+{
+    const size_t es = fc_elem_size(d->dtype);
+    const iplan *p0 = &S->p[0];
+    const int64_t tgroups = d->groups / p0->G, lanes = p0->kv * p0->kr->vl;
+    char *band = thread0 + (size_t)THREAD_ID() * S->per_thread;
+    align_memo memo[MAX_PHASES] = {{NULL, 0, 0, 0}}; /* one per phase */
+    char *slot[MAX_PHASES];
+    int64_t ow[MAX_PHASES];
+    for (int64_t b = 0; b < d->stride_w; b++) {
+        slot[b] = band + S->band + (size_t)b * S->slot;
+        ow[b] = (d->w - b + d->stride_w - 1) / d->stride_w;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t n = it / (tgroups * S->tiles), gt = (it / S->tiles) % tgroups, i0 = it % S->tiles * S->rows;
+        const int64_t g = gt * p0->G; /* the tile's first group */
+        for (int q = 0; q < S->n;) { /* the phases of one row phase a, then their rows merged */
+            const int64_t a = S->a[q], oh = S->t[q].oh;
+            int q1 = q;
+            while (q1 < S->n && S->a[q1] == a)
+                q1++;
+            if (i0 >= oh) {
+                q = q1;
+                continue;
+            }
+            const int64_t rows = fc_min64(S->rows, oh - i0), count = p0->G * p0->kg;
+            for (int64_t b = 0, r = q; b < d->stride_w; b++) {
+                if (r < q1 && S->b[r] == b) {
+                    const fc_conv_desc *t = &S->t[r];
+                    const iplan *p = &S->p[r];
+                    copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0,
+                              p->cg, band);
+                    /* skip = 1: with a non-finite weight run_phases declines */
+                    fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, slot[b],
+                             rows * t->ow, i0, rows, 0, p->cb, 1, 0, &memo[r]);
+                    r++;
+                } else { /* no tap reaches this column phase */
+                    memset(slot[b], 0, (size_t)(count * rows * ow[b]) * es);
+                }
+            }
+            merge_rows(d, p0->kr, slot, ow, a, gx, n, g * p0->kg, count, i0, rows, mask);
+            q = q1;
+        }
     }
 }
 
 /* A strided input gradient: every phase with taps (plan_phases) in one parallel region, work
    items of (image, tile of groups, tile of phase rows) running each phase's forward on their
    rows into a per-thread tile per column phase, merged into whole gx rows (merge_rows); the
-   phases no tap reaches are zeroed (first, for row phases none reaches at all). */
-static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, const void *mask, void *gx_,
-                       void *ws)
+   phases no tap reaches are zeroed (first, for row phases none reaches at all). Returns 1,
+   having computed no item, where the packing finds a NaN or inf weight (bwd_data_checked). */
+static int run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, const void *mask, void *gx_,
+                      void *ws)
 {
     phase_set S;
     plan_phases(d, &S);
@@ -1186,83 +1256,41 @@ static void run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, c
                 memset(gx + (size_t)((r * d->h + i) * d->w) * es, 0, (size_t)d->w * es);
     }
     if (S.n == 0)
-        return;
+        return 0;
     const iplan *p0 = &S.p[0];
-    const int64_t tgroups = d->groups / p0->G, lanes = p0->kv * p0->kr->vl;
-    const int64_t items = d->n * tgroups * S.tiles;
+    const int64_t tgroups = d->groups / p0->G, items = d->n * tgroups * S.tiles;
+    int finite = 1;
 
 #pragma omp parallel num_threads(p0->nt)
     {
         const int64_t cbs = p0->cb; /* channel blocks, the same in every phase */
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) reduction(&& : finite)
         for (int64_t gc = 0; gc < tgroups * cbs; gc++) /* the phases' W^T, block by block */
-            pack_phases_block(d->dtype, &S, wt, w_, gc / cbs, gc % cbs);
-        char *band = thread0 + (size_t)THREAD_ID() * S.per_thread;
-        align_memo memo[MAX_PHASES] = {{NULL, 0, 0, 0}}; /* one per phase */
-        char *slot[MAX_PHASES];
-        int64_t ow[MAX_PHASES];
-        for (int64_t b = 0; b < d->stride_w; b++) {
-            slot[b] = band + S.band + (size_t)b * S.slot;
-            ow[b] = (d->w - b + d->stride_w - 1) / d->stride_w;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < items; it++) {
-            const int64_t n = it / (tgroups * S.tiles), gt = (it / S.tiles) % tgroups, i0 = it % S.tiles * S.rows;
-            const int64_t g = gt * p0->G; /* the tile's first group */
-            for (int q = 0; q < S.n;) { /* the phases of one row phase a, then their rows merged */
-                const int64_t a = S.a[q], oh = S.t[q].oh;
-                int q1 = q;
-                while (q1 < S.n && S.a[q1] == a)
-                    q1++;
-                if (i0 >= oh) {
-                    q = q1;
-                    continue;
-                }
-                const int64_t rows = fc_min64(S.rows, oh - i0), count = p0->G * p0->kg;
-                for (int64_t b = 0, r = q; b < d->stride_w; b++) {
-                    if (r < q1 && S.b[r] == b) {
-                        const fc_conv_desc *t = &S.t[r];
-                        const iplan *p = &S.p[r];
-                        copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0,
-                                  p->cg, band);
-                        /* skip = 1: non-finite weights never get here (the driver routes
-                           them, see the table entry; pack_block's finding is not needed) */
-                        fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, slot[b],
-                                 rows * t->ow, i0, rows, 0, p->cb, 1, 0, &memo[r]);
-                        r++;
-                    } else { /* no tap reaches this column phase */
-                        memset(slot[b], 0, (size_t)(count * rows * ow[b]) * es);
-                    }
-                }
-                merge_rows(d, p0->kr, slot, ow, a, gx, n, g * p0->kg, count, i0, rows, (const char *)mask);
-                q = q1;
-            }
-        }
+            finite = pack_phases_block(d->dtype, &S, wt, w_, gc / cbs, gc % cbs) && finite;
+        /* (the loop's barrier: every thread sees the reduced flag) a NaN or inf weight: decline */
+        if (finite)
+            phase_items(d, &S, gy, wt, off, gx, thread0, items, (const char *)mask);
     }
+    return !finite;
 }
 
-/* The input gradient as forwards of grad_y (phase_problem): for unit strides the one phase,
-   written straight into gx; strided, run_phases. */
-static void run_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, const void *mask, void *gx, void *ws)
+/* The input gradient (through the ReLU whose output is relu_out, unless NULL) as forwards of
+   grad_y (phase_problem): for unit strides the one phase, written straight into gx;
+   strided, run_phases. FC_DECLINED, having computed nothing, where w holds a NaN or inf
+   (found by the packing; see the table entry). */
+static int implicit_bwd_data_checked(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out,
+                                     void *gx, void *ws)
 {
+    int declined;
     if (strided(d)) {
-        run_phases(d, gy, w, mask, gx, ws);
-        return;
+        declined = run_phases(d, gy, w, relu_out, gx, ws);
+    } else {
+        fc_conv_desc t;
+        phase_problem(d, 0, 0, &t, (int64_t *)ws);
+        declined = run_fwd(&t, gy, w, (const int64_t *)ws, d->kh * d->kw, NULL, 0, relu_out, gx,
+                           (char *)ws + tap_map_bytes(d), 1);
     }
-    fc_conv_desc t;
-    phase_problem(d, 0, 0, &t, (int64_t *)ws);
-    run_fwd(&t, gy, w, (const int64_t *)ws, d->kh * d->kw, NULL, 0, mask, gx, (char *)ws + tap_map_bytes(d));
-}
-
-static void implicit_bwd_data(const fc_conv_desc *d, const void *gy, const void *w, void *gx, void *ws)
-{
-    run_bwd_data(d, gy, w, NULL, gx, ws);
-}
-
-static void implicit_bwd_data_relu(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out,
-                                   void *gx, void *ws)
-{
-    run_bwd_data(d, gy, w, relu_out, gx, ws);
+    return declined ? FC_DECLINED : 0;
 }
 
 /* ---- backward weights ----------------------------------------------------- */
@@ -1431,6 +1459,6 @@ static const char *implicit_rejects(const fc_conv_desc *d, int pass)
 
 const fc_conv_impl fc_impl_implicit_gemm = {
     FC_ALGO_IMPLICIT_GEMM, "implicit_gemm", "im2col", 0, {0, FC_OPND_1, 0},
-    implicit_rejects, implicit_workspace_size, implicit_fwd, implicit_bwd_data, implicit_bwd_weights,
-    implicit_fwd_post, implicit_bwd_data_relu,
+    implicit_rejects, implicit_workspace_size, implicit_fwd, NULL, implicit_bwd_weights,
+    implicit_fwd_post, NULL, implicit_bwd_data_checked,
 };

@@ -111,7 +111,18 @@ typedef struct fc_conv_impl {
        where it stores each tile, or NULL: the driver then runs a pass of its own. */
     void (*bwd_data_relu)(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out, void *gx,
                           void *ws);
+    /* NULL, or in place of bwd_data and bwd_data_relu (then NULL), for an entry inexact on
+       non-finite weights (inexact[FC_BWD_DATA] == FC_OPND_1) that finds them in the pass
+       that packs them: the input gradient, through relu_out unless NULL, or FC_DECLINED,
+       before any of it is computed, where w holds a NaN or inf; the driver then runs the
+       exact entry route() would have chosen. A finite call thus makes no pass of its own
+       over the weights (the driver's check: 8 % of a 512-channel 7x7 input gradient at
+       batch 1). */
+    int (*bwd_data_checked)(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out, void *gx,
+                            void *ws);
 } fc_conv_impl;
+
+#define FC_DECLINED 1 /* bwd_data_checked: the weights hold a NaN or inf */
 
 /* The entries, each defined in its algorithm's own file. */
 extern const fc_conv_impl fc_impl_depthwise;     /* depthwise.c */

@@ -208,8 +208,8 @@ def test_every_pass_against_reference_and_bitwise_across_threads(case, dtype, is
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 def test_non_finite_weights_propagate_as_the_definition(bad, rng):
     """With a NaN/inf weight the input gradient leaves the implicit path (which would
-    also multiply the weight by grad_output's padding) and must equal the reference's,
-    NaN for NaN."""
+    also multiply the weight by grad_output's padding: it declines, see the next tests)
+    and must equal the reference's, NaN for NaN."""
     case = CASES[0]
     spec, x, w, b, gy = make_data(rng, case, np.float32)
     w[3, 2, 1, 0] = bad
@@ -260,6 +260,48 @@ def test_forward_with_non_finite_weights_computes_every_tap(name, where, bad, dt
         assert np.array_equal(np.isneginf(got), np.isneginf(exp))
         assert_close_to_reference(np.where(finite, got, 0).astype(dtype), np.where(finite, clean, 0),
                                   np.where(finite, bound, 0), dtype, what="y")
+
+
+#: input-gradient cases: unit stride (one phase), padded or not, a partial vector; strided
+#: (all phases packed in one pass), grouped, 64 taps, and 81 (packed phase by phase)
+NON_FINITE_BWD = ["chunks_and_tiles", "partial_vector", "valid_3x3", "s2_dilated", "groups_of_8_packed_s2_dil",
+                  "k8_s2_packing_by_lanes", "k9_s2_phases_packed_one_by_one"]
+
+
+@pytest.mark.parametrize("name", NON_FINITE_BWD)
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("through_relu", [False, True], ids=["plain", "relu"])
+def test_input_grad_declines_non_finite_weights_its_packing_finds(name, where, bad, through_relu, implicit_isa,
+                                                                  rng):
+    """The implicit input gradient checks the weights as it packs W^T (the driver no longer
+    reads them first) and, finding a NaN/inf, declines before computing anything; the driver
+    then runs an exact entry on a workspace of its own (the caller's was sized for
+    implicit). Asked for implicit_gemm by name, at 1 and 3 threads, with and without the
+    ReLU mask: NaN/inf where the reference has them, the rest within the bound."""
+    case = CASES[IDS.index(name)]
+    dtype = np.float32
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    w[(0, 0, 0, 0) if where == "first" else (-1, -1, -1, -1)] = bad
+    if through_relu:
+        x = np.maximum(x, 0)
+    args = (case.stride, case.padding, case.dilation, case.groups)
+    with np.errstate(invalid="ignore"):  # the reference's own inf - inf
+        exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, *args)
+    clean, bound = ref_input_grad(gy, np.where(np.isfinite(w), w, 0), x.shape, *args)
+    if through_relu:
+        exp, clean, bound = (np.where(x > 0, a, 0) for a in (exp, clean, bound))
+    finite = np.isfinite(exp)
+    assert finite.any() and not finite.all()
+    assert F.chosen_implementation(spec, BWD_DATA, "implicit_gemm") == "implicit_gemm"
+    for threads in (1, 3):
+        with fastconv.threads(threads):
+            got, _, _ = F.conv2d_backward(gy, x, w, *args, algorithm="implicit_gemm", through_relu=through_relu)
+        assert np.array_equal(np.isnan(got), np.isnan(exp)), f"NaN where the definition has none ({threads} threads)"
+        assert np.array_equal(np.isposinf(got), np.isposinf(exp))
+        assert np.array_equal(np.isneginf(got), np.isneginf(exp))
+        assert_close_to_reference(np.where(finite, got, 0).astype(dtype), np.where(finite, clean, 0),
+                                  np.where(finite, bound, 0), dtype, what="grad_x")
 
 
 #: lanes of one vector of the implicit kernels: AVX2 8 f32 / 4 f64, AVX-512 16 / 8
