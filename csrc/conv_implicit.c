@@ -806,21 +806,41 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
 
 /* Which edge columns' padding taps a tile's groups may leave out (fwd[e]): bit 0, the
    left (a row's first pixel reads it through each first kernel column), bit 1, the right (a
-   row's last pixel, through each last column). For 3-column kernels, one group a tile
-   (G == 1: the grouped kernels have no edge variants) and finite weights (skip). */
+   row's last pixel, through each last column); bits 2-3, the kind (fwd_nv): 1 where the
+   second pixel from each such edge reads padding through the edge column and the edge
+   pixel through the middle one too (padding 2, as in an unpadded layer's input gradient),
+   2 where only the first holds (padding 2 at dilation 2), else 0. For 3-column kernels,
+   one group a tile (G == 1: the grouped kernels have no edge variants) and finite weights
+   (skip). */
 static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip)
 {
     if (!skip || p->G > 1 || d->kw != 3)
         return 0;
-    const int64_t sw = d->stride_w; /* 1 in phase planes, as in the band */
-    return (d->pad_left > 0) | ((d->ow - 1) * sw - d->pad_left + 2 * d->dil_w >= d->w) << 1;
+    const int64_t sw = d->stride_w, dil = d->dil_w; /* sw: 1 in phase planes, as in the band */
+    /* pixels of a row whose tap m reads the left padding (j*sw + m*dil < pad_left), and the
+       right (j*sw - pad_left + m*dil >= W, j < ow) */
+    int64_t lpx[2], rpx[3];
+    for (int m = 0; m < 3; m++) {
+        const int64_t lead = d->pad_left - m * dil, first = d->w + d->pad_left - m * dil;
+        if (m < 2)
+            lpx[m] = lead > 0 ? fc_ceil_div(lead, sw) : 0;
+        rpx[m] = fc_max64(0, d->ow - (first > 0 ? fc_ceil_div(first, sw) : 0));
+    }
+    const int left = lpx[0] >= 1, right = rpx[2] >= 1;
+    int kind = 0;
+    if ((!left || (lpx[0] >= 2 && lpx[1] >= 1)) && (!right || (rpx[2] >= 2 && rpx[1] >= 1)))
+        kind = 1;
+    else if ((!left || lpx[0] >= 2) && (!right || rpx[2] >= 2))
+        kind = 2;
+    return left | right << 1 | (left || right ? kind << 2 : 0);
 }
 
 /* The edge case (the kernels' e) of a group whose first and last pixels are in columns
    j_first and j_last of their rows, given edge_columns' mask: 0 where nothing is left out. */
 static int group_edge(int cols, int64_t ow, int64_t j_first, int64_t j_last)
 {
-    return (cols & 1 && j_first == 0) | (cols & 2 && j_last == ow - 1) << 1;
+    const int side = (cols & 1 && j_first == 0) | (cols & 2 && j_last == ow - 1) << 1;
+    return side ? side | (cols & 12) : 0;
 }
 
 /* The fewest pixels a narrow group is counted as: its k x NV accumulators are the kernel's
@@ -836,10 +856,12 @@ static int64_t narrow_min_pixels(const fc_implicit_kernels *kr, int dtype)
 
 /* The FMA cycles of a group, per channel, in pixel-taps: npx pixels (a narrow group counted
    as at least min_px, narrow_min_pixels) times KW taps over kernel rows [lo, hi), less the
-   edge taps e leaves out. */
+   edge taps e leaves out (per side: 1, 3 or 2 by its kind; 2 or 1 of a one-pixel group). */
 static double group_cost(const fc_conv_desc *d, int64_t min_px, int64_t npx, int64_t lo, int64_t hi, int e)
 {
-    return (double)(hi - lo) * (double)(fc_max64(npx, min_px) * d->kw - (e & 1) - (e >> 1));
+    const int kind = e >> 2, sides = (e & 1) + (e >> 1 & 1);
+    const int64_t per_side = kind == 0 ? 1 : fc_min64(2, npx) + (kind == 1);
+    return (double)(hi - lo) * (double)(fc_max64(npx, min_px) * d->kw - sides * per_side);
 }
 
 /* Whether a tile's pixel groups should start at every output row rather than run on across

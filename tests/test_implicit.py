@@ -87,17 +87,28 @@ CASES = [
     # the strided input gradient packs all phases in one pass over the weights (each tap to
     # its phase's W^T); 81 taps a filter, more than one call takes: phase by phase
     Case("k9_s2_phases_packed_one_by_one", 1, 4, 15, 16, 8, (9, 9), 4, 1, 1, 2),
-    # edge columns (fwd_edge, 3-column kernels): rows of 7 in one group that leaves out both
+    # edge columns (fwd[e], 3-column kernels): rows of 7 in one group that leaves out both
     # edges' padding taps, 40 channels (a partial block: 1, 2 and 3 vectors); rows of 13 (a
     # full group with the left edge, a narrow one with the right; AVX2: 6 + 6 + 1); padding
     # on one side only; stride 2 whose last column reads no padding; dilation 2 with padding
-    # 2 (the edge pixel's neighbour reads padding too, which stays computed)
+    # 2 (kind 2: the edge pixel's neighbour leaves out the edge column too)
     Case("edge_columns_rows_of_7", 2, 16, 7, 7, 40, (3, 3), 1),
     Case("edge_columns_rows_of_13", 1, 8, 5, 13, 16, (3, 3), 1),
     Case("edge_columns_left_pad_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (1, 0))),
     Case("edge_columns_right_pad_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (0, 1))),
     Case("edge_columns_s2_left_only", 1, 8, 9, 14, 16, (3, 3), 1, 1, 1, 2),
     Case("edge_columns_dil2_pad2", 1, 8, 8, 10, 16, (3, 3), 2, 2),
+    # padding 2 (kind 1: the edge pixel leaves out two columns, its neighbour one): rows of 12
+    # (8 + 4); 2 on the left only; 2 on the left and 1 on the right (the right side allows
+    # only kind 0, so both sides take it); stride 2 (the second pixel reads no padding: kind
+    # 0); unpadded layers, whose input gradients have padding 2 on every side, with rows of 4
+    # and of 3 (a group both starts and ends its row)
+    Case("edge_columns_pad2", 1, 8, 6, 10, 16, (3, 3), 2),
+    Case("edge_columns_pad2_left_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (2, 0))),
+    Case("edge_columns_pad2_left_pad1_right", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (2, 1))),
+    Case("edge_columns_pad2_s2", 1, 8, 9, 14, 16, (3, 3), 2, 1, 1, 2),
+    Case("edge_columns_valid_rows_of_4", 2, 8, 4, 4, 16, (3, 3), 0),
+    Case("edge_columns_valid_rows_of_3", 1, 8, 3, 3, 16, (3, 3), 0),
 ]
 IDS = [c.name for c in CASES]
 

@@ -23,7 +23,10 @@
  *         or an image's last group; see fwd_tile's row-aligned groups). e > 0, for a kernel 3
  *         columns wide (taps in threes, one per column): e & 1, the first pixel leaves out
  *         each first column's tap; e & 2, the last pixel each last column's (the taps that
- *         read the left or right padding when the group starts or ends a row).
+ *         read the left or right padding when the group starts or ends a row); e >> 2, the
+ *         kind: 1, padding 2 (the second pixel from each edge leaves out the edge column's
+ *         tap, the edge pixel also the middle one's); 2, padding 2 at dilation 2 (the
+ *         second pixel from each edge leaves out the edge column's tap). e = 4, 8: unused.
  * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
  *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
  *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
@@ -77,8 +80,8 @@ typedef int (*fc_implicit_gather_wt_fn)(const void *const *f, int64_t span, int6
 
 typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
-    const fc_implicit_fwd_fn (*fwd)[4][8]; /* [e][v][k - 1]: fwd of k pixels, v vectors of vl channels (v up to
-                                            NR / vl), e: edge columns' padding taps left out */
+    const fc_implicit_fwd_fn (*fwd)[4][8]; /* [e][v][k - 1], e < 12: fwd of k pixels, v vectors of vl channels
+                                            (v up to NR / vl), e: edge columns' padding taps left out */
     fc_implicit_fwd_grp_fn fwd_grp[4][4]; /* [log2 G][v]: G = 2 .. vl/2 groups a tile; NULL: none */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */
