@@ -160,8 +160,10 @@ static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, con
     *own = NULL;
     if (e == NULL)
         return FC_EINVAL;
-    /* an entry that checks the weights itself is routed after it declines (fc_conv_bwd_data) */
-    const fc_conv_impl *r = pass == FC_BWD_DATA && e->bwd_data_checked ? e : route(e, d, pass, op0, op1);
+    /* an entry that checks the weights itself is routed after it declines (fc_conv_bwd_data);
+       only where they are all it is inexact on (grad_y would otherwise go unchecked) */
+    const int checks_itself = pass == FC_BWD_DATA && e->bwd_data_checked && !(e->inexact[pass] & FC_OPND_0);
+    const fc_conv_impl *r = checks_itself ? e : route(e, d, pass, op0, op1);
     if (*ws == NULL || r != e) {
         *own = fc_aligned_alloc(r->workspace_size(d, pass));
         if (*own == NULL)

@@ -1240,8 +1240,9 @@ static void phase_items(const fc_conv_desc *d, const phase_set *S, const char *g
 /* A strided input gradient: every phase with taps (plan_phases) in one parallel region, work
    items of (image, tile of groups, tile of phase rows) running each phase's forward on their
    rows into a per-thread tile per column phase, merged into whole gx rows (merge_rows); the
-   phases no tap reaches are zeroed (first, for row phases none reaches at all). Returns 1,
-   having computed no item, where the packing finds a NaN or inf weight (bwd_data_checked). */
+   phases no tap reaches are zeroed (after, for row phases none reaches at all). Returns 1,
+   having written nothing of gx, where the packing finds a NaN or inf weight
+   (bwd_data_checked). */
 static int run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, const void *mask, void *gx_,
                       void *ws)
 {
@@ -1264,6 +1265,24 @@ static int run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, co
         build_offsets(&S.t[q], &S.p[q], 1, off[q]);
     }
     char *thread0 = cur;
+    int finite = 1;
+    if (S.n > 0) {
+        const iplan *p0 = &S.p[0];
+        const int64_t tgroups = d->groups / p0->G, items = d->n * tgroups * S.tiles;
+#pragma omp parallel num_threads(p0->nt)
+        {
+            const int64_t cbs = p0->cb; /* channel blocks, the same in every phase */
+#pragma omp for schedule(dynamic, 1) reduction(&& : finite)
+            for (int64_t gc = 0; gc < tgroups * cbs; gc++) /* the phases' W^T, block by block */
+                finite = pack_phases_block(d->dtype, &S, wt, w_, gc / cbs, gc % cbs) && finite;
+            /* (the loop's barrier: every thread sees the reduced flag) a NaN or inf weight:
+               decline, with nothing of gx written */
+            if (finite)
+                phase_items(d, &S, gy, wt, off, gx, thread0, items, (const char *)mask);
+        }
+        if (!finite)
+            return 1;
+    }
     /* rows of a row phase no tap reaches: zero (merge_rows writes every other row, zeros in
        the column phases no tap reaches) */
     for (int64_t a = 0, q = 0; a < d->stride_h; a++) {
@@ -1277,23 +1296,7 @@ static int run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, co
             for (int64_t i = a; i < d->h; i += d->stride_h)
                 memset(gx + (size_t)((r * d->h + i) * d->w) * es, 0, (size_t)d->w * es);
     }
-    if (S.n == 0)
-        return 0;
-    const iplan *p0 = &S.p[0];
-    const int64_t tgroups = d->groups / p0->G, items = d->n * tgroups * S.tiles;
-    int finite = 1;
-
-#pragma omp parallel num_threads(p0->nt)
-    {
-        const int64_t cbs = p0->cb; /* channel blocks, the same in every phase */
-#pragma omp for schedule(dynamic, 1) reduction(&& : finite)
-        for (int64_t gc = 0; gc < tgroups * cbs; gc++) /* the phases' W^T, block by block */
-            finite = pack_phases_block(d->dtype, &S, wt, w_, gc / cbs, gc % cbs) && finite;
-        /* (the loop's barrier: every thread sees the reduced flag) a NaN or inf weight: decline */
-        if (finite)
-            phase_items(d, &S, gy, wt, off, gx, thread0, items, (const char *)mask);
-    }
-    return !finite;
+    return 0;
 }
 
 /* The input gradient (through the ReLU whose output is relu_out, unless NULL) as forwards of

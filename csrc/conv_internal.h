@@ -122,7 +122,9 @@ typedef struct fc_conv_impl {
                             void *ws);
 } fc_conv_impl;
 
-#define FC_DECLINED 1 /* bwd_data_checked: the weights hold a NaN or inf */
+/* bwd_data_checked's answer where the weights hold a NaN or inf: internal to the driver, never
+   returned to a caller, and apart from every fc_status (FC_ENOMEM is 1) */
+#define FC_DECLINED (-1)
 
 /* The entries, each defined in its algorithm's own file. */
 extern const fc_conv_impl fc_impl_depthwise;     /* depthwise.c */

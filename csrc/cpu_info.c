@@ -122,7 +122,7 @@ FC_TARGET_POP
    its clock, and may power its vector units up, within the first fraction of a millisecond:
    a 256-bit trial run slow there and a 512-bit one fast read as two pipes on a one-pipe
    Zen 4), as the median of five adjacent 256/512 pairs (a pair shares its clock; one
-   preempted trial moves one pair). ~2 ms in all, once per process. */
+   preempted trial moves one pair). About 1 ms in all on Zen 4, once per process. */
 #define FMA_PAIRS 5
 static void measure_fma512(void)
 {
