@@ -153,6 +153,16 @@ static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, i
 /* Resolves, routes, and provides the workspace: the caller's, or (when none was given or
    the routing moved the call to another entry, whose needs the caller did not size for)
    one allocated here and freed by finish(). */
+/* A workspace for entry r allocated here (*own, freed by the caller), as *ws. */
+static int own_workspace(const fc_conv_impl *r, const fc_conv_desc *d, int pass, void **ws, void **own)
+{
+    *own = fc_aligned_alloc(r->workspace_size(d, pass));
+    if (*own == NULL)
+        return FC_ENOMEM;
+    *ws = *own;
+    return FC_OK;
+}
+
 static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, const void *op1,
                  void **ws, void **own, const fc_conv_impl **out)
 {
@@ -164,14 +174,8 @@ static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, con
        only where they are all it is inexact on (grad_y would otherwise go unchecked) */
     const int checks_itself = pass == FC_BWD_DATA && e->bwd_data_checked && !(e->inexact[pass] & FC_OPND_0);
     const fc_conv_impl *r = checks_itself ? e : route(e, d, pass, op0, op1);
-    if (*ws == NULL || r != e) {
-        *own = fc_aligned_alloc(r->workspace_size(d, pass));
-        if (*own == NULL)
-            return FC_ENOMEM;
-        *ws = *own;
-    }
     *out = r;
-    return FC_OK;
+    return *ws == NULL || r != e ? own_workspace(r, d, pass, ws, own) : FC_OK;
 }
 
 int fc_conv_fwd(const fc_conv_desc *d, int algo, const void *x, const void *w, const void *bias,
@@ -211,10 +215,8 @@ int fc_conv_bwd_data(const fc_conv_desc *d, int algo, const void *grad_y, const 
         /* w holds a NaN or inf: the exact entry, with a workspace of its own */
         free(own);
         e = exact_entry(d, FC_BWD_DATA);
-        own = fc_aligned_alloc(e->workspace_size(d, FC_BWD_DATA));
-        if (own == NULL)
+        if (own_workspace(e, d, FC_BWD_DATA, &workspace, &own) != FC_OK)
             return FC_ENOMEM;
-        workspace = own;
     }
     if (relu_out != NULL && e->bwd_data_relu != NULL) {
         e->bwd_data_relu(d, grad_y, w, relu_out, grad_x, workspace);

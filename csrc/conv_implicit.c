@@ -593,31 +593,25 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                     const int64_t last = d->w + d->pad_left - b; /* sw*j < last */                \
                     const int64_t hi = fc_max64(lo, fc_min64(wp, last > 0 ? (last + sw - 1) / sw : 0)); \
                     REAL *restrict dst = band + ((c * sh + a) * sw + b) * p->plane * G;           \
-                    if (G == 1 && sw == 1) { /* rows [r0, r1) read the image: one kernel call */  \
-                        const int64_t base = d->stride_h * i0 + a - d->pad_top; /* row 0's ih */  \
-                        int64_t r0 = 0, r1 = used;                                                \
-                        while (r0 < r1 && base + sh * r0 < 0)                                     \
-                            r0++;                                                                 \
-                        while (r1 > r0 && base + sh * (r1 - 1) >= d->h)                           \
-                            r1--;                                                                 \
-                        memset(dst, 0, (size_t)(r0 * wp) * sizeof(REAL));                         \
-                        p->kr->copy_rows(dst + r0 * wp, x_g + (c * d->h + base + sh * r0) * d->w + lo - d->pad_left, \
-                                         sh * d->w, r1 - r0, lo, hi, wp, COPY_PF_BYTES);          \
-                        memset(dst + r1 * wp, 0, (size_t)((br - r1) * wp) * sizeof(REAL));        \
+                    /* band rows [r0, r1) read the image (ih = base + sh*r); the others are zero */ \
+                    const int64_t base = d->stride_h * i0 + a - d->pad_top;                       \
+                    int64_t r0 = 0, r1 = used;                                                    \
+                    while (r0 < r1 && base + sh * r0 < 0)                                         \
+                        r0++;                                                                     \
+                    while (r1 > r0 && base + sh * (r1 - 1) >= d->h)                               \
+                        r1--;                                                                     \
+                    memset(dst, 0, (size_t)(r0 * wp * G) * sizeof(REAL));                         \
+                    memset(dst + r1 * wp * G, 0, (size_t)((br - r1) * wp * G) * sizeof(REAL));    \
+                    const REAL *src = x_g + (c * d->h + base + sh * r0) * d->w + (sw * lo + b - d->pad_left); \
+                    if (G == 1 && sw == 1) { /* one kernel call */                                \
+                        p->kr->copy_rows(dst + r0 * wp, src, sh * d->w, r1 - r0, lo, hi, wp, COPY_PF_BYTES); \
                         continue;                                                                 \
                     }                                                                             \
-                    for (int64_t r = 0; r < br; r++, dst += wp * G) {                             \
-                        const int64_t ih = d->stride_h * i0 + sh * r + a - d->pad_top;            \
-                        if (r >= used || ih < 0 || ih >= d->h) {                                  \
-                            for (int64_t j = 0; j < wp * G; j++)                                  \
-                                dst[j] = 0;                                                       \
-                            continue;                                                             \
-                        }                                                                         \
+                    dst += r0 * wp * G;                                                           \
+                    for (int64_t r = r0; r < r1; r++, dst += wp * G, src += sh * d->w) {          \
                         for (int64_t j = 0; j < lo * G; j++)                                      \
                             dst[j] = 0;                                                           \
                         if (hi > lo) {                                                            \
-                            const REAL *restrict src =                                            \
-                                x_g + (c * d->h + ih) * d->w + (sw * lo + b - d->pad_left);       \
                             for (int64_t g = 0; g < G; g++) {                                     \
                                 const char *ahead = (const char *)(src + g * gstride) + COPY_PF_BYTES; \
                                 for (int64_t o = 0; o < (hi - lo) * sw * (int64_t)sizeof(REAL); o += 64) \
@@ -673,6 +667,13 @@ static void block_channels(const iplan *p, int64_t cb0, int64_t cb1, int64_t *c0
 /* Source elements a gather_wt call takes (its table is on the stack). */
 #define PACK_MAX_TAPS 64
 
+/* The W^T row (in lanes of width) of tap t of a flipped (bwd_data phase) problem, less its
+   channel's part: the forward's tap order (l*cg + c)*KW + m, build_offsets'. */
+static int64_t flip_row(const iplan *p, int64_t t, int64_t width)
+{
+    return (t / p->kw * p->cg * p->kw + t % p->kw) * width;
+}
+
 /* The table of source elements [e0, e0 + n) of a gather_wt call, for runs that start at
    channel c of each filter: the W^T row, less c's part, of the tap that reads element e, or
    -1 for none. Not flipped, element e is tap e (channel c + e / KK, kernel tap e % KK); its
@@ -689,7 +690,7 @@ static void wt_tables(const iplan *p, int flip, int64_t e0, int64_t n, int64_t w
     for (int64_t t = 0; t < p->KK; t++) {
         const int64_t e = p->tap_of[t];
         if (e >= e0 && e < e0 + n)
-            drow[e - e0] = (t / p->kw * p->cg * p->kw + t % p->kw) * width;
+            drow[e - e0] = flip_row(p, t, width);
     }
 }
 
@@ -1085,8 +1086,7 @@ static void fwd_items(const fc_conv_desc *d, const iplan *p, const char *x, cons
             int64_t c0, c1;
             block_channels(p, cb0, cb1, &c0, &c1);
             const size_t m_off = y_off + (size_t)(c0 * d->oh * d->ow) * es;
-            fc_relu_mask_rows(d->dtype, y + m_off, mask + m_off, d->oh * d->ow, c1 - c0,
-                              rows * d->ow);
+            fc_relu_mask_rows(d->dtype, y + m_off, mask + m_off, d->oh * d->ow, c1 - c0, rows * d->ow);
         }
     }
 }
@@ -1174,7 +1174,7 @@ static int pack_phases_block(int dtype, const phase_set *S, char *const *wt, con
         const iplan *p = &S->p[q];
         const int64_t rel = (int64_t)((wt[q] + (size_t)((gt * p->kv * vl + c0) * p->K) * es) - base) / (int64_t)es;
         for (int64_t t = 0; t < p->KK; t++) {
-            drow[p->tap_of[t]] = rel + (t / p->kw * p->cg * p->kw + t % p->kw) * width;
+            drow[p->tap_of[t]] = rel + flip_row(p, t, width);
             dstep[p->tap_of[t]] = p->kw * width;
         }
     }

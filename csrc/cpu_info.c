@@ -124,6 +124,12 @@ FC_TARGET_POP
    Zen 4), as the median of five adjacent 256/512 pairs (a pair shares its clock; one
    preempted trial moves one pair). About 1 ms in all on Zen 4, once per process. */
 #define FMA_PAIRS 5
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void measure_fma512(void)
 {
     for (int t = 0; t < 2; t++) {
@@ -135,12 +141,7 @@ static void measure_fma512(void)
         const double x = fma256_rate(20000), y = fma512_rate(20000);
         ratio[t] = x > 0 ? 2.0 * y / x : 0.0; /* 512-bit FMAs per cycle */
     }
-    for (int i = 1; i < FMA_PAIRS; i++) /* insertion sort: five values */
-        for (int j = i; j > 0 && ratio[j] < ratio[j - 1]; j--) {
-            const double v = ratio[j];
-            ratio[j] = ratio[j - 1];
-            ratio[j - 1] = v;
-        }
+    qsort(ratio, FMA_PAIRS, sizeof ratio[0], cmp_double);
     info.fma512_ratio = ratio[FMA_PAIRS / 2];
     info.fma512_ports = info.fma512_ratio >= 1.5 ? 2 : 1;
 }
