@@ -574,8 +574,9 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
    sw*j + b - pad_left; zero outside the image (and in rows past this tile's). With G groups
    a tile (x_g: the first one's channels) each element is a chunk of G, one per group. One
    group and unit column steps (most layers): each channel's image rows in one copy_rows call
-   (per row, memcpy and the padding's zeroing loops took 3.6 % of a 26x26 forward); else
-   per row, the groups interleaved by the ISA's kernel or the stride's columns gathered. */
+   (per row, memcpy and the padding's zeroing loops took 3.6 % of a 26x26 forward), G groups
+   (up to 4) in one copy_rows_grp call where the ISA has one; else per row, the groups interleaved by
+   the ISA's kernel or the stride's columns gathered. */
 #define DEFINE_COPY_BAND(REAL, SFX)                                                               \
     static void copy_band_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *x_g, int64_t i0, \
                                 int64_t rows, int64_t c0, int64_t c1, REAL *band)                 \
@@ -605,6 +606,11 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                     const REAL *src = x_g + (c * d->h + base + sh * r0) * d->w + (sw * lo + b - d->pad_left); \
                     if (G == 1 && sw == 1) { /* one kernel call */                                \
                         p->kr->copy_rows(dst + r0 * wp, src, sh * d->w, r1 - r0, lo, hi, wp, COPY_PF_BYTES); \
+                        continue;                                                                 \
+                    }                                                                             \
+                    if (sw == 1 && G <= 4 && p->kr->copy_rows_grp) { /* G groups: one kernel call */ \
+                        p->kr->copy_rows_grp(dst + r0 * wp * G, src, sh * d->w, gstride, G, r1 - r0, lo, hi, wp, \
+                                             COPY_PF_BYTES);                                      \
                         continue;                                                                 \
                     }                                                                             \
                     dst += r0 * wp * G;                                                           \
@@ -805,17 +811,21 @@ static void valid_kernel_rows(const fc_conv_desc *d, int64_t first, int64_t last
    resnet_3x3 and mnist_c2 1.02-1.03x, the small layers within +-1 %; 16 groups no better. */
 #define FWD_CHUNK_GROUPS 8
 
+/* Whether the tile's groups have narrow and edge kernels (fwd[e][v][k-1] all built; for G
+   groups a tile, those GROUP_EDGE_TILES lists: fwd_grp[lg][v][e][k-1]). Else only full groups
+   run on across rows, none leaving out edge taps. */
+static int narrow_kernels(const iplan *p) { return p->G == 1 || p->kr->fwd_grp[p->lg][p->kv][0][0] != NULL; }
+
 /* Which edge columns' padding taps a tile's groups may leave out (fwd[e]): bit 0, the
    left (a row's first pixel reads it through each first kernel column), bit 1, the right (a
    row's last pixel, through each last column); bits 2-3, the kind (fwd_nv): 1 where the
    second pixel from each such edge reads padding through the edge column and the edge
    pixel through the middle one too (padding 2, as in an unpadded layer's input gradient),
-   2 where only the first holds (padding 2 at dilation 2), else 0. For 3-column kernels,
-   one group a tile (G == 1: the grouped kernels have no edge variants) and finite weights
-   (skip). */
+   2 where only the first holds (padding 2 at dilation 2), else 0 (always 0 for G groups a
+   tile: fwd_grp has kind 0 only). For 3-column kernels and finite weights (skip). */
 static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip)
 {
-    if (!skip || p->G > 1 || d->kw != 3)
+    if (!skip || d->kw != 3 || !narrow_kernels(p))
         return 0;
     const int64_t sw = d->stride_w, dil = d->dil_w; /* sw: 1 in phase planes, as in the band */
     /* pixels of a row whose tap m reads the left padding (j*sw + m*dil < pad_left), and the
@@ -833,6 +843,8 @@ static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip)
         kind = 1;
     else if ((!left || lpx[0] >= 2) && (!right || rpx[2] >= 2))
         kind = 2;
+    if (p->G > 1) /* the grouped kernels have kind 0 only, which leaves out a subset of any kind's taps */
+        kind = 0;
     return left | right << 1 | (left || right ? kind << 2 : 0);
 }
 
@@ -912,7 +924,7 @@ static int tile_rows_aligned(align_memo *m, const fc_conv_desc *d, const iplan *
 {
     if (m->d != d || m->i0 != i0 || m->rows != rows) {
         m->d = d, m->i0 = i0, m->rows = rows;
-        m->aligned = p->G == 1 && rows_aligned(d, p, i0, rows, skip, cols);
+        m->aligned = narrow_kernels(p) && rows_aligned(d, p, i0, rows, skip, cols);
     }
     return m->aligned;
 }
@@ -932,8 +944,8 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
    rows or, where rows_aligned says so, starting at every row; each group against channel
    blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile (row r = P / OW,
    column j = P % OW) is band element (r*rstep*wp + j*cstep)*G (steps of the stride in an
-   unphased band); a group of fewer than MR pixels takes a narrow kernel (fwd[0][v][k-1];
-   grouped tiles: the full one, its unused slots repeating the first pixel, not stored).
+   unphased band); a group of fewer than MR pixels takes a narrow kernel (fwd[e][v][k-1],
+   fwd_grp[lg][v][e][k-1]; its unused px slots repeat the first pixel).
    skip: the weights are finite, so taps that read only padding add exact zeros and are left
    out: whole kernel rows (a tap range per pixel group: the union over its rows) and, for
    3-column kernels, the edge columns' taps of a group's first and last pixel where they
@@ -1001,10 +1013,13 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             const int64_t c0 = v0 * vl, nch = fc_min64(nv * vl, p->kg - c0);
             const char *wcb = wt + (size_t)(c0 * p->K) * es, *bcb = bias ? bias + (size_t)c0 * es : NULL;
             if (G > 1) { /* one block: all of the G groups' lanes */
-                const fc_implicit_fwd_grp_fn kernel = p->kr->fwd_grp[p->lg][nv];
+                const fc_implicit_fwd_grp_fn(*kernels)[8] = p->kr->fwd_grp[p->lg][nv];
+                const int narrow = narrow_kernels(p);
                 for (int q = 0; q < ng; q++) {
                     if (C1 < pixels)
                         prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);
+                    /* (a tile without narrow kernels: its last, short group computed whole) */
+                    const fc_implicit_fwd_grp_fn kernel = narrow ? kernels[ge[q]][gn[q] - 1] : kernels[0][MR - 1];
                     kernel(gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q], off + gk0[q],
                            y_t + (size_t)g0[q] * es, lane_rows, gn[q], bcb, relu);
                 }

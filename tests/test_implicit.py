@@ -57,6 +57,15 @@ CASES = [
     Case("groups_of_8_packed_s2_wide", 2, 32, 9, 41, 32, (3, 3), 1, 1, 4, 2),
     # 6 a group: in f64 on AVX-512 4 groups fill a three-vector tile (24 lanes)
     Case("groups_of_6_three_vectors", 2, 48, 9, 10, 48, (3, 3), 1, 1, 8),
+    # packed groups starting a pixel group at every row, the edge pixels leaving out their
+    # padding taps (fwd_grp[lg][v][e][k-1]): rows of 14 (8 + 6, AVX2 6 + 6 + 2) of 16
+    # channels a group; rows of 7, one group both starting and ending its row; padding on
+    # the left only (a narrow group that starts a row and ends it without an edge); the
+    # input gradient of an unpadded layer (padding 2: the grouped kernels' kind 0 only)
+    Case("groups_of_16_rows_of_14", 1, 64, 6, 14, 64, (3, 3), 1, 1, 4),
+    Case("groups_of_8_rows_of_7", 2, 32, 7, 7, 32, (3, 3), 1, 1, 4),
+    Case("groups_of_4_left_pad_only", 1, 32, 5, 7, 32, (3, 3), ((1, 1), (1, 0)), 1, 8),
+    Case("groups_of_8_valid", 1, 32, 8, 10, 32, (3, 3), 0, 1, 4),
     Case("k5_pad4", 2, 3, 17, 19, 9, (5, 5), 4),
     Case("pad_wider_than_kernel", 2, 16, 9, 9, 40, (3, 3), 5),
     Case("asymmetric", 1, 4, 8, 9, 8, (2, 4), ((0, 2), (1, 3)), (2, 1)),

@@ -40,12 +40,13 @@
  *         transposes: dst[q*dstep[e] + drow[e] + j] = f[j][q*fstep + e] for runs q < runs and
  *         elements e < span with drow[e] >= 0 (see conv_implicit.c, pack_wt); returns
  *         whether all the elements read are finite.
- * fwd_grp[lg][v]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers whose
- *         kg channels a group fill less than the tile). The band holds the G groups' values
- *         of each (channel, position) side by side, so px and off address G-element chunks,
- *         and one broadcast of a chunk feeds lane L = i*G + g with channel i of group g
- *         (wt and bias packed in that lane order). Lane L's MR pixels are stored at
- *         y + lane_rows[L] (all v*vl lanes are real channels).
+ * fwd_grp[lg][v][e][k-1]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers
+ *         whose kg channels a group fill less than the tile). The band holds the G groups'
+ *         values of each (channel, position) side by side, so px and off address G-element
+ *         chunks, and one broadcast of a chunk feeds lane L = i*G + g with channel i of group g
+ *         (wt and bias packed in that lane order). Lane L's first npx pixels are stored at
+ *         y + lane_rows[L] (all v*vl lanes are real channels). k pixels computed and e the
+ *         edge case, as fwd's (kind 0 only: e < 4).
  */
 #ifndef FASTCONV_IMPLICIT_H
 #define FASTCONV_IMPLICIT_H
@@ -75,6 +76,9 @@ typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gs
 typedef void (*fc_implicit_copy_rows_fn)(void *dst, const void *src, int64_t lds, int64_t rows, int64_t lo,
                                          int64_t hi, int64_t wp, int64_t pf);
 
+typedef void (*fc_implicit_copy_rows_grp_fn)(void *dst, const void *src, int64_t lds, int64_t gstride, int64_t G,
+                                             int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf);
+
 typedef int (*fc_implicit_gather_wt_fn)(const void *const *f, int64_t span, int64_t runs, int64_t fstep, void *dst,
                                         const int64_t *dstep, const int64_t *drow);
 
@@ -82,7 +86,8 @@ typedef struct fc_implicit_kernels {
     int mr, nr, vl;                 /* tiles: MR pixels (fwd) or taps (wgrad) x NR channels */
     const fc_implicit_fwd_fn (*fwd)[4][8]; /* [e][v][k - 1], e < 12: fwd of k pixels, v vectors of vl channels
                                             (v up to NR / vl), e: edge columns' padding taps left out */
-    fc_implicit_fwd_grp_fn fwd_grp[4][4]; /* [log2 G][v]: G = 2 .. vl/2 groups a tile; NULL: none */
+    const fc_implicit_fwd_grp_fn (*fwd_grp[4][4])[8]; /* [log2 G][v][e][k - 1]: G = 2 .. vl/2 groups a tile
+                                                        (NULL: none), k pixels, edge case e < 4 (as fwd's) */
     fc_implicit_wgrad_fn wgrad;
     fc_implicit_wgrad_fn wgrad_1v;  /* MR x vl: the weight gradient of kg <= vl channels */
     fc_implicit_wgrad_fn wgrad_grp[4][4]; /* [log2 G][v]: wgrad for G groups a tile (as fwd_grp) */
@@ -93,6 +98,9 @@ typedef struct fc_implicit_kernels {
                                            e < span, drow[e] >= 0, j < vl (f[j] NULL: 0); 1 when all finite */
     fc_implicit_copy_rows_fn copy_rows; /* band rows: dst[r*wp + j] = src[r*lds + j - lo] for lo <= j < hi,
                                            else 0; r < rows; source lines pf bytes ahead prefetched */
+    fc_implicit_copy_rows_grp_fn copy_rows_grp; /* copy_rows of G <= 4 groups interleaved: dst[(r*wp + j)*G + g]
+                                                   = src[g*gstride + r*lds + j - lo]; NULL: none (per row,
+                                                   interleave) */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

@@ -169,6 +169,8 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 #define TRANSPOSE_STORE f32_transpose_store
 #define BCAST_GROUPS f32_bcast_groups
 #define GROUP_TILES(X) X(2, 1) X(2, 2) X(4, 1) X(4, 2)
+#define GROUP_EDGE_TILES(X) X(2, 2) X(4, 2) /* 8, 4 channels a group */
+#define GROUP_PLAIN_TILES(X) X(2, 1) X(4, 1)
 #include "implicit_kernels.inc"
 #undef FN
 
@@ -193,6 +195,8 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
 #define TRANSPOSE_STORE f64_transpose_store
 #define BCAST_GROUPS f64_bcast_groups
 #define GROUP_TILES(X) X(2, 1) X(2, 2)
+#define GROUP_EDGE_TILES(X) X(2, 2) /* 4 channels a group */
+#define GROUP_PLAIN_TILES(X) X(2, 1)
 #include "implicit_kernels.inc"
 
 #undef MR

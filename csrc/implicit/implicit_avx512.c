@@ -214,47 +214,53 @@ static void f32_interleave_s2_g4(float *dst, const float *src, int64_t gstride, 
     }
 }
 
+/* o[j*G + g] = v[g][j] for j < m (<= 16), G = 2, 4 or 8: one 16-column block of a tile of G
+   groups' band rows (ResNeXt's 16, 8 or 4 channels a group), stored with masks. G = 2: two
+   permutes interleave the pair; G = 4: the 4 x 16 transpose; G = 8: two 8 x 8 transposes of
+   the vectors' halves, one column (8 groups) a 256-bit store. */
+static inline __attribute__((always_inline)) void f32_interleave_store(const __m512 *v, float *o, int64_t m,
+                                                                       const int G)
+{
+    if (G == 2) {
+        const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const int64_t left = 2 * m - 16; /* elements of the second store */
+        _mm512_mask_storeu_ps(o, (__mmask16)((1u << (left >= 0 ? 16 : 2 * m)) - 1),
+                              _mm512_permutex2var_ps(v[0], lo, v[1]));
+        if (left > 0)
+            _mm512_mask_storeu_ps(o + 16, (__mmask16)((1u << left) - 1), _mm512_permutex2var_ps(v[0], hi, v[1]));
+    } else if (G == 4) {
+        f32_interleave4_regs(v, o, m);
+    } else { /* 8 */
+        for (int h = 0; h < 2 && 8 * h < m; h++) {
+            __m256 r[8], col[8];
+            for (int g = 0; g < 8; g++)
+                r[g] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[g]), 1))
+                         : _mm512_castps512_ps256(v[g]);
+            f32_transpose8(r, col);
+            for (int j = 0; j < 8 && 8 * h + j < m; j++)
+                _mm256_storeu_ps(o + 8 * (8 * h + j), col[j]);
+        }
+    }
+}
+
 /* dst[j*G + g] = src[g*gstride + j] for j < n, g < G = 2, 4 or 8: the band rows of a tile of G
-   groups (ResNeXt's 16, 8 or 4 channels a group), 16 columns at a time, masked at the row's
-   end. The scalar loop the compiler made of it (rows of 14-56 columns) took 7-11 % of those
-   layers' forward and input gradient. G = 2: two permutes interleave the pair; G = 4: the 4 x
-   16 transpose; G = 8: two 8 x 8 transposes of the vectors' halves, one column (8 groups) a
-   256-bit store. */
+   groups, 16 columns at a time, masked at the row's end. (The scalar loop the compiler made of
+   it, rows of 14-56 columns, took 7-11 % of those layers' forward and input gradient.) */
 static void f32_interleave_unit(float *dst, const float *src, int64_t gstride, int64_t n, int64_t G)
 {
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const int64_t m = n - j0 < 16 ? n - j0 : 16;
         const __mmask16 mask = (__mmask16)((1u << m) - 1);
-        const float *s = src + j0;
-        float *o = dst + G * j0;
-        if (G == 2) {
-            const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            const __m512 a = _mm512_maskz_loadu_ps(mask, s), b = _mm512_maskz_loadu_ps(mask, s + gstride);
-            const int64_t left = 2 * m - 16; /* elements of the second store */
-            _mm512_mask_storeu_ps(o, (__mmask16)((1u << (left >= 0 ? 16 : 2 * m)) - 1),
-                                  _mm512_permutex2var_ps(a, lo, b));
-            if (left > 0)
-                _mm512_mask_storeu_ps(o + 16, (__mmask16)((1u << left) - 1), _mm512_permutex2var_ps(a, hi, b));
-        } else if (G == 4) {
-            __m512 v[4];
-            for (int g = 0; g < 4; g++)
-                v[g] = _mm512_maskz_loadu_ps(mask, s + g * gstride);
-            f32_interleave4_regs(v, o, m);
-        } else { /* 8 */
-            __m512 v[8];
-            for (int g = 0; g < 8; g++)
-                v[g] = _mm512_maskz_loadu_ps(mask, s + g * gstride);
-            for (int h = 0; h < 2 && 8 * h < m; h++) {
-                __m256 r[8], col[8];
-                for (int g = 0; g < 8; g++)
-                    r[g] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[g]), 1))
-                             : _mm512_castps512_ps256(v[g]);
-                f32_transpose8(r, col);
-                for (int j = 0; j < 8 && 8 * h + j < m; j++)
-                    _mm256_storeu_ps(o + 8 * (8 * h + j), col[j]);
-            }
-        }
+        __m512 v[8];
+        for (int g = 0; g < G; g++)
+            v[g] = _mm512_maskz_loadu_ps(mask, src + j0 + g * gstride);
+        if (G == 2)
+            f32_interleave_store(v, dst + G * j0, m, 2);
+        else if (G == 4)
+            f32_interleave_store(v, dst + G * j0, m, 4);
+        else
+            f32_interleave_store(v, dst + G * j0, m, 8);
     }
 }
 
@@ -264,6 +270,42 @@ static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int6
     a = a < 0 ? 0 : a > vl ? vl : a;
     b = b < 0 ? 0 : b > vl ? vl : b;
     return b > a ? ((1u << b) - 1) & ~((1u << a) - 1) : 0u;
+}
+
+/* copy_rows for a tile of G = 2 or 4 groups: rows r < rows of the band, wp*G elements each
+   (dst + r*wp*G), element j*G + g = src[g*gstride + r*lds + j - lo] for lo <= j < hi, else 0;
+   each group's source lines pf bytes ahead prefetched. A row is G masked loads and one
+   interleaving store (f32_interleave_store) per 16 columns, padding included: per row, the
+   driver's zeroing loops, prefetch loops and interleave call took 11-13 % of a 14x14 forward
+   of 16 channels a group: 4.5-7.6 % faster, forward, input and weight gradients of G = 2 and
+   4 (16 and 8 channels a group, 14x14 and 28x28, stride 1 and 2). Not G = 8: its two 8 x 8
+   transposes a block bound it either way (0-3 % slower than per row). */
+static inline __attribute__((always_inline)) void f32_copy_rows_g(float *dst, const float *src, int64_t lds,
+                                                                  int64_t gstride, int64_t rows, int64_t lo,
+                                                                  int64_t hi, int64_t wp, int64_t pf, const int G)
+{
+    for (int64_t r = 0; r < rows; r++, dst += wp * G, src += lds) {
+        for (int g = 0; g < G; g++)
+            for (int64_t o = 0; o < (hi - lo) * (int64_t)sizeof(float); o += 64)
+                __builtin_prefetch((const char *)(src + g * gstride) + pf + o);
+        const float *s = src - lo; /* column j of group g: s[g*gstride + j] */
+        for (int64_t j0 = 0; j0 < wp; j0 += 16) {
+            const __mmask16 in = (__mmask16)range_mask(lo - j0, hi - j0, 16);
+            __m512 v[8];
+            for (int g = 0; g < G; g++)
+                v[g] = _mm512_maskz_loadu_ps(in, s + g * gstride + j0);
+            f32_interleave_store(v, dst + G * j0, wp - j0 < 16 ? wp - j0 : 16, G);
+        }
+    }
+}
+
+static void f32_copy_rows_grp(void *dst, const void *src, int64_t lds, int64_t gstride, int64_t G, int64_t rows,
+                              int64_t lo, int64_t hi, int64_t wp, int64_t pf)
+{
+    if (G == 2)
+        f32_copy_rows_g((float *)dst, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 2);
+    else
+        f32_copy_rows_g((float *)dst, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 4);
 }
 
 #define INTERLEAVE_UNIT f32_interleave_unit
@@ -291,6 +333,8 @@ static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int6
 #define TRANSPOSE_STORE f32_transpose_store
 #define BCAST_GROUPS f32_bcast_groups
 #define GROUP_TILES(X) X(2, 1) X(2, 2) X(4, 1) X(4, 2) X(8, 1) X(8, 2)
+#define GROUP_EDGE_TILES(X) X(2, 2) X(4, 2) X(8, 2) /* 16, 8, 4 channels a group */
+#define GROUP_PLAIN_TILES(X) X(2, 1) X(4, 1) X(8, 1)
 #include "implicit_kernels.inc"
 #undef FN
 
@@ -315,6 +359,8 @@ static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int6
 #define TRANSPOSE_STORE f64_transpose_store
 #define BCAST_GROUPS f64_bcast_groups
 #define GROUP_TILES(X) X(2, 1) X(2, 2) X(2, 3) X(4, 1) X(4, 2) X(4, 3)
+#define GROUP_EDGE_TILES(X) X(2, 2) X(4, 2) /* 8, 4 channels a group */
+#define GROUP_PLAIN_TILES(X) X(2, 1) X(2, 3) X(4, 1) X(4, 3)
 #include "implicit_kernels.inc"
 #undef MR
 
@@ -330,7 +376,7 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
                   {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
     .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
     .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt,
-    .copy_rows = f32_8x32_copy_rows};
+    .copy_rows = f32_8x32_copy_rows, .copy_rows_grp = f32_copy_rows_grp};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = f64_8x24_fwd_table,
