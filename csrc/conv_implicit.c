@@ -609,8 +609,8 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                         continue;                                                                 \
                     }                                                                             \
                     if (sw == 1 && G <= 4 && p->kr->copy_rows_grp) { /* G groups: one kernel call */ \
-                        p->kr->copy_rows_grp(dst + r0 * wp * G, src, sh * d->w, gstride, G, r1 - r0, lo, hi, wp, \
-                                             COPY_PF_BYTES);                                      \
+                        p->kr->copy_rows_grp(dst + r0 * wp * G, wp * G, src, sh * d->w, gstride, G, r1 - r0, lo, \
+                                             hi, wp, COPY_PF_BYTES);                              \
                         continue;                                                                 \
                     }                                                                             \
                     dst += r0 * wp * G;                                                           \
@@ -1049,6 +1049,20 @@ static void merge_rows(const fc_conv_desc *d, const fc_implicit_kernels *kr, cha
     const size_t es = fc_elem_size(d->dtype);
     const int64_t sw = d->stride_w, W = d->w, full = W / sw; /* columns every phase has */
     const int vector = sw == 2 || ((sw == 4 || sw == 8) && W % sw == 0); /* kr->interleave's cases */
+    if ((sw == 2 || sw == 4) && W % sw == 0 && kr->copy_rows_grp) {
+        /* every phase full, its slots equally apart: a channel's rows in one call (per row, the
+           call and loop took a third of a stride-2 grouped input gradient, 14-column phases) */
+        const int64_t gstride = (int64_t)((slot[1] - slot[0]) / (ptrdiff_t)es);
+        for (int64_t c = 0; c < count; c++) {
+            const size_t row = (size_t)(((n * d->c_in + c0 + c) * d->h + i0 * d->stride_h + a) * W);
+            kr->copy_rows_grp(gx + row * es, d->stride_h * W, slot[0] + (size_t)(c * rows * full) * es, full, gstride,
+                              sw, rows, 0, full, full, 0);
+            for (int64_t i = 0; i < rows && mask; i++)
+                fc_relu_mask_rows(d->dtype, gx + (row + (size_t)(i * d->stride_h * W)) * es,
+                                  mask + (row + (size_t)(i * d->stride_h * W)) * es, 0, 1, W);
+        }
+        return;
+    }
     for (int64_t c = 0; c < count; c++)
         for (int64_t i = 0; i < rows; i++) {
             const size_t row = (size_t)(((n * d->c_in + c0 + c) * d->h + (i0 + i) * d->stride_h + a) * W);

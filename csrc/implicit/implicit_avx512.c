@@ -272,20 +272,22 @@ static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int6
     return b > a ? ((1u << b) - 1) & ~((1u << a) - 1) : 0u;
 }
 
-/* copy_rows for a tile of G = 2 or 4 groups: rows r < rows of the band, wp*G elements each
-   (dst + r*wp*G), element j*G + g = src[g*gstride + r*lds + j - lo] for lo <= j < hi, else 0;
-   each group's source lines pf bytes ahead prefetched. A row is G masked loads and one
+/* copy_rows for a tile of G = 2 or 4 groups: rows r < rows of wp*G elements (dst + r*ldd),
+   element j*G + g = src[g*gstride + r*lds + j - lo] for lo <= j < hi, else 0; each group's
+   source lines pf bytes ahead prefetched (pf > 0). Also a strided input gradient's merge of
+   G column phases into gx rows (lo = 0, hi = wp: no padding). A row is G masked loads and one
    interleaving store (f32_interleave_store) per 16 columns, padding included: per row, the
    driver's zeroing loops, prefetch loops and interleave call took 11-13 % of a 14x14 forward
    of 16 channels a group: 4.5-7.6 % faster, forward, input and weight gradients of G = 2 and
    4 (16 and 8 channels a group, 14x14 and 28x28, stride 1 and 2). Not G = 8: its two 8 x 8
    transposes a block bound it either way (0-3 % slower than per row). */
-static inline __attribute__((always_inline)) void f32_copy_rows_g(float *dst, const float *src, int64_t lds,
-                                                                  int64_t gstride, int64_t rows, int64_t lo,
-                                                                  int64_t hi, int64_t wp, int64_t pf, const int G)
+static inline __attribute__((always_inline)) void f32_copy_rows_g(float *dst, int64_t ldd, const float *src,
+                                                                  int64_t lds, int64_t gstride, int64_t rows,
+                                                                  int64_t lo, int64_t hi, int64_t wp, int64_t pf,
+                                                                  const int G)
 {
-    for (int64_t r = 0; r < rows; r++, dst += wp * G, src += lds) {
-        for (int g = 0; g < G; g++)
+    for (int64_t r = 0; r < rows; r++, dst += ldd, src += lds) {
+        for (int g = 0; g < G && pf > 0; g++)
             for (int64_t o = 0; o < (hi - lo) * (int64_t)sizeof(float); o += 64)
                 __builtin_prefetch((const char *)(src + g * gstride) + pf + o);
         const float *s = src - lo; /* column j of group g: s[g*gstride + j] */
@@ -299,13 +301,13 @@ static inline __attribute__((always_inline)) void f32_copy_rows_g(float *dst, co
     }
 }
 
-static void f32_copy_rows_grp(void *dst, const void *src, int64_t lds, int64_t gstride, int64_t G, int64_t rows,
-                              int64_t lo, int64_t hi, int64_t wp, int64_t pf)
+static void f32_copy_rows_grp(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t gstride, int64_t G,
+                              int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf)
 {
     if (G == 2)
-        f32_copy_rows_g((float *)dst, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 2);
+        f32_copy_rows_g((float *)dst, ldd, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 2);
     else
-        f32_copy_rows_g((float *)dst, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 4);
+        f32_copy_rows_g((float *)dst, ldd, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 4);
 }
 
 #define INTERLEAVE_UNIT f32_interleave_unit
