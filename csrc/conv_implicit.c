@@ -574,8 +574,8 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
    sw*j + b - pad_left; zero outside the image (and in rows past this tile's). With G groups
    a tile (x_g: the first one's channels) each element is a chunk of G, one per group. One
    group and unit column steps (most layers): each channel's image rows in one copy_rows call
-   (per row, memcpy and the padding's zeroing loops took 3.6 % of a 26x26 forward), G groups
-   (up to 4) in one copy_rows_grp call where the ISA has one; else per row, the groups interleaved by
+   (per row, memcpy and the padding's zeroing loops took 3.6 % of a 26x26 forward), 2 or 4
+   groups at column steps 1 or 2 in one copy_rows_grp call where the ISA has one; else per row, the groups interleaved by
    the ISA's kernel or the stride's columns gathered. */
 #define DEFINE_COPY_BAND(REAL, SFX)                                                               \
     static void copy_band_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *x_g, int64_t i0, \
@@ -608,9 +608,9 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                         p->kr->copy_rows(dst + r0 * wp, src, sh * d->w, r1 - r0, lo, hi, wp, COPY_PF_BYTES); \
                         continue;                                                                 \
                     }                                                                             \
-                    if (sw == 1 && G <= 4 && p->kr->copy_rows_grp) { /* G groups: one kernel call */ \
-                        p->kr->copy_rows_grp(dst + r0 * wp * G, wp * G, src, sh * d->w, gstride, G, r1 - r0, lo, \
-                                             hi, wp, COPY_PF_BYTES);                              \
+                    if (sw <= 2 && (G == 2 || G == 4) && p->kr->copy_rows_grp) { /* G groups: one call */ \
+                        p->kr->copy_rows_grp(dst + r0 * wp * G, wp * G, src, sh * d->w, sw, gstride, G, r1 - r0, \
+                                             lo, hi, wp, COPY_PF_BYTES);                          \
                         continue;                                                                 \
                     }                                                                             \
                     dst += r0 * wp * G;                                                           \
@@ -1055,8 +1055,8 @@ static void merge_rows(const fc_conv_desc *d, const fc_implicit_kernels *kr, cha
         const int64_t gstride = (int64_t)((slot[1] - slot[0]) / (ptrdiff_t)es);
         for (int64_t c = 0; c < count; c++) {
             const size_t row = (size_t)(((n * d->c_in + c0 + c) * d->h + i0 * d->stride_h + a) * W);
-            kr->copy_rows_grp(gx + row * es, d->stride_h * W, slot[0] + (size_t)(c * rows * full) * es, full, gstride,
-                              sw, rows, 0, full, full, 0);
+            kr->copy_rows_grp(gx + row * es, d->stride_h * W, slot[0] + (size_t)(c * rows * full) * es, full, 1,
+                              gstride, sw, rows, 0, full, full, 0);
             for (int64_t i = 0; i < rows && mask; i++)
                 fc_relu_mask_rows(d->dtype, gx + (row + (size_t)(i * d->stride_h * W)) * es,
                                   mask + (row + (size_t)(i * d->stride_h * W)) * es, 0, 1, W);

@@ -76,8 +76,9 @@ typedef void (*fc_implicit_interleave_fn)(void *dst, const void *src, int64_t gs
 typedef void (*fc_implicit_copy_rows_fn)(void *dst, const void *src, int64_t lds, int64_t rows, int64_t lo,
                                          int64_t hi, int64_t wp, int64_t pf);
 
-typedef void (*fc_implicit_copy_rows_grp_fn)(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t gstride,
-                                             int64_t G, int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf);
+typedef void (*fc_implicit_copy_rows_grp_fn)(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t sx,
+                                             int64_t gstride, int64_t G, int64_t rows, int64_t lo, int64_t hi,
+                                             int64_t wp, int64_t pf);
 
 typedef int (*fc_implicit_gather_wt_fn)(const void *const *f, int64_t span, int64_t runs, int64_t fstep, void *dst,
                                         const int64_t *dstep, const int64_t *drow);
@@ -98,9 +99,10 @@ typedef struct fc_implicit_kernels {
                                            e < span, drow[e] >= 0, j < vl (f[j] NULL: 0); 1 when all finite */
     fc_implicit_copy_rows_fn copy_rows; /* band rows: dst[r*wp + j] = src[r*lds + j - lo] for lo <= j < hi,
                                            else 0; r < rows; source lines pf bytes ahead prefetched */
-    fc_implicit_copy_rows_grp_fn copy_rows_grp; /* copy_rows of G <= 4 groups interleaved: dst[r*ldd + j*G + g]
-                                                   = src[g*gstride + r*lds + j - lo] (j < wp; 0 outside
-                                                   [lo, hi)); pf > 0: prefetch; NULL: none (per row, interleave) */
+    fc_implicit_copy_rows_grp_fn copy_rows_grp; /* copy_rows of G = 2 or 4 groups interleaved: dst[r*ldd + j*G
+                                                   + g] = src[g*gstride + r*lds + (j - lo)*sx] (j < wp; 0
+                                                   outside [lo, hi); sx = 1 or 2); pf > 0: prefetch; NULL:
+                                                   none (per row, interleave) */
 } fc_implicit_kernels;
 
 /* The kernels for this dtype on the active ISA, or NULL where there are none (the caller

@@ -273,41 +273,59 @@ static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int6
 }
 
 /* copy_rows for a tile of G = 2 or 4 groups: rows r < rows of wp*G elements (dst + r*ldd),
-   element j*G + g = src[g*gstride + r*lds + j - lo] for lo <= j < hi, else 0; each group's
+   element j*G + g = src[g*gstride + r*lds + (j - lo)*sx] for lo <= j < hi, else 0, source
+   columns sx = 1 or 2 apart (2: a stride-2 weight gradient's phase planes); each group's
    source lines pf bytes ahead prefetched (pf > 0). Also a strided input gradient's merge of
-   G column phases into gx rows (lo = 0, hi = wp: no padding). A row is G masked loads and one
-   interleaving store (f32_interleave_store) per 16 columns, padding included: per row, the
-   driver's zeroing loops, prefetch loops and interleave call took 11-13 % of a 14x14 forward
-   of 16 channels a group: 4.5-7.6 % faster, forward, input and weight gradients of G = 2 and
-   4 (16 and 8 channels a group, 14x14 and 28x28, stride 1 and 2). Not G = 8: its two 8 x 8
-   transposes a block bound it either way (0-3 % slower than per row). */
+   G column phases into gx rows (lo = 0, hi = wp: no padding). A row is G masked loads (sx =
+   2: two and a permute of the even columns) and one interleaving store (f32_interleave_store)
+   per 16 columns, padding included: per row, the driver's zeroing loops, prefetch loops and
+   interleave call took 11-13 % of a 14x14 forward of 16 channels a group: 4.5-7.6 % faster,
+   forward, input and weight gradients of G = 2 and 4 (16 and 8 channels a group, 14x14 and
+   28x28, stride 1 and 2). Not G = 8: its two 8 x 8 transposes a block bound it either way
+   (0-3 % slower than per row). */
 static inline __attribute__((always_inline)) void f32_copy_rows_g(float *dst, int64_t ldd, const float *src,
                                                                   int64_t lds, int64_t gstride, int64_t rows,
                                                                   int64_t lo, int64_t hi, int64_t wp, int64_t pf,
-                                                                  const int G)
+                                                                  const int G, const int sx)
 {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for (int64_t r = 0; r < rows; r++, dst += ldd, src += lds) {
         for (int g = 0; g < G && pf > 0; g++)
-            for (int64_t o = 0; o < (hi - lo) * (int64_t)sizeof(float); o += 64)
+            for (int64_t o = 0; o < (hi - lo) * sx * (int64_t)sizeof(float); o += 64)
                 __builtin_prefetch((const char *)(src + g * gstride) + pf + o);
-        const float *s = src - lo; /* column j of group g: s[g*gstride + j] */
+        const float *s = src - lo * sx; /* column j of group g: s[g*gstride + j*sx] */
         for (int64_t j0 = 0; j0 < wp; j0 += 16) {
-            const __mmask16 in = (__mmask16)range_mask(lo - j0, hi - j0, 16);
             __m512 v[8];
-            for (int g = 0; g < G; g++)
-                v[g] = _mm512_maskz_loadu_ps(in, s + g * gstride + j0);
+            if (sx == 1) {
+                const __mmask16 in = (__mmask16)range_mask(lo - j0, hi - j0, 16);
+                for (int g = 0; g < G; g++)
+                    v[g] = _mm512_maskz_loadu_ps(in, s + g * gstride + j0);
+            } else { /* source elements [2*(lo - j0), 2*(hi - j0) - 1) of the block's 32 */
+                const int64_t a = 2 * (lo - j0), b = 2 * (hi - j0) - 1;
+                const __mmask16 in0 = (__mmask16)range_mask(a, b, 16), in1 = (__mmask16)range_mask(a - 16, b - 16, 16);
+                for (int g = 0; g < G; g++) {
+                    const float *t = s + g * gstride + 2 * j0;
+                    v[g] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(in0, t), even, _mm512_maskz_loadu_ps(in1, t + 16));
+                }
+            }
             f32_interleave_store(v, dst + G * j0, wp - j0 < 16 ? wp - j0 : 16, G);
         }
     }
 }
 
-static void f32_copy_rows_grp(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t gstride, int64_t G,
-                              int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf)
+static void f32_copy_rows_grp(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t sx, int64_t gstride,
+                              int64_t G, int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf)
 {
-    if (G == 2)
-        f32_copy_rows_g((float *)dst, ldd, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 2);
+    float *d = (float *)dst;
+    const float *s = (const float *)src;
+    if (G == 2 && sx == 1)
+        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 2, 1);
+    else if (G == 2)
+        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 2, 2);
+    else if (sx == 1)
+        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 4, 1);
     else
-        f32_copy_rows_g((float *)dst, ldd, (const float *)src, lds, gstride, rows, lo, hi, wp, pf, 4);
+        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 4, 2);
 }
 
 #define INTERLEAVE_UNIT f32_interleave_unit
