@@ -191,29 +191,6 @@ static inline __attribute__((always_inline)) void f32_interleave4_regs(const __m
     }
 }
 
-/* dst[j*4 + g] = src[g*gstride + 2*j] for j < n, g < 4: the band rows of four groups of a
-   stride-2 phase plane (the weight gradient of ResNeXt's stride-2 layers, 8 channels a group,
-   four groups a tile), 16 columns at a time. The generic path (a strided gather of each group
-   into a scratch row, then the interleave) took 37 % of such a weight gradient, its rows 15
-   columns long: here each group's 16 even columns are one two-vector permute, and the four
-   groups' vectors a 4 x 16 transpose. Masked loads and stores keep every access inside the rows. */
-static void f32_interleave_s2_g4(float *dst, const float *src, int64_t gstride, int64_t n)
-{
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const int64_t m = n - j0 < 16 ? n - j0 : 16;
-        const int64_t need = 2 * m - 1; /* source columns 0 .. 2m - 2 */
-        const __mmask16 lo = need >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << need) - 1);
-        const __mmask16 hi = need > 16 ? (__mmask16)((1u << (need - 16)) - 1) : (__mmask16)0;
-        __m512 v[4];
-        for (int g = 0; g < 4; g++) {
-            const float *s = src + g * gstride + 2 * j0;
-            v[g] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, s), even, _mm512_maskz_loadu_ps(hi, s + 16));
-        }
-        f32_interleave4_regs(v, dst + 4 * j0, m);
-    }
-}
-
 /* o[j*G + g] = v[g][j] for j < m (<= 16), G = 2, 4 or 8: one 16-column block of a tile of G
    groups' band rows (ResNeXt's 16, 8 or 4 channels a group), stored with masks. G = 2: two
    permutes interleave the pair; G = 4: the 4 x 16 transpose; G = 8: two 8 x 8 transposes of
@@ -272,65 +249,10 @@ static inline __attribute__((always_inline)) unsigned range_mask(int64_t a, int6
     return b > a ? ((1u << b) - 1) & ~((1u << a) - 1) : 0u;
 }
 
-/* copy_rows for a tile of G = 2 or 4 groups: rows r < rows of wp*G elements (dst + r*ldd),
-   element j*G + g = src[g*gstride + r*lds + (j - lo)*sx] for lo <= j < hi, else 0, source
-   columns sx = 1 or 2 apart (2: a stride-2 weight gradient's phase planes); each group's
-   source lines pf bytes ahead prefetched (pf > 0). Also a strided input gradient's merge of
-   G column phases into gx rows (lo = 0, hi = wp: no padding). A row is G masked loads (sx =
-   2: two and a permute of the even columns) and one interleaving store (f32_interleave_store)
-   per 16 columns, padding included: per row, the driver's zeroing loops, prefetch loops and
-   interleave call took 11-13 % of a 14x14 forward of 16 channels a group: 4.5-7.6 % faster,
-   forward, input and weight gradients of G = 2 and 4 (16 and 8 channels a group, 14x14 and
-   28x28, stride 1 and 2). Not G = 8: its two 8 x 8 transposes a block bound it either way
-   (0-3 % slower than per row). */
-static inline __attribute__((always_inline)) void f32_copy_rows_g(float *dst, int64_t ldd, const float *src,
-                                                                  int64_t lds, int64_t gstride, int64_t rows,
-                                                                  int64_t lo, int64_t hi, int64_t wp, int64_t pf,
-                                                                  const int G, const int sx)
-{
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    for (int64_t r = 0; r < rows; r++, dst += ldd, src += lds) {
-        for (int g = 0; g < G && pf > 0; g++)
-            for (int64_t o = 0; o < (hi - lo) * sx * (int64_t)sizeof(float); o += 64)
-                __builtin_prefetch((const char *)(src + g * gstride) + pf + o);
-        const float *s = src - lo * sx; /* column j of group g: s[g*gstride + j*sx] */
-        for (int64_t j0 = 0; j0 < wp; j0 += 16) {
-            __m512 v[8];
-            if (sx == 1) {
-                const __mmask16 in = (__mmask16)range_mask(lo - j0, hi - j0, 16);
-                for (int g = 0; g < G; g++)
-                    v[g] = _mm512_maskz_loadu_ps(in, s + g * gstride + j0);
-            } else { /* source elements [2*(lo - j0), 2*(hi - j0) - 1) of the block's 32 */
-                const int64_t a = 2 * (lo - j0), b = 2 * (hi - j0) - 1;
-                const __mmask16 in0 = (__mmask16)range_mask(a, b, 16), in1 = (__mmask16)range_mask(a - 16, b - 16, 16);
-                for (int g = 0; g < G; g++) {
-                    const float *t = s + g * gstride + 2 * j0;
-                    v[g] = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(in0, t), even, _mm512_maskz_loadu_ps(in1, t + 16));
-                }
-            }
-            f32_interleave_store(v, dst + G * j0, wp - j0 < 16 ? wp - j0 : 16, G);
-        }
-    }
-}
-
-static void f32_copy_rows_grp(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t sx, int64_t gstride,
-                              int64_t G, int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf)
-{
-    float *d = (float *)dst;
-    const float *s = (const float *)src;
-    if (G == 2 && sx == 1)
-        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 2, 1);
-    else if (G == 2)
-        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 2, 2);
-    else if (sx == 1)
-        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 4, 1);
-    else
-        f32_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 4, 2);
-}
-
 /* o[j*G + g] = v[g][j] for j < m (<= 8), G = 2 or 4: f32_interleave_store for f64. G = 2: two
    permutes; G = 4: pairs of groups' columns unpacked, then 128-bit lanes gathered (two
-   columns of the four groups a vector). */
+   columns of the four groups a vector). (f64 grouped band copies: stride-2 weight gradient
+   of 8 channels a group at 28x28 -15 to -20 %, forward -1 to -4 %, alternating builds.) */
 static inline __attribute__((always_inline)) void f64_interleave_store(const __m512d *v, double *o, int64_t m,
                                                                        const int G)
 {
@@ -355,55 +277,10 @@ static inline __attribute__((always_inline)) void f64_interleave_store(const __m
     }
 }
 
-/* f32_copy_rows_g for f64: 8 columns a block. (Stride-2 grouped f64 weight gradient, 8
-   channels a group at 28x28: -15 to -20 %; forward -1 to -4 %, alternating builds.) */
-static inline __attribute__((always_inline)) void f64_copy_rows_g(double *dst, int64_t ldd, const double *src,
-                                                                  int64_t lds, int64_t gstride, int64_t rows,
-                                                                  int64_t lo, int64_t hi, int64_t wp, int64_t pf,
-                                                                  const int G, const int sx)
-{
-    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    for (int64_t r = 0; r < rows; r++, dst += ldd, src += lds) {
-        for (int g = 0; g < G && pf > 0; g++)
-            for (int64_t o = 0; o < (hi - lo) * sx * (int64_t)sizeof(double); o += 64)
-                __builtin_prefetch((const char *)(src + g * gstride) + pf + o);
-        const double *s = src - lo * sx;
-        for (int64_t j0 = 0; j0 < wp; j0 += 8) {
-            __m512d v[4];
-            if (sx == 1) {
-                const __mmask8 in = (__mmask8)range_mask(lo - j0, hi - j0, 8);
-                for (int g = 0; g < G; g++)
-                    v[g] = _mm512_maskz_loadu_pd(in, s + g * gstride + j0);
-            } else { /* source elements [2*(lo - j0), 2*(hi - j0) - 1) of the block's 16 */
-                const int64_t a = 2 * (lo - j0), b = 2 * (hi - j0) - 1;
-                const __mmask8 in0 = (__mmask8)range_mask(a, b, 8), in1 = (__mmask8)range_mask(a - 8, b - 8, 8);
-                for (int g = 0; g < G; g++) {
-                    const double *t = s + g * gstride + 2 * j0;
-                    v[g] = _mm512_permutex2var_pd(_mm512_maskz_loadu_pd(in0, t), even, _mm512_maskz_loadu_pd(in1, t + 8));
-                }
-            }
-            f64_interleave_store(v, dst + G * j0, wp - j0 < 8 ? wp - j0 : 8, G);
-        }
-    }
-}
-
-static void f64_copy_rows_grp(void *dst, int64_t ldd, const void *src, int64_t lds, int64_t sx, int64_t gstride,
-                              int64_t G, int64_t rows, int64_t lo, int64_t hi, int64_t wp, int64_t pf)
-{
-    double *d = (double *)dst;
-    const double *s = (const double *)src;
-    if (G == 2 && sx == 1)
-        f64_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 2, 1);
-    else if (G == 2)
-        f64_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 2, 2);
-    else if (sx == 1)
-        f64_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 4, 1);
-    else
-        f64_copy_rows_g(d, ldd, s, lds, gstride, rows, lo, hi, wp, pf, 4, 2);
-}
-
 #define INTERLEAVE_UNIT f32_interleave_unit
-#define INTERLEAVE_S2_G4 f32_interleave_s2_g4
+#define INTERLEAVE_STORE f32_interleave_store
+#define EVEN_LANES(a, b) \
+    _mm512_permutex2var_ps((a), _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), (b))
 #define MR 8
 #define REAL float
 #define VEC __m512
@@ -432,6 +309,8 @@ static void f64_copy_rows_grp(void *dst, int64_t ldd, const void *src, int64_t l
 #include "implicit_kernels.inc"
 #undef FN
 
+#define INTERLEAVE_STORE f64_interleave_store
+#define EVEN_LANES(a, b) _mm512_permutex2var_pd((a), _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), (b))
 #define REAL double
 #define VEC __m512d
 #define VL 8
@@ -470,7 +349,7 @@ const fc_implicit_kernels fc_implicit_f32_8x32__avx512 = {
                   {NULL, f32_8x32_wgrad_g8_1v, f32_8x32_wgrad_g8_2v}},
     .pack_bt = f32_8x32_pack_bt, .pack_bt_rows = f32_8x32_pack_bt_rows,
     .interleave = f32_8x32_interleave, .gather_wt = f32_8x32_gather_wt,
-    .copy_rows = f32_8x32_copy_rows, .copy_rows_grp = f32_copy_rows_grp};
+    .copy_rows = f32_8x32_copy_rows, .copy_rows_grp = f32_8x32_copy_rows_grp};
 const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
     .mr = 8, .nr = 24, .vl = 8,
     .fwd = f64_8x24_fwd_table,
@@ -482,6 +361,6 @@ const fc_implicit_kernels fc_implicit_f64_8x24__avx512 = {
                   {NULL, f64_8x24_wgrad_g4_1v, f64_8x24_wgrad_g4_2v, f64_8x24_wgrad_g4_3v}},
     .pack_bt = f64_8x24_pack_bt, .pack_bt_rows = f64_8x24_pack_bt_rows,
     .interleave = f64_8x24_interleave, .gather_wt = f64_8x24_gather_wt,
-    .copy_rows = f64_8x24_copy_rows, .copy_rows_grp = f64_copy_rows_grp};
+    .copy_rows = f64_8x24_copy_rows, .copy_rows_grp = f64_8x24_copy_rows_grp};
 FC_TARGET_POP
 #endif
