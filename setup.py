@@ -12,8 +12,8 @@ FASTCONV_SANITIZE=address,undefined
 FASTCONV_NO_OPENMP=1
     Build without OpenMP even where the compiler has it.
 FASTCONV_BUILD_JOBS=N
-    Compile the C sources on N threads (default: the CPUs this process may run on; 1: one
-    after another, as setuptools does).
+    Compile the C sources on N threads (default: build_ext's -j, else the CPUs this process
+    may run on; 1: one after another, as setuptools does).
 """
 import glob
 import os
@@ -63,15 +63,30 @@ def unix_openmp_flags(cc: list) -> tuple:
     return None
 
 
-def build_jobs() -> int:
-    """Compile jobs: FASTCONV_BUILD_JOBS, else the CPUs this process may use."""
+def build_jobs(requested=None) -> int:
+    """Compile jobs: FASTCONV_BUILD_JOBS, else build_ext's --parallel/-j, else the CPUs this
+    process may use."""
     env = os.environ.get("FASTCONV_BUILD_JOBS", "").strip()
     if env:
-        return max(1, int(env))
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise SystemExit(f"FASTCONV_BUILD_JOBS must be a whole number of jobs, got {env!r}") from None
+    if requested:
+        return max(1, int(requested))
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def compiles_by_steps(compiler) -> bool:
+    """Whether `compiler` compiles through distutils' CCompiler.compile, one _compile per
+    source (gcc, clang and the other Unix-style compilers; not MSVC, which has its own)."""
+    # the class that first defines compile(): distutils' CCompiler (setuptools >= 80: Compiler)
+    base = next((k for k in reversed(type(compiler).__mro__) if "compile" in vars(k)), None)
+    return (base is not None and "_compile" in vars(base) and type(compiler).compile is base.compile
+            and type(compiler)._compile is not base._compile)
 
 
 def compile_in_parallel(compiler, jobs: int) -> None:
@@ -81,10 +96,11 @@ def compile_in_parallel(compiler, jobs: int) -> None:
     extensions side by side, and fastconv is one): the 37 files took 2.5 minutes on one core
     of a 2-core machine, the longest (implicit_avx512.c) about one. Each source is still one
     compiler process through the compiler object's own steps (_setup_compile, _compile), as
-    numpy.distutils and pybind11's ParallelCompile do; the largest files start first.
+    numpy.distutils and pybind11's ParallelCompile do; the largest files start first, and
+    the first failure stops the queue.
     """
-    def compile(sources, output_dir=None, macros=None, include_dirs=None, debug=0, extra_preargs=None,
-                extra_postargs=None, depends=None):
+    def compile_sources(sources, output_dir=None, macros=None, include_dirs=None, debug=0, extra_preargs=None,
+                        extra_postargs=None, depends=None):
         macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
             output_dir, macros, include_dirs, sources, depends, extra_postargs)
         cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
@@ -94,11 +110,15 @@ def compile_in_parallel(compiler, jobs: int) -> None:
             compiler._compile(obj, src, ext, cc_args, extra_postargs, pp_opts)
 
         pending = sorted((obj for obj in objects if obj in build), key=lambda o: -os.path.getsize(build[o][0]))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, pending))  # re-raises a failed compile's error
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            for future in [pool.submit(one, obj) for obj in pending]:
+                future.result()  # re-raises a failed compile's error
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return objects
 
-    compiler.compile = compile
+    compiler.compile = compile_sources
 
 
 class BuildExt(build_ext):
@@ -130,8 +150,8 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = cflags
             ext.extra_link_args = lflags
-        jobs = build_jobs()
-        if not msvc and jobs > 1 and hasattr(self.compiler, "_setup_compile"):
+        jobs = build_jobs(self.parallel)
+        if jobs > 1 and compiles_by_steps(self.compiler):
             compile_in_parallel(self.compiler, jobs)
         super().build_extensions()
 

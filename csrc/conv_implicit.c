@@ -575,8 +575,8 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
    a tile (x_g: the first one's channels) each element is a chunk of G, one per group. One
    group and unit column steps (most layers): each channel's image rows in one copy_rows call
    (per row, memcpy and the padding's zeroing loops took 3.6 % of a 26x26 forward), 2 or 4
-   groups at column steps 1 or 2 in one copy_rows_grp call where the ISA has one; else per row, the groups interleaved by
-   the ISA's kernel or the stride's columns gathered. */
+   groups at column steps 1 or 2 in one copy_rows_grp call where the ISA has one; else per
+   row, the groups interleaved by the ISA's kernel or the stride's columns gathered. */
 #define DEFINE_COPY_BAND(REAL, SFX)                                                               \
     static void copy_band_##SFX(const fc_conv_desc *d, const iplan *p, const REAL *x_g, int64_t i0, \
                                 int64_t rows, int64_t c0, int64_t c1, REAL *band)                 \
@@ -945,7 +945,8 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
    blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile (row r = P / OW,
    column j = P % OW) is band element (r*rstep*wp + j*cstep)*G (steps of the stride in an
    unphased band); a group of fewer than MR pixels takes a narrow kernel (fwd[e][v][k-1],
-   fwd_grp[lg][v][e][k-1]; its unused px slots repeat the first pixel).
+   fwd_grp[lg][v][e][k-1]; a grouped tile without them, narrow_kernels, the full one; its
+   unused px slots repeat the first pixel).
    skip: the weights are finite, so taps that read only padding add exact zeros and are left
    out: whole kernel rows (a tap range per pixel group: the union over its rows) and, for
    3-column kernels, the edge columns' taps of a group's first and last pixel where they
@@ -1014,7 +1015,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
             const char *wcb = wt + (size_t)(c0 * p->K) * es, *bcb = bias ? bias + (size_t)c0 * es : NULL;
             if (G > 1) { /* one block: all of the G groups' lanes */
                 const fc_implicit_fwd_grp_fn(*kernels)[8] = p->kr->fwd_grp[p->lg][nv];
-                const int narrow = narrow_kernels(p);
+                const int narrow = kernels[0][0] != NULL; /* (narrow_kernels) */
                 for (int q = 0; q < ng; q++) {
                     if (C1 < pixels)
                         prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);

@@ -303,9 +303,9 @@ static inline __attribute__((always_inline)) void f64_interleave_store(const __m
 #define LOAD _mm512_load_ps
 #define TRANSPOSE_STORE f32_transpose_store
 #define BCAST_GROUPS f32_bcast_groups
-#define GROUP_TILES(X) X(2, 1) X(2, 2) X(4, 1) X(4, 2) X(8, 1) X(8, 2)
 #define GROUP_EDGE_TILES(X) X(2, 2) X(4, 2) X(8, 2) /* 16, 8, 4 channels a group */
 #define GROUP_PLAIN_TILES(X) X(2, 1) X(4, 1) X(8, 1)
+#define GROUP_TILES(X) GROUP_EDGE_TILES(X) GROUP_PLAIN_TILES(X)
 #include "implicit_kernels.inc"
 #undef FN
 
@@ -331,9 +331,9 @@ static inline __attribute__((always_inline)) void f64_interleave_store(const __m
 #define LOAD _mm512_load_pd
 #define TRANSPOSE_STORE f64_transpose_store
 #define BCAST_GROUPS f64_bcast_groups
-#define GROUP_TILES(X) X(2, 1) X(2, 2) X(2, 3) X(4, 1) X(4, 2) X(4, 3)
 #define GROUP_EDGE_TILES(X) X(2, 2) X(4, 2) /* 8, 4 channels a group */
 #define GROUP_PLAIN_TILES(X) X(2, 1) X(2, 3) X(4, 1) X(4, 3)
+#define GROUP_TILES(X) GROUP_EDGE_TILES(X) GROUP_PLAIN_TILES(X)
 #include "implicit_kernels.inc"
 #undef MR
 
