@@ -150,9 +150,6 @@ static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, i
     return finite ? e : exact_entry(d, pass);
 }
 
-/* Resolves, routes, and provides the workspace: the caller's, or (when none was given or
-   the routing moved the call to another entry, whose needs the caller did not size for)
-   one allocated here and freed by finish(). */
 /* A workspace for entry r allocated here (*own, freed by the caller), as *ws. */
 static int own_workspace(const fc_conv_impl *r, const fc_conv_desc *d, int pass, void **ws, void **own)
 {
@@ -163,6 +160,9 @@ static int own_workspace(const fc_conv_impl *r, const fc_conv_desc *d, int pass,
     return FC_OK;
 }
 
+/* Resolves, routes, and provides the workspace: the caller's, or (when none was given or
+   the routing moved the call to another entry, whose needs the caller did not size for)
+   one allocated here and freed by finish(). */
 static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, const void *op1,
                  void **ws, void **own, const fc_conv_impl **out)
 {

@@ -569,6 +569,13 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
    therefore prefetched this far ahead (a prefetch past the end of x is harmless). */
 #define COPY_PF_BYTES 2048
 
+/* Whether the ISA's copy_rows_grp takes G groups at source column step sx (copy_band's band
+   rows, merge_rows' column phases). */
+static int copy_rows_grp_takes(const fc_implicit_kernels *kr, int64_t G, int64_t sx)
+{
+    return kr->copy_rows_grp != NULL && (G == 2 || G == 4) && (sx == 1 || sx == 2);
+}
+
 /* Band of channels [c0, c1) of image group x_g for output rows [i0, i0 + rows): phase
    plane (c, a, b) row r holds input row sh*(i0 + r) + a - pad_top, column j input column
    sw*j + b - pad_left; zero outside the image (and in rows past this tile's). With G groups
@@ -608,7 +615,7 @@ static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first,
                         p->kr->copy_rows(dst + r0 * wp, src, sh * d->w, r1 - r0, lo, hi, wp, COPY_PF_BYTES); \
                         continue;                                                                 \
                     }                                                                             \
-                    if (sw <= 2 && (G == 2 || G == 4) && p->kr->copy_rows_grp) { /* G groups: one call */ \
+                    if (copy_rows_grp_takes(p->kr, G, sw)) { /* G groups: one call */             \
                         p->kr->copy_rows_grp(dst + r0 * wp * G, wp * G, src, sh * d->w, sw, gstride, G, r1 - r0, \
                                              lo, hi, wp, COPY_PF_BYTES);                          \
                         continue;                                                                 \
@@ -1050,7 +1057,7 @@ static void merge_rows(const fc_conv_desc *d, const fc_implicit_kernels *kr, cha
     const size_t es = fc_elem_size(d->dtype);
     const int64_t sw = d->stride_w, W = d->w, full = W / sw; /* columns every phase has */
     const int vector = sw == 2 || ((sw == 4 || sw == 8) && W % sw == 0); /* kr->interleave's cases */
-    if ((sw == 2 || sw == 4) && W % sw == 0 && kr->copy_rows_grp) {
+    if (W % sw == 0 && copy_rows_grp_takes(kr, sw, 1)) { /* sw column phases as sw groups */
         /* every phase full, its slots equally apart: a channel's rows in one call (per row, the
            call and loop took a third of a stride-2 grouped input gradient, 14-column phases) */
         const int64_t gstride = (int64_t)((slot[1] - slot[0]) / (ptrdiff_t)es);
