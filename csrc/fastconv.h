@@ -79,6 +79,9 @@ int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass);
 /* Batch chunks the implicit-GEMM weight gradient sums separately and adds in chunk order
    (a function of the problem's sizes only, never of the thread count). */
 int fc_implicit_wgrad_chunks(const fc_conv_desc *d);
+/* Images one implicit-GEMM weight-gradient kernel call sums (1 to 8, sizes only; 0 where the
+   active ISA has no implicit-GEMM kernels). */
+int fc_implicit_wgrad_images(const fc_conv_desc *d);
 /* 1 when the gemm_1x1 entry computes this (pointwise) problem's weight gradient on the
    implicit-GEMM micro-kernels rather than the GEMM (pointwise_wgrad.c), on the active ISA. */
 int fc_pointwise_wgrad_suits(const fc_conv_desc *d);

@@ -141,7 +141,8 @@ void fc_pointwise_wgrad(const fc_conv_desc *d, const void *gy_, const void *x_, 
                         for (int64_t i = 0; i < MR; i++) /* rows past ra: the last one, dropped */
                             a[i] = a_base + (size_t)(fc_min64(rb * MR + i, p.ra - 1) * p.plane) * es;
                         char *ct = c + (size_t)((g * p.mp + rb * MR) * p.ldb + cb * NR) * es;
-                        wgrad(1, q, a, 0, bt + (size_t)(cb * NR) * es, p.ldb, ct, p.ldb, n > 0 || q0 > 0);
+                        wgrad(1, q, a, 0, 1, 0, bt + (size_t)(cb * NR) * es, p.ldb, ct, p.ldb, n > 0 || q0 > 0,
+                              NULL, 0, 0, 0);
                         if (gb && p.a_is_gy && cb == 0) /* the bias from the grad_y rows just read */
                             fc_bias_add_rows(d->dtype, a[0], p.plane, fc_min64(MR, p.ra - rb * MR), q,
                                              gb + (size_t)(g * p.kg + rb * MR) * es, n == 0 && q0 == 0);

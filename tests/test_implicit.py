@@ -464,3 +464,37 @@ def test_weight_gradient_in_batch_chunks(case, chunks, dtype, implicit_isa, rng)
     assert F.chosen_implementation(spec, BWD_WEIGHTS, "im2col") == "implicit_gemm"
     res = run_across_threads(BWD_WEIGHTS, spec, x, w, b, gy, (1, 2, 3, 4))
     check_pass(BWD_WEIGHTS, res, case, x, w, b, gy, dtype)
+
+
+# Weight gradients whose kernel calls sum several images (wgrad_images: where an image is one
+# tile, a power of two up to 8, the images of a chunk and 512 pixels): (case, chunks, images)
+IMAGE_BLOCKS = [
+    # 49 pixels, 5 images: a block of 4, then 1; the last block's tiles stored into grad_w
+    # directly (one chunk); K = 216 and 40 channels leave partial taps and lanes
+    (Case("wgrad_image_blocks_ragged", 5, 24, 7, 7, 40, (3, 3), 1), 1, 4),
+    # 4 chunks of 3 images: blocks of 2 and 1 in each, summed into the chunks' dW^T
+    (Case("wgrad_image_blocks_in_chunks", 12, 1, 8, 8, 16, (3, 3), 1), 4, 2),
+    # groups packed side by side (4 channels a group), 30 pixels: blocks of 4 and 2
+    (Case("wgrad_image_blocks_packed_groups", 6, 64, 5, 6, 64, (3, 3), 1, 1, 16), 1, 4),
+    # stride 2 (phased bands), 7x7 outputs of 3 images: 2 + 1
+    (Case("wgrad_image_blocks_s2", 3, 16, 14, 14, 24, (3, 3), 1, 1, 1, 2), 1, 2),
+    # 196 pixels: 2 images a call
+    (Case("wgrad_image_blocks_14x14", 2, 8, 14, 14, 16, (3, 3), 1), 1, 2),
+]
+
+
+@pytest.mark.parametrize("case, chunks, images", IMAGE_BLOCKS, ids=[c.name for c, _, _ in IMAGE_BLOCKS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_weight_gradient_sums_image_blocks(case, chunks, images, dtype, implicit_isa, rng):
+    """Kernel calls that sum several images' tiles (their bands side by side, their grad_y^T
+    rows in one run), ragged last blocks, inside batch chunks and with packed groups: the
+    block size depends on sizes only, and the sums match the reference and are bitwise the
+    same for 1 to 4 threads."""
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    assert _core.implicit_wgrad_chunks(spec.desc(1)) == chunks
+    assert _core.implicit_wgrad_images(spec.desc(1)) == images
+    assert _core.implicit_wgrad_images(spec.desc(3)) == images
+    assert F.chosen_implementation(spec, BWD_WEIGHTS, "im2col") == "implicit_gemm"
+    res = run_across_threads(BWD_WEIGHTS, spec, x, w, b, gy, (1, 2, 3, 4))
+    check_pass(BWD_WEIGHTS, res, case, x, w, b, gy, dtype)
+

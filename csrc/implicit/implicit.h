@@ -27,11 +27,16 @@
  *         kind: 1, padding 2 (the second pixel from each edge leaves out the edge column's
  *         tap, the edge pixel also the middle one's); 2, padding 2 at dilation 2 (the
  *         second pixel from each edge leaves out the edge column's tap). e = 4, 8: unused.
- * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over t < rows, j < ow of
- *             a_i[t*a_rs + j] * bt[(t*ow + j)*ldb + 0:NR]        (i < MR)
- *         a_i = MR band row pointers (one per weight tap k); bt = grad_y transposed, one row
- *         of ldb >= NR elements per output pixel. The sum runs over the pixels in order.
+ * wgrad:  C[0:MR, 0:NR] (row stride rsc, + C when accumulate) = sum over b < nimg, t < rows,
+ *         j < ow of
+ *             a_i[b*a_is + t*a_rs + j] * bt[((b*rows + t)*ow + j)*ldb + 0:NR]        (i < MR)
+ *         a_i = MR band row pointers (one per weight tap k) of the first of nimg images whose
+ *         bands lie a_is elements apart; bt = grad_y transposed, one row of ldb >= NR elements
+ *         per output pixel, the images' rows one after another. The sum runs over the images
+ *         and pixels in order.
  *         It touches the full MR x NR tile of C: callers pad C, the taps and bt.
+ *         out non-NULL (G = 1 only): C is not written; the sum (+ C when accumulate) goes
+ *         transposed to out[c*ldo + i] for taps i < nk and channels c < nch (grad_w itself).
  * wgrad_1v: the same, MR x vl (one vector of channels), for kg <= vl.
  * wgrad_grp[lg][v]: wgrad for G = 2^lg groups a tile (v*vl = G*kg lanes, channel i of group g
  *         in lane i*G + g): a_i address chunks of G elements of the interleaved band, broadcast
@@ -53,8 +58,9 @@
 
 #include <stdint.h>
 
-typedef void (*fc_implicit_wgrad_fn)(int64_t rows, int64_t ow, const void *const *a, int64_t a_rs,
-                                     const void *bt, int64_t ldb, void *c, int64_t rsc, int accumulate);
+typedef void (*fc_implicit_wgrad_fn)(int64_t rows, int64_t ow, const void *const *a, int64_t a_rs, int64_t nimg,
+                                     int64_t a_is, const void *bt, int64_t ldb, void *c, int64_t rsc,
+                                     int accumulate, void *out, int64_t ldo, int64_t nk, int64_t nch);
 
 typedef void (*fc_implicit_pack_bt_fn)(int64_t kg, int64_t pixels, const void *src, int64_t lds, void *dst,
                                        int64_t ldb);

@@ -49,6 +49,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
     int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass_)
     int fc_implicit_wgrad_chunks(const fc_conv_desc *d)
+    int fc_implicit_wgrad_images(const fc_conv_desc *d)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_algo_name(int algo)
@@ -193,6 +194,12 @@ def implicit_wgrad_chunks(ConvDesc desc):
     """Batch chunks the implicit-GEMM weight gradient of this problem sums separately and
     adds in chunk order (csrc/conv_implicit.c, wgrad_chunks): 1 to 8, from sizes only."""
     return fc_implicit_wgrad_chunks(&desc.d)
+
+
+def implicit_wgrad_images(ConvDesc desc):
+    """Images one implicit-GEMM weight-gradient kernel call sums (csrc/conv_implicit.c,
+    wgrad_images): 1 to 8, from sizes only; 0 where the active ISA has no such kernels."""
+    return fc_implicit_wgrad_images(&desc.d)
 
 
 def workspace_size(ConvDesc desc, int pass_, int algo):
