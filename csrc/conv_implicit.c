@@ -478,6 +478,11 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
            order; G = 1: by channel, unused by chunk 0, which sums into grad_b itself) */
         p->chunk_bytes = fc_align_up((size_t)(d->groups / p->G * p->mp * p->ldb * es)) +
                          fc_align_up((size_t)(p->G > 1 ? d->groups / p->G * p->ldb : d->c_out) * es);
+        /* one kernel call per unit (one chunk of one image block, one tile) with G = 1: it
+           stores into grad_w itself and the bias sums into grad_b, so no dW^T at all (9.4 MB
+           for a batch-1 512 -> 512 layer) */
+        if (p->chunks == 1 && p->G == 1 && p->tiles == 1 && d->n <= p->nb)
+            p->chunk_bytes = 0;
         p->dwt_bytes = (size_t)p->chunks * p->chunk_bytes;
     } else {
         p->mp = 0;
