@@ -51,6 +51,15 @@
 #define BWDW_MAX_CHUNKS 8
 #define BWDW_MIN_BATCH 4
 
+/* A forward of fewer images (times groups) than threads splits one tile's lowering and its
+   GEMM over the team (team mode). A first layer's, whose K is a few taps, then spends more on
+   the team's barriers than it saves below about this many multiply-adds, and runs on the
+   calling thread: one image, 3x3 "same", Zen 4, 1 / 2 threads: 1 -> 32 channels at 28x28
+   (226 K) 8.0 / 12.8 us, at 56x56 (903 K) 27.3 / 31.2, 3 -> 32 at 32x32 (885 K) 25.7 / 26.5,
+   8 -> 32 at 32x32 (2.4 M) 64.9 / 55.1, 3 -> 32 at 64x64 (3.5 M) 94 / 68. Bitwise the same
+   results either way: the tiles split only the pixels. */
+#define FWD_TEAM_MIN_MACS ((int64_t)3 << 19)
+
 typedef struct plan {
     int64_t cg, kg, K, plane; /* plane = OH*OW */
     int64_t rows, tiles;      /* output rows per tile, tiles per image */
@@ -89,6 +98,10 @@ static void make_plan(const fc_conv_desc *d, int pass, int pointwise, plan *p)
         budget = BWDW_TILE_BUDGET;
     } else {
         p->team = d->n * d->groups < p->nt;
+        if (p->team && fc_macs(d) < FWD_TEAM_MIN_MACS) { /* on the calling thread alone */
+            p->nt = 1;
+            p->team = 0;
+        }
         budget = TILE_BUDGET;
         if (!p->team) {
             budget = TILE_BUDGET / p->nt;
