@@ -15,7 +15,8 @@
  *               thread lowers and multiplies whole images with its own buffers and a
  *               serial GEMM; no barriers.
  *   team mode   (otherwise): the team lowers one tile together, then runs a cooperative
- *               GEMM on it (split over M and N only).
+ *               GEMM on it (split over M and N only); a forward below FWD_TEAM_MIN_MACS
+ *               runs on the calling thread instead (barriers outweigh the split).
  *   chunk mode  (bwd_weights, batch >= 4): fixed batch chunks, one thread each, partial
  *               sums added in chunk order (see BWDW_MAX_CHUNKS).
  * Either way every output element is computed by the same arithmetic in the same order,

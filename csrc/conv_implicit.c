@@ -372,7 +372,8 @@ static int64_t wgrad_images(const fc_conv_desc *d, int64_t chunks, int64_t tiles
     const int64_t per_chunk = fc_ceil_div(d->n, chunks);
     int64_t nb = 1;
     while (tiles == 1 && 2 * nb <= WGRAD_MAX_IMAGES && 2 * nb <= per_chunk &&
-           2 * nb * d->oh * d->ow <= WGRAD_BLOCK_PIXELS && 2 * nb * (band_bytes + bt_bytes) <= 2 * TILE_BYTES)
+           2 * nb * d->oh * d->ow <= WGRAD_BLOCK_PIXELS && /* the doubled block within twice the budget: */
+           2 * nb * (band_bytes + bt_bytes) <= 2 * TILE_BYTES)
         nb *= 2;
     return nb;
 }
@@ -480,7 +481,8 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
                          fc_align_up((size_t)(p->G > 1 ? d->groups / p->G * p->ldb : d->c_out) * es);
         /* one kernel call per unit (one chunk of one image block, one tile) with G = 1: it
            stores into grad_w itself and the bias sums into grad_b, so no dW^T at all (9.4 MB
-           for a batch-1 512 -> 512 layer) */
+           for a batch-1 512 -> 512 layer at 7x7). nb being a power of two, that is a batch
+           of 1, 2, 4 or 8 small images; a batch of 3 keeps its dW^T for the first block. */
         if (p->chunks == 1 && p->G == 1 && p->tiles == 1 && d->n <= p->nb)
             p->chunk_bytes = 0;
         p->dwt_bytes = (size_t)p->chunks * p->chunk_bytes;
@@ -1444,7 +1446,7 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
     const int64_t R = fc_max64(1, fc_min64(units, p.nt / gcd));
     /* One chunk, G = 1: the last image's last tile of each unit stores its finished sum
        transposed straight into grad_w (the kernels' out), so no pass transposes dW^T after
-       the loop, and a batch of one never writes dW^T at all: that pass was a third of a
+       the loop, and a batch that is one image block of one tile never writes dW^T at all: that pass was a third of a
        batch-1 512 -> 512 7x7 weight gradient (9.4 MB of dW^T, 49 pixels of work a tile). */
     const int direct_out = P == 1 && G == 1;
 

@@ -499,7 +499,6 @@ def test_weight_gradient_sums_image_blocks(case, chunks, images, dtype, implicit
     check_pass(BWD_WEIGHTS, res, case, x, w, b, gy, dtype)
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_weight_gradient_of_one_image_block_keeps_no_dwt(dtype, implicit_isa, rng):
     """A batch that is one image block (one chunk, one tile an image) computes each unit in
