@@ -120,6 +120,7 @@ typedef struct iplan {
     int nt;
     int64_t chunks;         /* bwd_weights: batch chunks, each summed into its own dW^T (see wgrad_chunks) */
     int64_t nb;             /* bwd_weights: images a kernel call sums (see wgrad_images) */
+    int direct_out;         /* bwd_weights: one chunk, G = 1: each unit's last call stores into grad_w */
     size_t chunk_bytes;     /* bwd_weights: one chunk's dW^T (+ its bias gradient) */
     size_t off_bytes, apack_bytes, bias_bytes, dwt_bytes, per_thread, band_bytes, tile_bytes;
 } iplan;
@@ -371,9 +372,10 @@ static int64_t wgrad_images(const fc_conv_desc *d, int64_t chunks, int64_t tiles
 {
     const int64_t per_chunk = fc_ceil_div(d->n, chunks);
     int64_t nb = 1;
+    /* doubled while the doubled block stays within the limits (its bytes within twice the
+       tile budget: the current block within it) */
     while (tiles == 1 && 2 * nb <= WGRAD_MAX_IMAGES && 2 * nb <= per_chunk &&
-           2 * nb * d->oh * d->ow <= WGRAD_BLOCK_PIXELS && /* the doubled block within twice the budget: */
-           2 * nb * (band_bytes + bt_bytes) <= 2 * TILE_BYTES)
+           2 * nb * d->oh * d->ow <= WGRAD_BLOCK_PIXELS && nb * (band_bytes + bt_bytes) <= TILE_BYTES)
         nb *= 2;
     return nb;
 }
@@ -479,11 +481,15 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
            order; G = 1: by channel, unused by chunk 0, which sums into grad_b itself) */
         p->chunk_bytes = fc_align_up((size_t)(d->groups / p->G * p->mp * p->ldb * es)) +
                          fc_align_up((size_t)(p->G > 1 ? d->groups / p->G * p->ldb : d->c_out) * es);
-        /* one kernel call per unit (one chunk of one image block, one tile) with G = 1: it
-           stores into grad_w itself and the bias sums into grad_b, so no dW^T at all (9.4 MB
-           for a batch-1 512 -> 512 layer at 7x7). nb being a power of two, that is a batch
-           of 1, 2, 4 or 8 small images; a batch of 3 keeps its dW^T for the first block. */
-        if (p->chunks == 1 && p->G == 1 && p->tiles == 1 && d->n <= p->nb)
+        /* One chunk, G = 1: the last image block's last tile of each unit stores its finished
+           sum transposed straight into grad_w (the kernels' out), so no pass transposes dW^T
+           after the loop: that pass was a third of a batch-1 512 -> 512 7x7 weight gradient
+           (9.4 MB of dW^T, 49 pixels of work a tile). Where that call is the unit's only one
+           (one image block, one tile), there is no dW^T at all, and the bias sums into grad_b:
+           nb being a power of two, a batch of 1, 2, 4 or 8 small images; a batch of 3 keeps
+           its dW^T for the first block. */
+        p->direct_out = p->chunks == 1 && p->G == 1;
+        if (p->direct_out && p->tiles == 1 && d->n <= p->nb)
             p->chunk_bytes = 0;
         p->dwt_bytes = (size_t)p->chunks * p->chunk_bytes;
     } else {
@@ -493,6 +499,7 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
         p->bias_bytes = fc_align_up((size_t)(d->groups / p->G * p->kv * kr->vl * es));
         p->tile_bytes = 0;
         p->nb = 1;
+        p->direct_out = 0;
         p->dwt_bytes = 0;
         p->chunks = 0;
         p->chunk_bytes = 0;
@@ -1444,11 +1451,7 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
         b = r;
     }
     const int64_t R = fc_max64(1, fc_min64(units, p.nt / gcd));
-    /* One chunk, G = 1: the last image's last tile of each unit stores its finished sum
-       transposed straight into grad_w (the kernels' out), so no pass transposes dW^T after
-       the loop, and a batch that is one image block of one tile never writes dW^T at all: that pass was a third of a
-       batch-1 512 -> 512 7x7 weight gradient (9.4 MB of dW^T, 49 pixels of work a tile). */
-    const int direct_out = P == 1 && G == 1;
+    const int direct_out = p.direct_out; /* (see make_plan_with) */
 
 #pragma omp parallel num_threads(p.nt)
     {
