@@ -174,7 +174,29 @@ CONV_SHAPES = [
     (64, 676 * 8, 288, False, False),
     (700, 20, 50, False, False),    # tall and thin: rows split across threads
     (3, 5000, 40, True, True),      # short and wide: micro-panels split across threads
+    (1030, 40, 72, True, False),    # a Dense layer's weight gradient x^T @ g: rows split
 ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_thread_layouts_follow_the_packing_cost(isa, dtype):
+    """A tall, narrow product splits its rows between threads (with column groups every
+    thread would pack all of A); a short, wide one splits columns (each thread packs only its
+    own B columns, no barriers); the team-size test above covers both layouts."""
+    rg = _core.gemm_row_groups
+    assert rg(dtype, 9216, 32, 2) == 2
+    assert rg(dtype, 1030, 40, 2) == 2
+    assert rg(dtype, 700, 20, 2) == 2
+    assert rg(dtype, 128, 9216, 2) == 1   # MNIST's Dense input gradient
+    assert rg(dtype, 64, 676 * 8, 2) == 1
+    assert rg(dtype, 3, 5000, 2) == 1
+    assert rg(dtype, 9216, 32, 1) == 1
+    assert rg(dtype, 9216, 32, 4) in (2, 4)
+    if dtype == np.float32 or _core.gemm_blocking(dtype)["nr"] >= 24:
+        # MNIST's Dense weight gradient; with 4- or 8-wide f64 tiles each row of A feeds 4x
+        # the FMAs, its packing weighs less and the columns stay split
+        assert rg(dtype, 9216, 128, 2) == 2
+        assert rg(dtype, 1030, 136, 2) == 2
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

@@ -30,9 +30,10 @@
  * in MC blocks with its own packed A block); the jr_ways threads of a group split the columns
  * of every NC panel in whole vectors of the kernel (a share may end inside a micro-panel: the
  * narrower kernel variants compute just its vectors). The layout minimising the largest
- * per-thread share (row splits weighted 5% heavier, see choose_ic_ways) is chosen per panel,
- * so one large GEMM and skinny ones (m = 64, n = 676 or 43264; m = 700, n = 20) all keep
- * every thread busy. With ic_ways = 1 each thread packs only the B columns it uses and no
+ * per-thread cost (FMAs plus the elements each thread packs or reads from another's
+ * packing, row splits weighted 5% heavier, see choose_ic_ways) is chosen per panel, so one
+ * large GEMM and skinny ones (m = 64, n = 676 or 43264; m = 700, n = 20; m = 9216, n = 128)
+ * all keep every thread busy. With ic_ways = 1 each thread packs only the B columns it uses and no
  * barrier is needed inside the loops; otherwise the team packs the B panel together
  * (barrier), computes, and waits (barrier) before the panel is overwritten. K is never split
  * across threads, and every element of C gets the same operations in the same order whichever
@@ -328,24 +329,44 @@ static void scale_rows(const fc_gemm_args *g, int64_t i0, int64_t i1)
     }
 }
 
-/* Cost of a layout: the largest share of work (MR-row tiles x vectors of columns) any thread
-   gets with ic_ways row groups, 5% more when the rows are split at all (ic_ways > 1 needs two barriers per K block,
-   which stall the team whenever one thread is descheduled, and every thread streams the
-   whole B panel instead of its share). The cheapest layout wins, ties to fewer row groups. */
-static int choose_ic_ways(int nt, int64_t mt, int64_t nu)
+/* Cost of a layout with ic_ways = d row groups, in one thread's vector FMAs and packed
+   elements per step of k (each about a cycle: a packed element is a load and a store, often
+   from L3): the FMAs of its share of rows x vectors of columns, plus the A rows it packs (the
+   jr_ways threads of a group each pack the group's whole A block), plus the B columns it
+   packs, plus, when the rows are split, the columns of its share that other threads packed
+   (read from their caches); 5% more when d > 1 (two barriers per K block, which stall the
+   team whenever one thread is descheduled). Counting A's packing moves a tall, narrow GEMM
+   (a Dense layer's weight gradient, m = 9216, n = 128, k = 128) to row groups: with column
+   groups both threads packed all of A (2 threads, Zen 4: 1.88 -> 1.62 ms; m = 4096, n = 256
+   1.89 -> 1.32 ms); where A is short the terms leave the choice as it was. The cheapest layout wins,
+   ties to fewer row groups. */
+static int choose_ic_ways(int nt, int64_t mt, int64_t nu, int mr, int vl)
 {
     int best_d = 1;
     double best = -1;
     for (int d = 1; d <= nt; d++) {
         if (nt % d)
             continue;
-        const double cost = (double)(ceil_div(mt, d) * ceil_div(nu, nt / d)) * (d > 1 ? 1.05 : 1.0);
+        const double rows = (double)(ceil_div(mt, d) * mr), cols = (double)(ceil_div(nu, nt / d) * vl);
+        const double fmas = rows * cols / vl;
+        const double pack_b = (double)(d == 1 ? cols : ceil_div(nu, nt) * vl);
+        const double foreign_b = cols * (d - 1) / d;
+        const double cost = (fmas + rows + pack_b + foreign_b) * (d > 1 ? 1.05 : 1.0);
         if (best < 0 || cost < best) {
             best = cost;
             best_d = d;
         }
     }
     return best_d;
+}
+
+int fc_gemm_row_groups(int dtype, int64_t m, int64_t n, int nthreads)
+{
+    const gemm_cfg *cf = select_cfg(dtype == FC_F64 ? FC_F64 : FC_F32, fc_active_isa());
+    if (m <= 0 || n <= 0 || nthreads < 1)
+        return 1;
+    const int64_t NC = min64(cf->nc, round_up(ceil_div(n, ceil_div(n, cf->nc)), 2 * (int64_t)cf->nr));
+    return choose_ic_ways(nthreads, ceil_div(m, cf->mr), ceil_div(min64(NC, n), cf->vl), cf->mr, cf->vl);
 }
 
 /* One partial tile: through a temporary MR x NR tile, same kernel, same arithmetic. The
@@ -422,7 +443,7 @@ static void gemm_driver(const fc_gemm_args *g, void *workspace, int tid, int nt)
     for (int64_t jc = 0; jc < n; jc += NC) {
         const int64_t nc = min64(NC, n - jc);
         const int64_t nu = ceil_div(nc, vl); /* vectors of columns in this panel */
-        const int ic_ways = choose_ic_ways(nt, mt, nu);
+        const int ic_ways = choose_ic_ways(nt, mt, nu, mr, vl);
         /* A different layout (only the last, narrower panel can have one) moves columns
            between threads: wait until everyone is done with the previous panel. */
         if (jc > 0 && (ic_ways != prev_ic_ways || nu != prev_nu))

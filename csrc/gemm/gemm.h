@@ -58,6 +58,10 @@ void fc_gemm_init(void);
 
 /* Blocking parameters in use for this dtype and the active ISA (for tests and docs). */
 void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc);
+
+/* Row groups (ic_ways, see gemm.c) a team of nthreads takes for the first NC panel of an
+   m x n product under the active ISA (for tests: which thread layout a shape exercises). */
+int fc_gemm_row_groups(int dtype, int64_t m, int64_t n, int nthreads);
 /* 1 when the B panel is sized to L2 rather than L3 (gemm.c, "Where the B panel lives"). */
 int fc_gemm_panel_l2(void);
 

@@ -25,6 +25,7 @@ cdef extern from "gemm/gemm.h" nogil:
     void fc_gemm_blocking(int dtype, int *mr, int *nr, int64_t *mc, int64_t *kc, int64_t *nc)
     void fc_gemm_init()
     int fc_gemm_panel_l2()
+    int fc_gemm_row_groups(int dtype, int64_t m, int64_t n, int nthreads)
 
 
 fc_gemm_init()  # derive the cache blocks from the CPU once, at import
@@ -62,6 +63,12 @@ def gemm_blocking(dtype):
     fc_gemm_blocking(code, &mr, &nr, &mc, &kc, &nc)
     return {"mr": mr, "nr": nr, "mc": mc, "kc": kc, "nc": nc,
             "panel": "l2" if fc_gemm_panel_l2() else "l3"}
+
+
+def gemm_row_groups(dtype, int64_t m, int64_t n, int nthreads):
+    """Row groups a team of ``nthreads`` splits an ``m`` x ``n`` product into (the rest of
+    the team splits columns; see gemm.c's choose_ic_ways), for the first NC panel."""
+    return fc_gemm_row_groups(_gemm_dtype_code(_np_gemm.dtype(dtype)), m, n, nthreads)
 
 
 def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0, bias=None,
