@@ -57,6 +57,8 @@
  *      64 -> 128 at 28x28 (cg 2, kg 4) 0.54 / 1.13 / 1.49. AVX2 (FASTCONV_ISA=avx2), implicit /
  *      direct: 256 at 28x28, 32 groups 2.92 / 4.33; 128 at 56x56, 32 groups 3.82 / 4.55 (bwd_data
  *      3.89 / 4.61); f64 64 at 56x56, 16 groups 3.60 / 4.41.
+ *      An unpadded 1x1 forward of small images (<= 64 pixels) and >= 128 M multiply-adds
+ *      takes implicit GEMM rather than gemm_1x1 (pointwise_prefers_implicit, measured there).
  *   4. else direct (few channels: the GEMM's M or K is tiny).
  */
 #include "conv_internal.h"
@@ -74,6 +76,41 @@ static int accepts(const fc_conv_impl *e, const fc_conv_desc *d, int pass)
     return e->rejects(d, pass) == NULL;
 }
 
+static int pointwise_unpadded(const fc_conv_desc *d)
+{
+    return d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
+           d->pad_right == 0;
+}
+
+/* An unpadded 1x1 forward of small images takes implicit GEMM rather than gemm_1x1 where its
+   work is large. gemm_1x1's GEMM puts an image's pixels on its vector lanes (N = oh * ow per
+   image): 49 pixels at 7x7 run as 64 (two micro-panels, the second through the partial-tile
+   path), so ResNet-50's last stage ran at 62-66 % of the FMA peak. Implicit GEMM puts the
+   output channels on the lanes and computes exactly the pixels (narrow kernels for the last
+   group). Zen 4, f32, 1x1 unit stride, gemm_1x1 / implicit ms at 1 and 2 threads: 8 x 512 ->
+   2048 at 7x7 11.1 / 8.6, 5.38 / 4.13; 2048 -> 512 11.1 / 8.7, 5.41 / 4.27; 32 x 160 -> 960
+   at 7x7 6.27 / 5.23, 3.28 / 2.94. Below ~128 M multiply-adds the second thread gains less on
+   implicit GEMM (its weight packing is a few channel blocks): 8 x 160 -> 960 1.56 / 1.30 at
+   1 thread but 0.81 / 0.85 at 2; 1 x 2048 -> 512 1.41 / 1.39, 0.74 / 0.79. At 14x14 (196
+   pixels, 13 vectors for 12.25) and above gemm_1x1 wins or ties: 8 x 256 -> 1024 8.19 /
+   8.63, 4.46 / 4.92; 8 x 128 -> 512 at 28x28 7.96 / 9.39. f64 on AVX-512 and f32 on AVX2
+   alike (7x7: implicit 0.79-0.91x gemm_1x1's time, 0.75-0.80x); f64 on AVX2, four lanes a
+   vector (49 pixels as 52), does not gain (0.94-1.09x) and keeps gemm_1x1. The rule reads
+   sizes only, never the thread count, so that the results do not depend on it. */
+#define FC_POINTWISE_IMPLICIT_MAX_PIXELS 64
+#define FC_POINTWISE_IMPLICIT_MIN_MACS ((int64_t)128 << 20)
+
+static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
+{
+    if (pass != FC_FWD || !pointwise_unpadded(d) || d->stride_h != 1 || d->stride_w != 1 || d->groups != 1)
+        return 0;
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
+    const int64_t pixels = d->oh * d->ow;
+    return kr && kr->vl >= 8 && pixels <= FC_POINTWISE_IMPLICIT_MAX_PIXELS &&
+           d->n * d->c_in * d->c_out * pixels >= FC_POINTWISE_IMPLICIT_MIN_MACS &&
+           accepts(&fc_impl_implicit_gemm, d, pass);
+}
+
 int fc_conv_prefer(const fc_conv_desc *d, int pass)
 {
     if (accepts(&fc_impl_depthwise, d, pass))
@@ -83,7 +120,11 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
         return FC_ALGO_WINOGRAD;
     const int64_t cg = d->c_in / d->groups, kg = d->c_out / d->groups;
     const int64_t K = cg * d->kh * d->kw;
-    const int implicit = accepts(&fc_impl_implicit_gemm, d, pass);
+    if (pointwise_prefers_implicit(d, pass))
+        return FC_ALGO_IMPLICIT_GEMM;
+    /* (an unpadded 1x1 forward is accepted by implicit GEMM too, but the rest of this rule
+       was measured with it on gemm_1x1 and direct: it stays there) */
+    const int implicit = !pointwise_unpadded(d) && accepts(&fc_impl_implicit_gemm, d, pass);
     if (implicit && fc_implicit_groups_a_tile(d, pass) > 1)
         return FC_ALGO_IM2COL; /* grouped layers whose groups implicit GEMM packs side by side */
     if (kg >= 8 && K >= (implicit ? 8 : 16)) {

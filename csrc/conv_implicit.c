@@ -299,14 +299,16 @@ int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass)
 }
 
 
-/* phase: d is a phase problem of an input gradient (a 1x1 one is just one of its phases) */
-static int problem_accepted(const fc_conv_desc *d, int phase)
+/* pointwise: an unpadded 1x1 problem is taken (a forward, or a phase problem of an input
+   gradient, a 1x1 one being just one of its phases); the other passes of such a layer read
+   their operands in place elsewhere (conv_im2col.c's gemm_1x1, pointwise_wgrad.c). */
+static int problem_accepted(const fc_conv_desc *d, int pointwise)
 {
     if (d->stride_h > d->kh * d->dil_h || d->stride_w > d->kw * d->dil_w)
         return 0; /* strides that skip input the kernel never reads: the band would copy it */
-    if (!phase && d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
+    if (!pointwise && d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
         d->pad_right == 0)
-        return 0; /* the input is the column matrix already (conv_im2col.c) */
+        return 0;
     const int64_t wp = band_width(d, 0), cg = d->c_in / d->groups;
     if (wp > 4 * d->ow + 64)
         return 0; /* padding that dwarfs the output */
@@ -328,7 +330,7 @@ static int implicit_accepts(const fc_conv_desc *d, int pass)
             }
         return 1;
     }
-    return problem_accepted(d, 0);
+    return problem_accepted(d, pass == FC_FWD);
 }
 
 /* Batch chunks of the weight gradient. Its work is split by output blocks (units: tile of
@@ -1584,8 +1586,9 @@ static const char *implicit_rejects(const fc_conv_desc *d, int pass)
     if (fc_implicit_kernels_for(d->dtype) == NULL)
         return "implicit_gemm needs AVX2 or AVX-512 (not active on this CPU or disabled by FASTCONV_ISA)";
     return implicit_accepts(d, pass) ? NULL
-                                     : "implicit_gemm does not take this geometry (1x1 unpadded, strides "
-                                       "longer than the kernel, padding that dwarfs the output, or a band too large)";
+                                     : "implicit_gemm does not take this geometry (a 1x1 unpadded input or "
+                                       "weight gradient, strides longer than the kernel, padding that dwarfs "
+                                       "the output, or a band too large)";
 }
 
 const fc_conv_impl fc_impl_implicit_gemm = {

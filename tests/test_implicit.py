@@ -183,13 +183,73 @@ def test_problems_take_the_implicit_path(case, implicit_isa):
         _core.set_isa(before)
 
 
-def test_pointwise_and_input_skipping_strides_are_lowered_explicitly():
-    """A 1x1 unit-stride layer needs no lowering at all; a stride longer than the kernel's
-    reach would make the band copy input that no tap reads."""
+def test_pointwise_and_input_skipping_strides_are_lowered_explicitly(implicit_isa):
+    """A 1x1 unit-stride layer's input and weight gradients read their operands in place
+    elsewhere (gemm_1x1, pointwise_wgrad.c); its forward runs here too (taken by "auto" for
+    small images, below). A stride longer than the kernel's reach would make the band copy
+    input that no tap reads."""
     pointwise = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 1, 0, 1, 1, np.dtype(np.float32))
     skipping = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 2, 0, 1, 1, np.dtype(np.float32))
-    for spec in (pointwise, skipping):
+    for spec in (pointwise, skipping):  # algorithm "im2col" lowers explicitly / in place
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+    assert F.chosen_implementation(pointwise, FWD, "implicit_gemm") == "implicit_gemm"
+    for pass_ in (BWD_DATA, BWD_WEIGHTS):
+        with pytest.raises(ValueError, match="implicit_gemm does not take this geometry"):
+            F.chosen_implementation(pointwise, pass_, "implicit_gemm")
+    with pytest.raises(ValueError, match="implicit_gemm does not take this geometry"):
+        F.chosen_implementation(skipping, FWD, "implicit_gemm")
+
+
+#: unpadded 1x1 forwards on implicit GEMM: 7x7 with a partial channel block and a narrow last
+#: pixel group (49 = 6 x 8 + 1), 5x5, one pixel, rows of 9 over 40 channels (one, two and three
+#: vectors of lanes), more input channels than a chunk of K
+POINTWISE = [Case("pw_7x7", 3, 40, 7, 7, 72, (1, 1), 0), Case("pw_5x5", 2, 16, 5, 5, 24, (1, 1), 0),
+             Case("pw_one_pixel", 4, 24, 1, 1, 48, (1, 1), 0), Case("pw_9x9", 2, 16, 9, 9, 40, (1, 1), 0),
+             Case("pw_deep", 1, 700, 3, 5, 20, (1, 1), 0)]
+
+
+@pytest.mark.parametrize("case", POINTWISE, ids=[c.name for c in POINTWISE])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_pointwise_forward_on_implicit_gemm(case, dtype, activation, implicit_isa, rng):
+    """Against the reference, bias and fused ReLU included, into a NaN-filled output with a
+    0xFF workspace, bitwise at 1-3 threads."""
+    spec, x, w, b, _ = make_data(rng, case, dtype)
+    assert F.chosen_implementation(spec, FWD, "implicit_gemm") == "implicit_gemm"
+    got = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            poison_workspace(F.workspace_bytes(spec, FWD, "implicit_gemm"))
+            got.append(fastconv.conv2d(x, w, b, algorithm="implicit_gemm", activation=activation,
+                                       out=nan_filled(spec.output_shape, dtype)))
+    assert all(np.array_equal(got[0], g) for g in got[1:]), "results differ between thread counts"
+    y, bound = ref_forward(x, w, b, 1, 0, 1, 1)
+    if activation:
+        bound, y = np.where(y > 0, bound, 0), np.maximum(y, 0)
+        assert np.all(got[0][y == 0] >= 0)
+    assert_close_to_reference(got[0], y, bound, dtype, what="y")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_auto_takes_implicit_for_large_pointwise_forwards_of_small_images(dtype, implicit_isa):
+    """gemm_1x1 puts an image's pixels on its lanes (49 as 64); implicit GEMM computes them
+    exactly. Taken for <= 64 pixels and >= 128 M multiply-adds (sizes only), never for the
+    other passes, grouped layers, or f64 on AVX2 (four lanes: 49 as 52)."""
+    def choice(n, c, h, k, pass_=FWD, groups=1):
+        spec = make_spec((n, c, h, h), (k, c // groups, 1, 1), 1, 0, 1, groups, np.dtype(dtype))
+        return F.chosen_implementation(spec, pass_)
+    wide = implicit_isa == "avx512" or dtype == np.float32
+    want = "implicit_gemm" if wide else "gemm_1x1"
+    assert choice(8, 512, 7, 2048) == want          # ResNet-50's last stage, 411 M
+    assert choice(8, 2048, 7, 512) == want
+    assert choice(32, 160, 7, 960) == want          # MobileNet's, 241 M
+    assert choice(8, 1024, 8, 256) == want          # 64 pixels
+    assert choice(8, 1024, 9, 256) == "gemm_1x1"    # 81
+    assert choice(8, 160, 7, 960) == "gemm_1x1"     # 60 M
+    assert choice(8, 256, 14, 1024) == "gemm_1x1"
+    assert choice(8, 512, 7, 2048, groups=2) == "gemm_1x1"
+    for pass_ in (BWD_DATA, BWD_WEIGHTS):
+        assert choice(8, 512, 7, 2048, pass_) != "implicit_gemm"
 
 
 def test_input_gradients_of_more_than_16_stride_phases_are_lowered_explicitly(implicit_isa):
