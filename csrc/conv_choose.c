@@ -57,8 +57,9 @@
  *      64 -> 128 at 28x28 (cg 2, kg 4) 0.54 / 1.13 / 1.49. AVX2 (FASTCONV_ISA=avx2), implicit /
  *      direct: 256 at 28x28, 32 groups 2.92 / 4.33; 128 at 56x56, 32 groups 3.82 / 4.55 (bwd_data
  *      3.89 / 4.61); f64 64 at 56x56, 16 groups 3.60 / 4.41.
- *      An unpadded 1x1 forward of small images (<= 64 pixels) and >= 128 M multiply-adds
- *      takes implicit GEMM rather than gemm_1x1 (pointwise_prefers_implicit, measured there).
+ *      An unpadded 1x1 forward or input gradient of small images (<= 64 pixels) and enough
+ *      work takes implicit GEMM rather than gemm_1x1 (pointwise_prefers_implicit, measured
+ *      there).
  *   4. else direct (few channels: the GEMM's M or K is tiny).
  */
 #include "conv_internal.h"
@@ -82,33 +83,44 @@ static int pointwise_unpadded(const fc_conv_desc *d)
            d->pad_right == 0;
 }
 
-/* An unpadded 1x1 forward of small images takes implicit GEMM rather than gemm_1x1 where its
-   work is large. gemm_1x1's GEMM puts an image's pixels on its vector lanes (N = oh * ow per
-   image): 49 pixels at 7x7 run as 64 (two micro-panels, the second through the partial-tile
-   path), so ResNet-50's last stage ran at 62-66 % of the FMA peak. Implicit GEMM puts the
-   output channels on the lanes and computes exactly the pixels (narrow kernels for the last
-   group). Zen 4, f32, 1x1 unit stride, gemm_1x1 / implicit ms at 1 and 2 threads: 8 x 512 ->
-   2048 at 7x7 11.1 / 8.6, 5.38 / 4.13; 2048 -> 512 11.1 / 8.7, 5.41 / 4.27; 32 x 160 -> 960
-   at 7x7 6.27 / 5.23, 3.28 / 2.94. Below ~128 M multiply-adds the second thread gains less on
-   implicit GEMM (its weight packing is a few channel blocks): 8 x 160 -> 960 1.56 / 1.30 at
-   1 thread but 0.81 / 0.85 at 2; 1 x 2048 -> 512 1.41 / 1.39, 0.74 / 0.79. At 14x14 (196
-   pixels, 13 vectors for 12.25) and above gemm_1x1 wins or ties: 8 x 256 -> 1024 8.19 /
-   8.63, 4.46 / 4.92; 8 x 128 -> 512 at 28x28 7.96 / 9.39. f64 on AVX-512 and f32 on AVX2
-   alike (7x7: implicit 0.79-0.91x gemm_1x1's time, 0.75-0.80x); f64 on AVX2, four lanes a
-   vector (49 pixels as 52), does not gain (0.94-1.09x) and keeps gemm_1x1. The rule reads
-   sizes only, never the thread count, so that the results do not depend on it. */
+/* An unpadded 1x1 forward or input gradient of small images takes implicit GEMM rather than
+   gemm_1x1 where its work is large. gemm_1x1's GEMM puts an image's pixels on its vector
+   lanes (N = oh * ow per image): 49 pixels at 7x7 run as 64 (two micro-panels, the second
+   through the partial-tile path), so ResNet-50's last stage ran its 1x1 layers at 52-66 % of
+   the FMA peak. Implicit GEMM puts the output channels on the lanes (the input channels for
+   the input gradient, the transposed forward) and computes exactly the pixels (narrow
+   kernels for the last group). Zen 4, f32 AVX-512, gemm_1x1 / implicit ms at 1 and 2 threads:
+     forward: 8 x 512 -> 2048 at 7x7 11.1 / 8.6, 5.38 / 4.13; 2048 -> 512 11.1 / 8.7, 5.41 /
+     4.27; 32 x 160 -> 960 6.27 / 5.23, 3.28 / 2.94. Below ~128 M multiply-adds the second
+     thread gains less on implicit GEMM (its weight packing is a few channel blocks): 8 x 160
+     -> 960 1.56 / 1.30 at 1 thread but 0.81 / 0.85 at 2; 1 x 2048 -> 512 1.41 / 1.39, 0.74 /
+     0.79. f64 on AVX-512 0.79-0.91x gemm_1x1's time, f32 on AVX2 0.75-0.80x; f64 on AVX2
+     (four lanes a vector: 49 pixels as 52) 0.94-1.09x, left out.
+     input gradient (W^T's rows copied from w, pack_wt): 8 x 512 -> 2048 11.7 / 8.8, 5.77 /
+     4.38; 2048 -> 512 13.4 / 8.6, 6.66 / 4.24; 8 x 160 -> 960 1.68 / 1.41, 0.82 / 0.76; 960 ->
+     160 1.58 / 1.27, 0.81 / 0.68; f64 0.68-0.87x. At batch 1 the copy of W^T is not
+     amortised (1 x 512 -> 2048 1.43 / 1.61, f64 1.16-1.19x): taken from 8 images of 7x7
+     (392 pixels). Not on AVX2 (f32 0.87-1.07x, f64 1.0-1.8x).
+   At 14x14 (196 pixels, 13 vectors for 12.25) and above gemm_1x1 wins or ties: forward 8 x
+   256 -> 1024 8.19 / 8.63, 4.46 / 4.92; 8 x 128 -> 512 at 28x28 7.96 / 9.39; input gradients
+   0.96-1.02x at 14x14, 1.09-1.23x at 28x28. The rule reads sizes only, never the thread
+   count, so that the results do not depend on it. */
 #define FC_POINTWISE_IMPLICIT_MAX_PIXELS 64
 #define FC_POINTWISE_IMPLICIT_MIN_MACS ((int64_t)128 << 20)
+#define FC_POINTWISE_IMPLICIT_BWD_MIN_PIXELS 392
 
 static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
 {
-    if (pass != FC_FWD || !pointwise_unpadded(d) || d->stride_h != 1 || d->stride_w != 1 || d->groups != 1)
+    if (pass == FC_BWD_WEIGHTS || !pointwise_unpadded(d) || d->stride_h != 1 || d->stride_w != 1 ||
+        d->groups != 1)
         return 0;
     const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
-    const int64_t pixels = d->oh * d->ow;
-    return kr && kr->vl >= 8 && pixels <= FC_POINTWISE_IMPLICIT_MAX_PIXELS &&
-           d->n * d->c_in * d->c_out * pixels >= FC_POINTWISE_IMPLICIT_MIN_MACS &&
-           accepts(&fc_impl_implicit_gemm, d, pass);
+    const int64_t pixels = d->oh * d->ow, vector_bytes = kr ? kr->vl * (int64_t)fc_elem_size(d->dtype) : 0;
+    if (pixels > FC_POINTWISE_IMPLICIT_MAX_PIXELS || !accepts(&fc_impl_implicit_gemm, d, pass))
+        return 0;
+    if (pass == FC_FWD)
+        return kr->vl >= 8 && d->n * d->c_in * d->c_out * pixels >= FC_POINTWISE_IMPLICIT_MIN_MACS;
+    return vector_bytes >= 64 && d->n * pixels >= FC_POINTWISE_IMPLICIT_BWD_MIN_PIXELS;
 }
 
 int fc_conv_prefer(const fc_conv_desc *d, int pass)

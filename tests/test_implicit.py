@@ -184,18 +184,18 @@ def test_problems_take_the_implicit_path(case, implicit_isa):
 
 
 def test_pointwise_and_input_skipping_strides_are_lowered_explicitly(implicit_isa):
-    """A 1x1 unit-stride layer's input and weight gradients read their operands in place
-    elsewhere (gemm_1x1, pointwise_wgrad.c); its forward runs here too (taken by "auto" for
-    small images, below). A stride longer than the kernel's reach would make the band copy
+    """A 1x1 unit-stride layer's weight gradient reads its operands in place elsewhere
+    (pointwise_wgrad.c, gemm_1x1); its forward and input gradient run here too when asked for
+    (and by "auto" for small images, below), algorithm "im2col" keeps gemm_1x1. A stride longer than the kernel's reach would make the band copy
     input that no tap reads."""
     pointwise = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 1, 0, 1, 1, np.dtype(np.float32))
     skipping = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 2, 0, 1, 1, np.dtype(np.float32))
     for spec in (pointwise, skipping):  # algorithm "im2col" lowers explicitly / in place
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
     assert F.chosen_implementation(pointwise, FWD, "implicit_gemm") == "implicit_gemm"
-    for pass_ in (BWD_DATA, BWD_WEIGHTS):
-        with pytest.raises(ValueError, match="implicit_gemm does not take this geometry"):
-            F.chosen_implementation(pointwise, pass_, "implicit_gemm")
+    assert F.chosen_implementation(pointwise, BWD_DATA, "implicit_gemm") == "implicit_gemm"
+    with pytest.raises(ValueError, match="implicit_gemm does not take this geometry"):
+        F.chosen_implementation(pointwise, BWD_WEIGHTS, "implicit_gemm")
     with pytest.raises(ValueError, match="implicit_gemm does not take this geometry"):
         F.chosen_implementation(skipping, FWD, "implicit_gemm")
 
@@ -230,11 +230,54 @@ def test_pointwise_forward_on_implicit_gemm(case, dtype, activation, implicit_is
     assert_close_to_reference(got[0], y, bound, dtype, what="y")
 
 
+@pytest.mark.parametrize("case", POINTWISE, ids=[c.name for c in POINTWISE])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_pointwise_input_gradient_on_implicit_gemm(case, dtype, implicit_isa, rng):
+    """The transposed 1x1 forward, its W^T rows copied from w's rows (pack_wt): against the
+    reference into a NaN-filled output, bitwise at 1-3 threads. The workspace is filled with
+    0x3F bytes, a finite value: a W^T lane left unwritten would read as a wrong weight (0xFF,
+    a NaN, would make the packing's finiteness check decline to an exact entry and hide it)."""
+    spec, x, w, _, gy = make_data(rng, case, dtype)
+    assert F.chosen_implementation(spec, BWD_DATA, "implicit_gemm") == "implicit_gemm"
+    got = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            poison_workspace(F.workspace_bytes(spec, BWD_DATA, "implicit_gemm"), 0x3F)
+            got.append(F.conv2d_input_grad(gy, w, x.shape, algorithm="implicit_gemm",
+                                           out=nan_filled(spec.input_shape, dtype)))
+    assert all(np.array_equal(got[0], g) for g in got[1:]), "results differ between thread counts"
+    assert_close_to_reference(got[0], *ref_input_grad(gy, w, x.shape, 1, 0, 1, 1), dtype, what="grad_x")
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_pointwise_input_gradient_declines_non_finite_weights(where, bad, implicit_isa, rng):
+    """The copied W^T rows are checked as the gathered ones are: a NaN/inf weight (the first
+    filter's or the last block's) makes the implicit input gradient decline to an exact entry."""
+    case = POINTWISE[0]
+    spec, x, w, _, gy = make_data(rng, case, np.float32)
+    w[(0, 0, 0, 0) if where == "first" else (-1, -1, 0, 0)] = bad
+    with np.errstate(invalid="ignore"):
+        exp = ref.conv2d_input_grad(gy.astype(np.float64), w.astype(np.float64), x.shape, 1, 0, 1, 1)
+    clean, bound = ref_input_grad(gy, np.where(np.isfinite(w), w, 0), x.shape, 1, 0, 1, 1)
+    finite = np.isfinite(exp)
+    assert finite.any() and not finite.all()
+    for threads in (1, 3):
+        with fastconv.threads(threads):
+            got = F.conv2d_input_grad(gy, w, x.shape, algorithm="implicit_gemm")
+        assert np.array_equal(np.isnan(got), np.isnan(exp))
+        assert np.array_equal(np.isposinf(got), np.isposinf(exp))
+        assert np.array_equal(np.isneginf(got), np.isneginf(exp))
+        assert_close_to_reference(np.where(finite, got, 0).astype(np.float32), np.where(finite, clean, 0),
+                                  np.where(finite, bound, 0), np.float32, what="grad_x")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_auto_takes_implicit_for_large_pointwise_forwards_of_small_images(dtype, implicit_isa):
     """gemm_1x1 puts an image's pixels on its lanes (49 as 64); implicit GEMM computes them
-    exactly. Taken for <= 64 pixels and >= 128 M multiply-adds (sizes only), never for the
-    other passes, grouped layers, or f64 on AVX2 (four lanes: 49 as 52)."""
+    exactly. Taken for <= 64 pixels and, in the forward, >= 128 M multiply-adds (not f64 on
+    AVX2: four lanes, 49 as 52), in the input gradient >= 392 pixels in all (512-bit vectors
+    only); never for grouped layers or the weight gradient. Sizes only, never threads."""
     def choice(n, c, h, k, pass_=FWD, groups=1):
         spec = make_spec((n, c, h, h), (k, c // groups, 1, 1), 1, 0, 1, groups, np.dtype(dtype))
         return F.chosen_implementation(spec, pass_)
@@ -248,8 +291,14 @@ def test_auto_takes_implicit_for_large_pointwise_forwards_of_small_images(dtype,
     assert choice(8, 160, 7, 960) == "gemm_1x1"     # 60 M
     assert choice(8, 256, 14, 1024) == "gemm_1x1"
     assert choice(8, 512, 7, 2048, groups=2) == "gemm_1x1"
-    for pass_ in (BWD_DATA, BWD_WEIGHTS):
-        assert choice(8, 512, 7, 2048, pass_) != "implicit_gemm"
+    # the input gradient: 512-bit vectors, from 392 pixels (8 images of 7x7), any work
+    want = "implicit_gemm" if implicit_isa == "avx512" else "gemm_1x1"
+    assert choice(8, 512, 7, 2048, BWD_DATA) == want
+    assert choice(8, 160, 7, 960, BWD_DATA) == want
+    assert choice(2, 64, 8, 64, BWD_DATA) == "gemm_1x1"   # 128 pixels
+    assert choice(1, 512, 7, 2048, BWD_DATA) == "gemm_1x1"
+    assert choice(8, 512, 9, 2048, BWD_DATA) == "gemm_1x1"
+    assert choice(8, 512, 7, 2048, BWD_WEIGHTS) != "implicit_gemm"
 
 
 def test_input_gradients_of_more_than_16_stride_phases_are_lowered_explicitly(implicit_isa):
