@@ -17,8 +17,9 @@
  *   team mode   (otherwise): the team lowers one tile together, then runs a cooperative
  *               GEMM on it (split over M and N only); a forward below FWD_TEAM_MIN_MACS
  *               runs on the calling thread instead (barriers outweigh the split).
- *   chunk mode  (bwd_weights, batch >= 4): fixed batch chunks, one thread each, partial
- *               sums added in chunk order (see BWDW_MAX_CHUNKS).
+ *   chunk mode  (bwd_weights, batch >= 4, partials small beside the operands): fixed batch
+ *               chunks, one thread each, partial sums added in chunk order (see
+ *               BWDW_MAX_CHUNKS).
  * Either way every output element is computed by the same arithmetic in the same order,
  * so results are bitwise identical for every thread count.
  */
@@ -45,12 +46,22 @@
 #define TILE_BUDGET_MIN ((int64_t)1 << 20)
 #define BWDW_TILE_BUDGET ((int64_t)2 << 20)
 
-/* bwd_weights splits the batch into at most this many fixed chunks (a function of N
+/* bwd_weights splits the batch into at most this many fixed chunks (a function of sizes
    only, never of the thread count), sums each chunk's images in order on one thread, and
    adds the chunk partials in chunk order: deterministic and barrier-free. Batches smaller
-   than BWDW_MIN_BATCH are summed by the whole team image by image instead. */
+   than BWDW_MIN_BATCH are summed by the whole team image by image instead, and so are
+   those whose partials would weigh more than a sixteenth of the operands the GEMMs read
+   (BWDW_PARTIALS_SHARE: chunks halve until they fit, one chunk is team mode): each partial
+   is a whole dW, written and read back, which for 1x1 layers of small images is as large as
+   the images' operands (8 x 512 -> 2048 at 7x7: 4 MB each). Zen 4, f32, gemm_1x1's weight
+   gradient, 8 chunks / team mode ms at 1 and 2 threads: 8 x 512 -> 2048 at 7x7 9.77 / 8.03,
+   4.88 / 4.34; 2048 -> 512 9.72 / 8.23, 4.90 / 4.20; 8 x 160 -> 960 1.25 / 1.16, 0.63 /
+   0.61; 8 x 256 -> 1024 at 14x14 8.24 / 7.69, 3.94 / 3.91; 8 x 128 -> 512 at 28x28 keeps
+   4 chunks (7.52 / 3.75 against 8 chunks' 7.57 / 3.75). (Two chunks were faster still at
+   2 threads, 3.92 ms for the first layer, but would leave a larger team idle.) */
 #define BWDW_MAX_CHUNKS 8
 #define BWDW_MIN_BATCH 4
+#define BWDW_PARTIALS_SHARE 16
 
 /* A forward of fewer images (times groups) than threads splits one tile's lowering and its
    GEMM over the team (team mode). A first layer's, whose K is a few taps, then spends more on
@@ -89,8 +100,14 @@ static void make_plan(const fc_conv_desc *d, int pass, int pointwise, plan *p)
     p->chunks = 0;
     int64_t budget;
     if (pass == FC_BWD_WEIGHTS) {
-        if (d->n >= BWDW_MIN_BATCH)
+        if (d->n >= BWDW_MIN_BATCH) {
+            const int64_t partial = d->c_out * p->K, operands = d->n * p->plane * (p->K + p->kg) * d->groups;
             p->chunks = d->n < BWDW_MAX_CHUNKS ? d->n : BWDW_MAX_CHUNKS;
+            while (p->chunks > 1 && (p->chunks - 1) * partial * BWDW_PARTIALS_SHARE > operands)
+                p->chunks /= 2;
+            if (p->chunks == 1)
+                p->chunks = 0;
+        }
         p->team = p->chunks == 0;
         budget = BWDW_TILE_BUDGET;
     } else if (pass == FC_BWD_DATA) {

@@ -118,3 +118,32 @@ def test_non_finite_operands_propagate_as_the_definition(bad, where, implicit_is
     assert np.array_equal(np.isinf(gw), np.isinf(expected))
     finite = np.isfinite(expected)
     assert finite.any() and not finite.all()
+
+
+#: wide on both sides (the GEMM): a batch of small images whose dW is as large as its
+#: operands sums on the whole team image by image (no partial dW); a batch of larger images
+#: keeps batch chunks (4 here: 8 would write partials beyond a sixteenth of its operands)
+GEMM_BATCHES = [Case("team_small_images", 8, 192, 5, 5, 160), Case("chunks_larger_images", 8, 136, 28, 28, 136)]
+
+
+@pytest.mark.parametrize("case", GEMM_BATCHES, ids=[c.name for c in GEMM_BATCHES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_gemm_weight_gradient_in_chunks_or_on_the_team(case, dtype, isa, rng):
+    spec = spec_of(case, dtype)
+    dw = case.c_out * case.c_in * np.dtype(dtype).itemsize
+    if not _core.pointwise_wgrad_runs(spec.desc(1)):
+        with fastconv.threads(1):  # the partials do not depend on the team
+            ws = F.workspace_bytes(spec, BWD_WEIGHTS, "gemm_1x1")
+        assert (ws < dw) if case.name.startswith("team") else (3 * dw <= ws < 4 * dw + (1 << 20))
+    x = rng.standard_normal(case.x_shape).astype(dtype)
+    gy = rng.standard_normal(spec.output_shape).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            results.append(weight_grad(spec, gy, x, "gemm_1x1"))
+    assert_close_to_reference(results[0][0], *ref_weight_grad(gy, x, case.w_shape, 1, 0, 1, 1), dtype,
+                              what="grad_w")
+    assert_close_to_reference(results[0][1], *ref_bias_grad(gy), dtype, what="grad_b")
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            assert np.array_equal(a, o), "results differ between thread counts"
