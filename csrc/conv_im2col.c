@@ -476,6 +476,13 @@ static const char *gemm_1x1_rejects(const fc_conv_desc *d, int pass)
     return is_pointwise(d) ? NULL : "gemm_1x1 needs a 1x1 kernel, stride 1 and no padding";
 }
 
+int fc_im2col_wgrad_chunks(const fc_conv_desc *d)
+{
+    plan p;
+    make_plan(d, FC_BWD_WEIGHTS, d->kh == 1 && d->kw == 1, &p);
+    return (int)p.chunks;
+}
+
 static size_t im2col_ws(const fc_conv_desc *d, int pass) { return workspace_size(d, pass, 0); }
 /* The pointwise weight gradient runs on the implicit-GEMM micro-kernels where the ISA has
    them (pointwise_wgrad.c: no packing of the larger operand), else on the GEMM. */

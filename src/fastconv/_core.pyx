@@ -49,6 +49,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
     int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass_)
     int fc_implicit_wgrad_chunks(const fc_conv_desc *d)
+    int fc_im2col_wgrad_chunks(const fc_conv_desc *d)
     int fc_implicit_wgrad_images(const fc_conv_desc *d)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
     const char *fc_conv_rejects(const fc_conv_desc *d, int pass_, int algo)
@@ -194,6 +195,13 @@ def implicit_wgrad_chunks(ConvDesc desc):
     """Batch chunks the implicit-GEMM weight gradient of this problem sums separately and
     adds in chunk order (csrc/conv_implicit.c, wgrad_chunks): 1 to 8, from sizes only."""
     return fc_implicit_wgrad_chunks(&desc.d)
+
+
+def im2col_wgrad_chunks(ConvDesc desc):
+    """Batch chunks the GEMM weight gradient (explicit im2col, gemm_1x1) of this problem sums
+    separately and adds in chunk order (csrc/conv_im2col.c); 0 where the whole team sums the
+    images one by one. From sizes only."""
+    return fc_im2col_wgrad_chunks(&desc.d)
 
 
 def implicit_wgrad_images(ConvDesc desc):
