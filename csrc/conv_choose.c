@@ -57,9 +57,9 @@
  *      64 -> 128 at 28x28 (cg 2, kg 4) 0.54 / 1.13 / 1.49. AVX2 (FASTCONV_ISA=avx2), implicit /
  *      direct: 256 at 28x28, 32 groups 2.92 / 4.33; 128 at 56x56, 32 groups 3.82 / 4.55 (bwd_data
  *      3.89 / 4.61); f64 64 at 56x56, 16 groups 3.60 / 4.41.
- *      An unpadded 1x1 forward or input gradient of small images (<= 64 pixels) and enough
- *      work takes implicit GEMM rather than gemm_1x1 (pointwise_prefers_implicit, measured
- *      there).
+ *      An unpadded 1x1 forward or input gradient of small images (<= 64 pixels), >= 392
+ *      pixels in all and (forward) enough work takes implicit GEMM rather than gemm_1x1
+ *      (pointwise_prefers_implicit, measured there).
  *   4. else direct (few channels: the GEMM's M or K is tiny).
  */
 #include "conv_internal.h"
@@ -95,7 +95,11 @@ static int pointwise_unpadded(const fc_conv_desc *d)
      thread gains less on implicit GEMM (its weight packing is a few channel blocks): 8 x 160
      -> 960 1.56 / 1.30 at 1 thread but 0.81 / 0.85 at 2; 1 x 2048 -> 512 1.41 / 1.39, 0.74 /
      0.79. f64 on AVX-512 0.79-0.91x gemm_1x1's time, f32 on AVX2 0.75-0.80x; f64 on AVX2
-     (four lanes a vector: 49 pixels as 52) 0.94-1.09x, left out.
+     (four lanes a vector: 49 pixels as 52) 0.94-1.09x, left out. Few images lose however
+     large the layer: W^T is packed once a call for few pixels, and at 2 threads the few
+     items split unevenly (1 x 2048 -> 2048 5.84 / 6.63, 2.95 / 3.21; 2 x 2048 -> 1024 5.78 /
+     5.36, 2.73 / 4.12; 16 x 2048 -> 512 at 4x4 6.71 / 5.91, 3.41 / 3.87): from 392 pixels in
+     all, as the input gradient.
      input gradient (W^T's rows copied from w, pack_wt): 8 x 512 -> 2048 11.7 / 8.8, 5.77 /
      4.38; 2048 -> 512 13.4 / 8.6, 6.66 / 4.24; 8 x 160 -> 960 1.68 / 1.41, 0.82 / 0.76; 960 ->
      160 1.58 / 1.27, 0.81 / 0.68; f64 0.68-0.87x. At batch 1 the copy of W^T is not
@@ -107,7 +111,7 @@ static int pointwise_unpadded(const fc_conv_desc *d)
    count, so that the results do not depend on it. */
 #define FC_POINTWISE_IMPLICIT_MAX_PIXELS 64
 #define FC_POINTWISE_IMPLICIT_MIN_MACS ((int64_t)128 << 20)
-#define FC_POINTWISE_IMPLICIT_BWD_MIN_PIXELS 392
+#define FC_POINTWISE_IMPLICIT_MIN_PIXELS 392
 
 static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
 {
@@ -116,11 +120,12 @@ static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
         return 0;
     const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
     const int64_t pixels = d->oh * d->ow, vector_bytes = kr ? kr->vl * (int64_t)fc_elem_size(d->dtype) : 0;
-    if (pixels > FC_POINTWISE_IMPLICIT_MAX_PIXELS || !accepts(&fc_impl_implicit_gemm, d, pass))
+    if (pixels > FC_POINTWISE_IMPLICIT_MAX_PIXELS || d->n * pixels < FC_POINTWISE_IMPLICIT_MIN_PIXELS ||
+        !accepts(&fc_impl_implicit_gemm, d, pass))
         return 0;
     if (pass == FC_FWD)
         return kr->vl >= 8 && d->n * d->c_in * d->c_out * pixels >= FC_POINTWISE_IMPLICIT_MIN_MACS;
-    return vector_bytes >= 64 && d->n * pixels >= FC_POINTWISE_IMPLICIT_BWD_MIN_PIXELS;
+    return vector_bytes >= 64;
 }
 
 int fc_conv_prefer(const fc_conv_desc *d, int pass)

@@ -275,9 +275,9 @@ def test_pointwise_input_gradient_declines_non_finite_weights(where, bad, implic
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_auto_takes_implicit_for_large_pointwise_forwards_of_small_images(dtype, implicit_isa):
     """gemm_1x1 puts an image's pixels on its lanes (49 as 64); implicit GEMM computes them
-    exactly. Taken for <= 64 pixels and, in the forward, >= 128 M multiply-adds (not f64 on
-    AVX2: four lanes, 49 as 52), in the input gradient >= 392 pixels in all (512-bit vectors
-    only); never for grouped layers or the weight gradient. Sizes only, never threads."""
+    exactly. Taken for <= 64 pixels an image and >= 392 in all; in the forward from 128 M
+    multiply-adds (not f64 on AVX2: four lanes, 49 as 52), in the input gradient with 512-bit
+    vectors only; never for grouped layers or the weight gradient. Sizes only, never threads."""
     def choice(n, c, h, k, pass_=FWD, groups=1):
         spec = make_spec((n, c, h, h), (k, c // groups, 1, 1), 1, 0, 1, groups, np.dtype(dtype))
         return F.chosen_implementation(spec, pass_)
@@ -289,6 +289,8 @@ def test_auto_takes_implicit_for_large_pointwise_forwards_of_small_images(dtype,
     assert choice(8, 1024, 8, 256) == want          # 64 pixels
     assert choice(8, 1024, 9, 256) == "gemm_1x1"    # 81
     assert choice(8, 160, 7, 960) == "gemm_1x1"     # 60 M
+    assert choice(2, 2048, 7, 1024) == "gemm_1x1"   # 205 M, but 98 pixels in all
+    assert choice(16, 2048, 4, 512) == "gemm_1x1"   # 256
     assert choice(8, 256, 14, 1024) == "gemm_1x1"
     assert choice(8, 512, 7, 2048, groups=2) == "gemm_1x1"
     # the input gradient: 512-bit vectors, from 392 pixels (8 images of 7x7), any work
