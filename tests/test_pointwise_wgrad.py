@@ -79,11 +79,9 @@ def weight_grad(spec, gy, x, algorithm):
                           gb=nan_filled((spec.c_out,), spec.dtype))
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_against_reference_and_bitwise_across_threads(case, dtype, isa, rng):
-    """Under each ISA: the micro-kernels of AVX2 and AVX-512, the GEMM of the generic build."""
-    spec = spec_of(case, dtype)
+def checked_across_threads(case, spec, dtype, rng):
+    """gemm_1x1's weight and bias gradients at 1, 2 and 3 threads: against the reference,
+    bitwise equal. Returns (the results, grad_y, x)."""
     x = rng.standard_normal(case.x_shape).astype(dtype)
     gy = rng.standard_normal(spec.output_shape).astype(dtype)
     results = []
@@ -97,6 +95,15 @@ def test_against_reference_and_bitwise_across_threads(case, dtype, isa, rng):
     for other in results[1:]:
         for a, o in zip(results[0], other):
             assert np.array_equal(a, o), "results differ between thread counts"
+    return results, gy, x
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_against_reference_and_bitwise_across_threads(case, dtype, isa, rng):
+    """Under each ISA: the micro-kernels of AVX2 and AVX-512, the GEMM of the generic build."""
+    spec = spec_of(case, dtype)
+    results, gy, x = checked_across_threads(case, spec, dtype, rng)
     for algorithm in ("im2col", "auto"):
         for a, o in zip(results[0], weight_grad(spec, gy, x, algorithm)):
             assert np.array_equal(a, o), f"algorithm={algorithm!r} ran another implementation"
@@ -136,15 +143,4 @@ def test_gemm_weight_gradient_in_chunks_or_on_the_team(case, dtype, isa, rng):
     # mnist_c2's 3x3 weight gradient (64 images) lowered explicitly keeps its 8 chunks
     mnist = make_spec((64, 32, 26, 26), (64, 32, 3, 3), 1, 0, 1, 1, np.dtype(dtype))
     assert _core.im2col_wgrad_chunks(mnist.desc(1)) == 8
-    x = rng.standard_normal(case.x_shape).astype(dtype)
-    gy = rng.standard_normal(spec.output_shape).astype(dtype)
-    results = []
-    for threads in (1, 2, 3):
-        with fastconv.threads(threads):
-            results.append(weight_grad(spec, gy, x, "gemm_1x1"))
-    assert_close_to_reference(results[0][0], *ref_weight_grad(gy, x, case.w_shape, 1, 0, 1, 1), dtype,
-                              what="grad_w")
-    assert_close_to_reference(results[0][1], *ref_bias_grad(gy), dtype, what="grad_b")
-    for other in results[1:]:
-        for a, o in zip(results[0], other):
-            assert np.array_equal(a, o), "results differ between thread counts"
+    checked_across_threads(case, spec, dtype, rng)
