@@ -139,8 +139,9 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
     const int64_t K = cg * d->kh * d->kw;
     if (pointwise_prefers_implicit(d, pass))
         return FC_ALGO_IMPLICIT_GEMM;
-    /* (an unpadded 1x1 forward is accepted by implicit GEMM too, but the rest of this rule
-       was measured with it on gemm_1x1 and direct: it stays there) */
+    /* (an unpadded unit-stride 1x1 forward or input gradient is accepted by implicit GEMM
+       too, but the rest of this rule was measured with it on gemm_1x1 and direct: it stays
+       there) */
     const int implicit = !pointwise_unpadded(d) && accepts(&fc_impl_implicit_gemm, d, pass);
     if (implicit && fc_implicit_groups_a_tile(d, pass) > 1)
         return FC_ALGO_IM2COL; /* grouped layers whose groups implicit GEMM packs side by side */

@@ -299,15 +299,16 @@ int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass)
 }
 
 
-/* pointwise: an unpadded 1x1 problem is taken (a forward, or an input gradient and its phase
-   problem, the transposed 1x1 forward); the weight gradient of such a layer reads its
-   operands in place elsewhere (pointwise_wgrad.c, conv_im2col.c's gemm_1x1). */
+/* pointwise: an unpadded unit-stride 1x1 problem is taken (a forward, or an input gradient
+   and its phase problem, the transposed 1x1 forward); the weight gradient of such a layer
+   reads its operands in place elsewhere (pointwise_wgrad.c, conv_im2col.c's gemm_1x1), and
+   a strided one (stride <= dilation) stays with explicit im2col, as before. */
 static int problem_accepted(const fc_conv_desc *d, int pointwise)
 {
     if (d->stride_h > d->kh * d->dil_h || d->stride_w > d->kw * d->dil_w)
         return 0; /* strides that skip input the kernel never reads: the band would copy it */
-    if (!pointwise && d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
-        d->pad_right == 0)
+    if ((!pointwise || d->stride_h != 1 || d->stride_w != 1) && d->kh == 1 && d->kw == 1 && d->pad_top == 0 &&
+        d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0)
         return 0;
     const int64_t wp = band_width(d, 0), cg = d->c_in / d->groups;
     if (wp > 4 * d->ow + 64)

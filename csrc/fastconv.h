@@ -83,8 +83,8 @@ int fc_implicit_wgrad_chunks(const fc_conv_desc *d);
    active ISA has no implicit-GEMM kernels). */
 int fc_implicit_wgrad_images(const fc_conv_desc *d);
 /* Batch chunks the explicit-lowering / gemm_1x1 (GEMM) weight gradient of this problem sums
-   separately (sizes only; 0: the whole team image by image, no partials). pointwise: the
-   problem as the gemm_1x1 entry plans it (a 1x1 kernel; else as explicit im2col). */
+   separately (sizes only; 0: the whole team image by image, no partials). Where gemm_1x1's
+   weight gradient runs on pointwise_wgrad.c (fc_pointwise_wgrad_suits), it does not apply. */
 int fc_im2col_wgrad_chunks(const fc_conv_desc *d);
 /* 1 when the gemm_1x1 entry computes this (pointwise) problem's weight gradient on the
    implicit-GEMM micro-kernels rather than the GEMM (pointwise_wgrad.c), on the active ISA. */

@@ -186,12 +186,15 @@ def test_problems_take_the_implicit_path(case, implicit_isa):
 def test_pointwise_and_input_skipping_strides_are_lowered_explicitly(implicit_isa):
     """A 1x1 unit-stride layer's weight gradient reads its operands in place elsewhere
     (pointwise_wgrad.c, gemm_1x1); its forward and input gradient run here too when asked for
-    (and by "auto" for small images, below), algorithm "im2col" keeps gemm_1x1. A stride longer than the kernel's reach would make the band copy
-    input that no tap reads."""
+    (and by "auto" for small images, below), algorithm "im2col" keeps gemm_1x1. A stride longer
+    than the kernel's reach would make the band copy input that no tap reads; a strided 1x1
+    within its dilation's reach stays with explicit im2col."""
     pointwise = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 1, 0, 1, 1, np.dtype(np.float32))
     skipping = make_spec((1, 8, 12, 12), (16, 8, 1, 1), 2, 0, 1, 1, np.dtype(np.float32))
-    for spec in (pointwise, skipping):  # algorithm "im2col" lowers explicitly / in place
+    dilated = make_spec((8, 64, 14, 14), (128, 64, 1, 1), 2, 0, 2, 1, np.dtype(np.float32))
+    for spec in (pointwise, skipping, dilated):  # algorithm "im2col" lowers explicitly / in place
         assert not any(_core.implicit_accepts(spec.desc(1), p) for p in PASSES)
+    assert [F.chosen_implementation(dilated, p, "im2col") for p in PASSES] == ["im2col_explicit"] * 3
     assert F.chosen_implementation(pointwise, FWD, "implicit_gemm") == "implicit_gemm"
     assert F.chosen_implementation(pointwise, BWD_DATA, "implicit_gemm") == "implicit_gemm"
     with pytest.raises(ValueError, match="implicit_gemm does not take this geometry"):

@@ -338,7 +338,8 @@ static void scale_rows(const fc_gemm_args *g, int64_t i0, int64_t i1)
    team whenever one thread is descheduled). Counting A's packing moves a tall, narrow GEMM
    (a Dense layer's weight gradient, m = 9216, n = 128, k = 128) to row groups: with column
    groups both threads packed all of A (2 threads, Zen 4: 1.88 -> 1.62 ms; m = 4096, n = 256
-   1.89 -> 1.32 ms); where A is short the terms leave the choice as it was. The cheapest layout wins,
+   1.89 -> 1.32 ms); where A is short they mostly leave the choice as it was (a few small
+   products, m <= 256 at 2 threads, changed layout either way). The cheapest layout wins,
    ties to fewer row groups. */
 static int choose_ic_ways(int nt, int64_t mt, int64_t nu, int mr, int vl)
 {

@@ -200,7 +200,8 @@ def implicit_wgrad_chunks(ConvDesc desc):
 def im2col_wgrad_chunks(ConvDesc desc):
     """Batch chunks the GEMM weight gradient (explicit im2col, gemm_1x1) of this problem sums
     separately and adds in chunk order (csrc/conv_im2col.c); 0 where the whole team sums the
-    images one by one. From sizes only."""
+    images one by one. From sizes only. Not used where gemm_1x1's weight gradient runs on the
+    implicit micro-kernels (pointwise_wgrad_runs)."""
     return fc_im2col_wgrad_chunks(&desc.d)
 
 
