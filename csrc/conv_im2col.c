@@ -58,7 +58,10 @@
    4.88 / 4.34; 2048 -> 512 9.72 / 8.23, 4.90 / 4.20; 8 x 160 -> 960 1.25 / 1.16, 0.63 /
    0.61; 8 x 256 -> 1024 at 14x14 8.24 / 7.69, 3.94 / 3.91; 8 x 128 -> 512 at 28x28 keeps
    4 chunks (7.52 / 3.75 against 8 chunks' 7.57 / 3.75). (Two chunks were faster still at
-   2 threads, 3.92 ms for the first layer, but would leave a larger team idle.) */
+   2 threads, 3.92 ms for the first layer, but would leave a larger team idle.) Explicit
+   im2col's 3x3 weight gradient (the generic build's), alternating builds: 8 x 512 -> 512 at
+   7x7 (team mode now) 24.6-26.9 -> 21.8-22.0 ms at 1 thread, 14.0-16.3 -> 11.2-11.4 at 2;
+   32 x 256 -> 256 at 14x14 (2 chunks now) unchanged, 82-87 and 41-46 ms in both builds. */
 #define BWDW_MAX_CHUNKS 8
 #define BWDW_MIN_BATCH 4
 #define BWDW_PARTIALS_SHARE 16
