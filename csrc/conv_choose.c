@@ -77,12 +77,6 @@ static int accepts(const fc_conv_impl *e, const fc_conv_desc *d, int pass)
     return e->rejects(d, pass) == NULL;
 }
 
-static int pointwise_unpadded(const fc_conv_desc *d)
-{
-    return d->kh == 1 && d->kw == 1 && d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 &&
-           d->pad_right == 0;
-}
-
 /* An unpadded 1x1 forward or input gradient of small images takes implicit GEMM rather than
    gemm_1x1 where its work is large. gemm_1x1's GEMM puts an image's pixels on its vector
    lanes (N = oh * ow per image): 49 pixels at 7x7 run as 64 (two micro-panels, the second
@@ -115,8 +109,7 @@ static int pointwise_unpadded(const fc_conv_desc *d)
 
 static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
 {
-    if (pass == FC_BWD_WEIGHTS || !pointwise_unpadded(d) || d->stride_h != 1 || d->stride_w != 1 ||
-        d->groups != 1)
+    if (pass == FC_BWD_WEIGHTS || !fc_is_pointwise(d) || d->groups != 1)
         return 0;
     const fc_implicit_kernels *kr = fc_implicit_kernels_for(d->dtype);
     const int64_t pixels = d->oh * d->ow, vector_bytes = kr ? kr->vl * (int64_t)fc_elem_size(d->dtype) : 0;
@@ -142,7 +135,7 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
     /* (an unpadded unit-stride 1x1 forward or input gradient is accepted by implicit GEMM
        too, but the rest of this rule was measured with it on gemm_1x1 and direct: it stays
        there) */
-    const int implicit = !pointwise_unpadded(d) && accepts(&fc_impl_implicit_gemm, d, pass);
+    const int implicit = !fc_is_pointwise(d) && accepts(&fc_impl_implicit_gemm, d, pass);
     if (implicit && fc_implicit_groups_a_tile(d, pass) > 1)
         return FC_ALGO_IM2COL; /* grouped layers whose groups implicit GEMM packs side by side */
     if (kg >= 8 && K >= (implicit ? 8 : 16)) {

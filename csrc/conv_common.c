@@ -16,6 +16,12 @@
 
 size_t fc_elem_size(int dtype) { return dtype == FC_F64 ? sizeof(double) : sizeof(float); }
 
+int fc_is_pointwise(const fc_conv_desc *d)
+{
+    return d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_top == 0 &&
+           d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0;
+}
+
 size_t fc_align_up(size_t n) { return (n + FC_ALIGN - 1) & ~(size_t)(FC_ALIGN - 1); }
 
 /* Unused bytes between two threads' scratch slots. Measured on Zen 4 (2-core VM, implicit

@@ -85,12 +85,6 @@ typedef struct plan {
     size_t tables, cols, gemm, per_thread, partials;
 } plan;
 
-static int is_pointwise(const fc_conv_desc *d)
-{
-    return d->kh == 1 && d->kw == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_top == 0 &&
-           d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0;
-}
-
 static void make_plan(const fc_conv_desc *d, int pass, int pointwise, plan *p)
 {
     const size_t es = fc_elem_size(d->dtype);
@@ -476,13 +470,13 @@ static const char *im2col_rejects(const fc_conv_desc *d, int pass)
 static const char *gemm_1x1_rejects(const fc_conv_desc *d, int pass)
 {
     (void)pass;
-    return is_pointwise(d) ? NULL : "gemm_1x1 needs a 1x1 kernel, stride 1 and no padding";
+    return fc_is_pointwise(d) ? NULL : "gemm_1x1 needs a 1x1 kernel, stride 1 and no padding";
 }
 
 int fc_im2col_wgrad_chunks(const fc_conv_desc *d)
 {
     plan p;
-    make_plan(d, FC_BWD_WEIGHTS, d->kh == 1 && d->kw == 1, &p);
+    make_plan(d, FC_BWD_WEIGHTS, fc_is_pointwise(d), &p);
     return (int)p.chunks;
 }
 

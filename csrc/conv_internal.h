@@ -33,6 +33,8 @@ typedef struct fc_col_range {
 
 /* ---- conv_common.c ------------------------------------------------------------------ */
 size_t fc_elem_size(int dtype);
+/* A 1x1, stride-1, unpadded problem: its input is the column matrix (gemm_1x1). */
+int fc_is_pointwise(const fc_conv_desc *d);
 size_t fc_align_up(size_t n);
 /* Distance between consecutive per-thread scratch slots of one workspace for a slot of
    `bytes` used by a team of nt: the slot plus FC_THREAD_SLOT_GUARD unused bytes when nt > 1

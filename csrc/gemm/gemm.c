@@ -361,13 +361,20 @@ static int choose_ic_ways(int nt, int64_t mt, int64_t nu, int mr, int vl)
     return best_d;
 }
 
+/* NC: N cut into equal panels no larger than the table's nc, in whole pairs of micro-panels
+   (depends on n only, never on the team). */
+static int64_t panel_width(const gemm_cfg *cf, int64_t n)
+{
+    return min64(cf->nc, round_up(ceil_div(n, ceil_div(n, cf->nc)), 2 * (int64_t)cf->nr));
+}
+
 int fc_gemm_row_groups(int dtype, int64_t m, int64_t n, int nthreads)
 {
     const gemm_cfg *cf = select_cfg(dtype == FC_F64 ? FC_F64 : FC_F32, fc_active_isa());
     if (m <= 0 || n <= 0 || nthreads < 1)
         return 1;
-    const int64_t NC = min64(cf->nc, round_up(ceil_div(n, ceil_div(n, cf->nc)), 2 * (int64_t)cf->nr));
-    return choose_ic_ways(nthreads, ceil_div(m, cf->mr), ceil_div(min64(NC, n), cf->vl), cf->mr, cf->vl);
+    return choose_ic_ways(nthreads, ceil_div(m, cf->mr), ceil_div(min64(panel_width(cf, n), n), cf->vl), cf->mr,
+                          cf->vl);
 }
 
 /* One partial tile: through a temporary MR x NR tile, same kernel, same arithmetic. The
@@ -412,7 +419,7 @@ static void gemm_driver(const fc_gemm_args *g, void *workspace, int tid, int nt)
        blocks of about KC/2, not KC and 1: a 1-long block would pay a whole C tile
        load/store per FMA). The cut depends on k and n only, never on the team. */
     const int64_t KC = ceil_div(k, ceil_div(k, cf->kc));
-    const int64_t NC = min64(cf->nc, round_up(ceil_div(n, ceil_div(n, cf->nc)), 2 * (int64_t)nr));
+    const int64_t NC = panel_width(cf, n);
     /* Micro-panel stride in the packed B panel: fixed for the whole call, so that a thread
        repacking its own micro-panels for the next K block (shorter or not) never writes
        over another thread's micro-panels still in use. */
