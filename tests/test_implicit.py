@@ -252,6 +252,57 @@ def test_pointwise_input_gradient_on_implicit_gemm(case, dtype, implicit_isa, rn
     assert_close_to_reference(got[0], *ref_input_grad(gy, w, x.shape, 1, 0, 1, 1), dtype, what="grad_x")
 
 
+#: unpadded unit-stride forwards, whose band is the image itself (read in place, no copy): 1x1
+#: at 7x7, a valid 3x3 over one tall image (split into row tiles at 2-3 threads), dilation 2,
+#: a 2x4 kernel, and two groups of 40 channels (one group a tile)
+IN_PLACE = [Case("in_place_1x1", 3, 40, 7, 7, 72), Case("in_place_valid_3x3_tall", 1, 8, 30, 12, 40, (3, 3)),
+            Case("in_place_dilated", 2, 6, 13, 11, 24, (3, 3), 0, 2), Case("in_place_2x4", 1, 4, 9, 10, 8, (2, 4)),
+            Case("in_place_groups", 2, 40, 9, 9, 80, (3, 3), 0, 1, 2)]
+
+
+def between_nans(a):
+    """``a`` as a C-contiguous view into a buffer whose first and last images are NaN: a kernel
+    that reads outside ``a`` (it reads the image in place) turns results to NaN."""
+    buf = np.full((a.shape[0] + 2,) + a.shape[1:], np.nan, dtype=a.dtype)
+    buf[1:-1] = a
+    view = buf[1:-1]
+    assert view.flags.c_contiguous
+    return view
+
+
+@pytest.mark.parametrize("case", IN_PLACE, ids=[c.name for c in IN_PLACE])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_unpadded_forward_reads_the_image_in_place(case, dtype, implicit_isa, rng):
+    """No band is copied (the workspace does not grow with the image) and nothing
+    outside the input is read: x between NaN images, against the reference with bias and
+    fused ReLU, into a NaN-filled output, bitwise at 1-3 threads. A 1x1 layer's input gradient
+    (a forward of grad_y) reads grad_y in place the same way."""
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    assert _core.implicit_groups_a_tile(spec.desc(1), FWD) == 1
+    taller = make_spec((case.n, case.c_in, case.h + 8, case.w + 8), case.w_shape, 1, 0, case.dilation, case.groups,
+                       np.dtype(dtype))
+    with fastconv.threads(1):
+        assert F.workspace_bytes(spec, FWD, "implicit_gemm") == F.workspace_bytes(taller, FWD, "implicit_gemm")
+    x, gy = between_nans(x), between_nans(gy)
+    got = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            got.append(fastconv.conv2d(x, w, b, dilation=case.dilation, groups=case.groups, algorithm="implicit_gemm",
+                                       activation="relu", out=nan_filled(spec.output_shape, dtype)))
+    assert all(np.array_equal(got[0], g) for g in got[1:]), "results differ between thread counts"
+    y, bound = ref_forward(x, w, b, 1, 0, case.dilation, case.groups)
+    assert_close_to_reference(got[0], np.maximum(y, 0), np.where(y > 0, bound, 0), dtype, what="y")
+    if case.k != (1, 1):
+        return
+    gx = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            gx.append(F.conv2d_input_grad(gy, w, x.shape, algorithm="implicit_gemm",
+                                          out=nan_filled(spec.input_shape, dtype)))
+    assert all(np.array_equal(gx[0], g) for g in gx[1:]), "results differ between thread counts"
+    assert_close_to_reference(gx[0], *ref_input_grad(gy, w, x.shape, 1, 0, 1, 1), dtype, what="grad_x")
+
+
 @pytest.mark.parametrize("where", ["first", "last"])
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 def test_pointwise_input_gradient_declines_non_finite_weights(where, bad, implicit_isa, rng):
