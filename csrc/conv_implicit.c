@@ -112,7 +112,7 @@ typedef struct iplan {
     int64_t cparts;         /* fwd: work items a tile's channel blocks are split into (1: one item) */
     int64_t G, lg;          /* fwd: groups a tile (1, or 2^lg packed side by side; see group_pack) */
     int unphased;           /* fwd: the band holds the padded rows, not stride phases */
-    int in_place;           /* fwd: the band is the image itself (band_in_place), nothing copied */
+    int in_place;           /* fwd: BAND_COPIED, BAND_IN_PLACE or BAND_IN_PLACE_SKIPPING (band_in_place) */
     const int64_t *tap_of;  /* fwd of an input gradient: the weight's tap of each kernel tap */
     int64_t w_kk;           /* ... and the weight's taps per filter */
     int64_t ldb;            /* bwd_weights: G*kg rounded up to the tile width wnr */
@@ -401,17 +401,70 @@ int fc_implicit_wgrad_images(const fc_conv_desc *d)
     return (int)p.nb;
 }
 
-/* Whether the forward's band would be a copy of the image as it is: one group a tile, unit
-   strides and no padding, so band row r of a tile is image row i0 + r, band column j image
-   column j (wp = W), and the channels' planes are the image's, H*W apart (build_offsets then
-   steps by H*W). The kernels read the band by single-element broadcasts at those offsets,
-   all inside the image. Then fwd_items reads x in place: the copy was 6 % of a 2048 -> 512
-   1x1 forward at 7x7 and 16 % of a 960 -> 160 one on Zen 4 (a 1x1 layer does 2*C*K flops a
-   pixel against the copy's C reads and writes; with few output channels the copy shows). */
-static int band_in_place(const fc_conv_desc *d, int64_t G)
+/* Where the forward's kernels read: a band copied from the image (padding materialised), or
+   the image itself (x, or grad_y for an input gradient), in place. */
+enum { BAND_COPIED, BAND_IN_PLACE, BAND_IN_PLACE_SKIPPING };
+
+static int edge_columns(const fc_conv_desc *d, const iplan *p, int skip);
+static int group_edge(int cols, int64_t ow, int64_t j_first, int64_t j_last);
+
+/* Whether pixel t of a group of n with edge case e computes kernel column m: the rule of the
+   kernels' fwd_nv (implicit_kernels.inc) for 3-column kernels, whose e leaves out the taps
+   of the group's edge pixels that read a padding column. */
+static int edge_computes(int e, int64_t t, int64_t n, int64_t m)
 {
-    return G == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_top == 0 && d->pad_bottom == 0 &&
-           d->pad_left == 0 && d->pad_right == 0;
+    if (e == 0)
+        return 1;
+    const int kind = e >> 2;
+    const int64_t l0 = e & 1 ? (kind ? 2 : 1) : 0, l1 = (e & 1) && kind == 1;
+    const int64_t r2 = e & 2 ? (kind ? 2 : 1) : 0, r1 = (e & 2) && kind == 1;
+    return m == 0 ? t >= l0 : m == 1 ? t >= l1 && t < n - r1 : t < n - r2;
+}
+
+/* Whether a unit-stride layer's pixel groups, starting at every row's first pixel, compute
+   no tap that reads a padding column when skipping (edge_columns' cases, edge_computes). */
+static int row_groups_skip_padding_columns(const fc_conv_desc *d, const iplan *p)
+{
+    const int cols = edge_columns(d, p, 1);
+    const int64_t MR = p->kr->mr;
+    for (int64_t j0 = 0; j0 < d->ow; j0 += MR) {
+        const int64_t n = fc_min64(MR, d->ow - j0);
+        const int e = group_edge(cols, d->ow, j0, j0 + n - 1);
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t m = 0; m < d->kw; m++) {
+                const int64_t col = j0 + t - d->pad_left + m * d->dil_w;
+                if ((col < 0 || col >= d->w) && (d->kw != 3 || edge_computes(e, t, n, m)))
+                    return 0;
+            }
+    }
+    return 1;
+}
+
+/* Whether the forward's kernels can read the image in place instead of a band copied from
+   it. The band is a copy of image rows with one group a tile and unit strides (band row r of
+   a tile is image row i0 + r - pad_top, column j image column j - pad_left); the kernels
+   read it by single-element broadcasts through the tap offsets, which in place step by the
+   image's rows (W) and planes (H*W) and carry the padding's shift (build_offsets). Without
+   padding nothing they read lies outside the image: BAND_IN_PLACE. With padding they read
+   none of it where taps reading only padding are left out (finite weights, skip): kernel
+   rows per pixel group, exactly where each group lies in one row (rows_aligned, or OW a
+   multiple of MR), and kernel columns where the edge cases leave out every tap that reads a
+   padding column (3-column kernels with padding 1, or 2 as in an unpadded layer's input
+   gradient; row_groups_skip_padding_columns): BAND_IN_PLACE_SKIPPING, decided per tile
+   (fwd_items), the copy kept for the other tiles and for non-finite weights. Zen 4, 1 thread:
+   the copy was 6 % of a 2048 -> 512 1x1 forward at 7x7, 16 % of a 960 -> 160 one, 5 % of
+   the CIFAR net's 32 -> 32 3x3 one at 32x32 (padding 1). */
+static int band_in_place(const fc_conv_desc *d, const iplan *p)
+{
+    if (p->G != 1 || d->stride_h != 1 || d->stride_w != 1)
+        return BAND_COPIED;
+    /* (each side's padding within the kernel's reach, as in a 'same' layer or an unpadded
+       layer's input gradient: the pixel pointers stay within a few rows of the image) */
+    if (d->pad_top > (d->kh - 1) * d->dil_h || d->pad_bottom > (d->kh - 1) * d->dil_h)
+        return BAND_COPIED;
+    if (d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0)
+        return BAND_IN_PLACE;
+    return row_groups_skip_padding_columns(d, p) ? BAND_IN_PLACE_SKIPPING : BAND_COPIED;
 }
 
 /* d is the problem computed (for bwd_data, a phase problem); G > 0: that many groups a tile
@@ -475,11 +528,12 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
     p->rows = rows;
     p->tiles = fc_ceil_div(d->oh, rows);
     p->plane = band_rows(d, rows, p->unphased) * p->wp;
-    p->in_place = pass != FC_BWD_WEIGHTS && G <= 0 && max_rows <= 0 && band_in_place(d, p->G);
+    p->in_place = pass != FC_BWD_WEIGHTS && G <= 0 && max_rows <= 0 ? band_in_place(d, p) : BAND_COPIED;
     /* cg*sh*sw phase planes; no slack: the kernels read single elements, all inside a plane
        (row < band_rows, column < OW + (KW-1)*dw/sw = wp) */
-    p->band_bytes =
-        p->in_place ? 0 : fc_align_up((size_t)(p->G * p->cg * phases(d, p->unphased) * p->plane * es));
+    p->band_bytes = p->in_place == BAND_IN_PLACE
+                        ? 0
+                        : fc_align_up((size_t)(p->G * p->cg * phases(d, p->unphased) * p->plane * es));
     if (p->G > 1) { /* G groups a tile: their G*kg lanes, one tile wide */
         p->wnr = gnv * kr->vl;
         p->wgrad = kr->wgrad_grp[p->lg][gnv];
@@ -488,7 +542,8 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
         p->wgrad = p->wnr == kr->nr ? kr->wgrad : kr->wgrad_1v;
     }
     p->ldb = pass == FC_BWD_WEIGHTS ? fc_round_up(p->G * p->kg, p->wnr) : fc_round_up(p->kg, kr->nr);
-    p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t));
+    /* (two tables where the band is copied for some tiles and read in place for others) */
+    p->off_bytes = fc_align_up((size_t)p->K * sizeof(int64_t)) * (p->in_place == BAND_IN_PLACE_SKIPPING ? 2 : 1);
     if (pass == FC_BWD_WEIGHTS) {
         p->mp = fc_round_up(p->K, kr->mr);
         p->apack_bytes = 0;
@@ -531,6 +586,18 @@ static void make_plan_with(const fc_conv_desc *d, int pass, int64_t G, int64_t m
 static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
 {
     make_plan_with(d, pass, 0, 0, p);
+}
+
+int fc_implicit_band_in_place(const fc_conv_desc *d, int pass)
+{
+    if (fc_implicit_kernels_for(d->dtype) == NULL || pass == FC_BWD_WEIGHTS)
+        return BAND_COPIED;
+    fc_conv_desc t = *d;
+    if (pass == FC_BWD_DATA && (strided(d) || !phase_problem(d, 0, 0, &t, NULL)))
+        return BAND_COPIED; /* (strided: run_phases' bands) */
+    iplan p;
+    make_plan(&t, FC_FWD, &p);
+    return p.in_place;
 }
 
 static size_t plan_bytes(const iplan *p)
@@ -624,18 +691,27 @@ static size_t implicit_workspace_size(const fc_conv_desc *d, int pass)
    chunks of G elements, one per group of the tile). */
 /* rows_first: index the taps (l, c, m) instead of the weight's (c, l, m), so that the taps
    of one kernel row are contiguous (the forward skips whole kernel rows in the padding). */
-static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first, int64_t *off)
+/* in_place (band_in_place): the offsets in the image itself, from a tile's first output
+   pixel, image row i0 (reading outside the image where a tap reads padding, left out then). */
+static void build_offsets(const fc_conv_desc *d, const iplan *p, int rows_first, int in_place, int64_t *off)
 {
     const int64_t sh = p->unphased ? 1 : d->stride_h, sw = p->unphased ? 1 : d->stride_w;
-    const int64_t plane_size = p->in_place ? d->h * d->w : p->plane; /* (in place: wp = W) */
+    const int64_t plane_size = in_place ? d->h * d->w : p->plane, wp = in_place ? d->w : p->wp;
+    const int64_t shift = in_place ? d->pad_top * d->w + d->pad_left : 0;
     for (int64_t c = 0; c < p->cg; c++)
         for (int64_t l = 0; l < d->kh; l++)
             for (int64_t m = 0; m < d->kw; m++) {
                 const int64_t ly = l * d->dil_h, mx = m * d->dil_w;
                 const int64_t plane = (c * sh + ly % sh) * sw + mx % sw;
                 const int64_t k = rows_first ? (l * p->cg + c) * d->kw + m : (c * d->kh + l) * d->kw + m;
-                off[k] = (plane * plane_size + ly / sh * p->wp + mx / sw) * p->G;
+                off[k] = (plane * plane_size + ly / sh * wp + mx / sw - shift) * p->G;
             }
+}
+
+/* The offset table of in-place tiles (run_fwd's second one where some tiles copy). */
+static const int64_t *offsets_in_place(const iplan *p, const int64_t *off)
+{
+    return p->in_place == BAND_IN_PLACE_SKIPPING ? off + p->off_bytes / 2 / sizeof(int64_t) : off;
 }
 
 /* The band's rows are read in address order (rows of a channel, then the next channel), but
@@ -1036,6 +1112,24 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
     }
 }
 
+/* Lines of image rows [r0, r1) (clamped to the image) of channels [c0, c1) of img, for
+   reading. Where the kernels read the image in place (band_in_place), the rows a chunk of
+   pixels reads first: the band copy had streamed them in ahead of the kernels, whose
+   broadcasts then waited on them (the CIFAR net's 32 -> 32 3x3 layer: no faster in place
+   than copied until fetched ahead). */
+static void prefetch_in(const fc_conv_desc *d, const char *img, int64_t c0, int64_t c1, int64_t r0, int64_t r1,
+                        size_t es)
+{
+    r0 = fc_max64(r0, 0);
+    r1 = fc_min64(r1, d->h);
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) {
+            const uintptr_t a = (uintptr_t)(img + (size_t)((c * d->h + r) * d->w) * es);
+            for (uintptr_t line = a & ~(uintptr_t)63; line < a + (uintptr_t)d->w * es; line += 64)
+                __builtin_prefetch((const void *)line, 0, 2);
+        }
+}
+
 /* One tile: the rows*OW output pixels in groups of MR (the micro-kernel's), running on across
    rows or, where rows_aligned says so, starting at every row; each group against channel
    blocks [cb0, cb1), FWD_CHUNK_GROUPS groups at a time. Pixel P of the tile (row r = P / OW,
@@ -1047,9 +1141,12 @@ static void prefetch_out(const char *y_t, int64_t y_plane, int64_t c_lo, int64_t
    out: whole kernel rows (a tap range per pixel group: the union over its rows) and, for
    3-column kernels, the edge columns' taps of a group's first and last pixel where they
    start or end a row (fwd[e]). The partial sums of the other taps are bitwise the same
-   (the accumulators start at +0), so tiling and thread count still do not matter. */
+   (the accumulators start at +0), so tiling and thread count still do not matter.
+   band: the copied band (rows wp wide), or the image read in place from row i0 (wp = W; img,
+   non-NULL, the tile's image for prefetch_in, unit strides only). */
 static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, const char *bias,
-                     const int64_t *off, const char *band, char *y_t, int64_t y_plane, int64_t i0, int64_t rows,
+                     const int64_t *off, const char *band, int64_t wp, const char *img, char *y_t, int64_t y_plane,
+                     int64_t i0, int64_t rows,
                      int64_t cb0, int64_t cb1, int skip, int relu, align_memo *memo)
 {
     const size_t es = fc_elem_size(d->dtype);
@@ -1081,7 +1178,7 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
                     px[ng][t] = px[ng][0];
                     continue;
                 }
-                px[ng][t] = band + (size_t)((r * rstep * p->wp + j * cstep) * G) * es;
+                px[ng][t] = band + (size_t)((r * rstep * wp + j * cstep) * G) * es;
                 r_last = r, j_last = j;
                 if (++j == d->ow) {
                     j = 0;
@@ -1104,6 +1201,13 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
         const int64_t C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0)); /* this chunk's and the next's */
         if (C0 == 0)
             prefetch_out(y_t, y_plane, ch0, ch1, 0, C1, es);
+        /* in place: image rows up to the last one this chunk reads, [in0, in1), and the next
+           chunk's new ones, [in1, in2) (the first chunk's at once, the next's in slices) */
+        const int64_t reach = (d->kh - 1) * d->dil_h + 1 - d->pad_top;
+        const int64_t in0 = i0 - d->pad_top, in1 = i0 + (C1 - 1) / d->ow + reach;
+        const int64_t in2 = i0 + (C2 - 1) / d->ow + reach;
+        if (img && C0 == 0)
+            prefetch_in(d, img, 0, p->cg, in0, in1, es);
         for (int64_t cb = cb0; cb < cb1; cb++) {
             int64_t v0, nv;
             block_vectors(p, cb, &v0, &nv);
@@ -1123,8 +1227,11 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
                 continue;
             }
             for (int q = 0; q < ng; q++) {
-                if (cb == cb0 && C1 < pixels)
+                if (cb == cb0 && C1 < pixels) {
                     prefetch_out(y_t, y_plane, ch0 + q * nc / ng, ch0 + (q + 1) * nc / ng, C1, C2, es);
+                    if (img)
+                        prefetch_in(d, img, q * p->cg / ng, (q + 1) * p->cg / ng, in1, in2, es);
+                }
                 p->kr->fwd[ge[q]][nv][gn[q] - 1](gkc[q], wcb + (size_t)(gk0[q] * nv * vl) * es, px[q],
                                                  off + gk0[q], y_t + (size_t)(c0 * y_plane + g0[q]) * es, y_plane,
                                                  gn[q], nch, bcb, relu);
@@ -1196,6 +1303,8 @@ static void fwd_items(const fc_conv_desc *d, const iplan *p, const char *x, cons
     }
     char *band = thread0 + (size_t)THREAD_ID() * p->per_thread;
     align_memo memo = {NULL, 0, 0, 0};
+    const int64_t *off_ip = offsets_in_place(p, off);
+    const int cols = edge_columns(d, p, skip);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
         const int64_t part = it % p->cparts, tile = it / p->cparts; /* channel blocks of a tile */
@@ -1204,13 +1313,18 @@ static void fwd_items(const fc_conv_desc *d, const iplan *p, const char *x, cons
         const int64_t i0 = t * p->rows, rows = fc_min64(p->rows, d->oh - i0);
         const int64_t cb0 = part * p->cb / p->cparts, cb1 = (part + 1) * p->cb / p->cparts;
         const char *x_g = x + (size_t)((n * d->c_in + g * p->cg) * d->h * d->w) * es;
-        if (!p->in_place)
+        /* in place (band_in_place): the tile's image rows, from its first output row's */
+        const int in_place = p->in_place == BAND_IN_PLACE ||
+                             (p->in_place == BAND_IN_PLACE_SKIPPING && skip &&
+                              (d->ow % p->kr->mr == 0 || tile_rows_aligned(&memo, d, p, i0, rows, skip, cols)));
+        if (!in_place)
             copy_band(d, p, x_g, i0, rows, 0, p->cg, band);
         const char *wg = wt + (size_t)(gt * lanes * p->K) * es;
         const char *bg = bias ? bias_pad + (size_t)(gt * lanes) * es : NULL;
         const size_t y_off = (size_t)(((n * d->c_out + g * p->kg) * d->oh + i0) * d->ow) * es;
-        const char *tile_band = p->in_place ? x_g + (size_t)(i0 * d->w) * es : band;
-        fwd_tile(d, p, wg, bg, off, tile_band, y + y_off, d->oh * d->ow, i0, rows, cb0, cb1, skip, relu, &memo);
+        const char *tile_band = in_place ? x_g + (size_t)(i0 * d->w) * es : band;
+        fwd_tile(d, p, wg, bg, in_place ? off_ip : off, tile_band, in_place ? d->w : p->wp, in_place ? x_g : NULL,
+                 y + y_off, d->oh * d->ow, i0, rows, cb0, cb1, skip, relu, &memo);
         if (mask) { /* the channels of blocks [cb0, cb1) */
             int64_t c0, c1;
             block_channels(p, cb0, cb1, &c0, &c1);
@@ -1242,7 +1356,9 @@ static int run_fwd(const fc_conv_desc *d, const void *x_, const void *w_, const 
     char *y = (char *)y_;
     const int64_t tgroups = d->groups / p.G; /* tiles of G groups across the channels */
     const int64_t items = d->n * tgroups * p.tiles * p.cparts;
-    build_offsets(d, &p, 1, off);
+    build_offsets(d, &p, 1, p.in_place == BAND_IN_PLACE, off);
+    if (p.in_place == BAND_IN_PLACE_SKIPPING)
+        build_offsets(d, &p, 1, 1, (int64_t *)offsets_in_place(&p, off));
     /* skip (fwd_tile): leave out the taps that read only padding rows, where the weights are
        finite (then those taps add exact zeros). The packing finds out; with a NaN or inf
        weight the forward computes every tap (0 * inf is NaN, as the definition has it). A
@@ -1353,7 +1469,7 @@ static void phase_items(const fc_conv_desc *d, const phase_set *S, const char *g
                     copy_band(t, p, gy + (size_t)((n * t->c_in + g * p->cg) * t->h * t->w) * es, i0, rows, 0,
                               p->cg, band);
                     /* skip = 1: with a non-finite weight run_phases declines */
-                    fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, slot[b],
+                    fwd_tile(t, p, wt[r] + (size_t)(gt * lanes * p->K) * es, NULL, off[r], band, p->wp, NULL, slot[b],
                              rows * t->ow, i0, rows, 0, p->cb, 1, 0, &memo[r]);
                     r++;
                 } else { /* no tap reaches this column phase */
@@ -1391,7 +1507,7 @@ static int run_phases(const fc_conv_desc *d, const void *gy_, const void *w_, co
         off[q] = (int64_t *)cur;
         wt[q] = cur + S.p[q].off_bytes;
         cur += S.shared[q];
-        build_offsets(&S.t[q], &S.p[q], 1, off[q]);
+        build_offsets(&S.t[q], &S.p[q], 1, 0, off[q]);
     }
     char *thread0 = cur;
     int finite = 1;
@@ -1477,7 +1593,7 @@ static void implicit_bwd_weights(const fc_conv_desc *d, const void *gy_, const v
     int64_t lane_row[64];
     for (int64_t L = 0; G > 1 && L < p.ldb; L++)
         lane_row[L] = L % G * p.kg + L / G;
-    build_offsets(d, &p, 0, off);
+    build_offsets(d, &p, 0, 0, off);
     /* work items: (chunk of images, range of units); R ranges a chunk, so that the items,
        P*R = lcm(P, nt), split evenly over the team (P = 1: one range per thread) */
     const int64_t P = p.chunks;

@@ -76,6 +76,12 @@ int fc_implicit_tile(int dtype, int *mr, int *nr);
    than the tile and G groups are packed side by side, else 1 (also where the ISA has no
    implicit kernels). */
 int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass);
+/* Where the implicit-GEMM forward (pass FC_FWD) or input gradient (FC_BWD_DATA, unit strides:
+   the transposed forward over grad_y) reads its operand on the active ISA: 0, a band copied
+   from it; 1, the array itself, in place; 2, in place for tiles whose pixel groups leave out
+   every tap reading padding (finite weights), else copied. 0 for the weight gradient and
+   where the ISA has no implicit kernels. */
+int fc_implicit_band_in_place(const fc_conv_desc *d, int pass);
 /* Batch chunks the implicit-GEMM weight gradient sums separately and adds in chunk order
    (a function of the problem's sizes only, never of the thread count). */
 int fc_implicit_wgrad_chunks(const fc_conv_desc *d);

@@ -252,12 +252,29 @@ def test_pointwise_input_gradient_on_implicit_gemm(case, dtype, implicit_isa, rn
     assert_close_to_reference(got[0], *ref_input_grad(gy, w, x.shape, 1, 0, 1, 1), dtype, what="grad_x")
 
 
-#: unpadded unit-stride forwards, whose band is the image itself (read in place, no copy): 1x1
-#: at 7x7, a valid 3x3 over one tall image (split into row tiles at 2-3 threads), dilation 2,
-#: a 2x4 kernel, and two groups of 40 channels (one group a tile)
-IN_PLACE = [Case("in_place_1x1", 3, 40, 7, 7, 72), Case("in_place_valid_3x3_tall", 1, 8, 30, 12, 40, (3, 3)),
-            Case("in_place_dilated", 2, 6, 13, 11, 24, (3, 3), 0, 2), Case("in_place_2x4", 1, 4, 9, 10, 8, (2, 4)),
-            Case("in_place_groups", 2, 40, 9, 9, 80, (3, 3), 0, 1, 2)]
+#: where implicit GEMM reads its operand (csrc/conv_implicit.c, band_in_place), forward and
+#: input gradient: 1, in place (unpadded: 1x1 at 7x7, a valid 3x3 over one tall image split
+#: into row tiles at 2-3 threads, dilation 2, a 2x4 kernel, two groups of 40 channels);
+#: 2, in place where the pixel groups leave out every padding tap ('same' 3x3 on rows of 28
+#: = 8+8+8+4 and of 32 = 4 x 8 over a tall image, rows of 9 ending in a group of one,
+#: padding 2 at dilation 2, padding on one side; the input gradients of unpadded layers,
+#: padding 2, and of a padding wider than the kernel, a crop); 0, a copied band (a 5x5
+#: kernel, whose edge taps are never left out; input gradients whose second pixel from an
+#: edge lies in another group, or whose dilation makes a pixel read two padding columns).
+#: A pair: (AVX-512, AVX2), whose pixel groups of 8 and 6 end rows differently.
+IN_PLACE = [(Case("in_place_1x1", 3, 40, 7, 7, 72), 1, 1),
+            (Case("in_place_valid_3x3_tall", 1, 8, 30, 12, 40, (3, 3)), 1, 2),
+            (Case("in_place_dilated", 2, 6, 13, 11, 24, (3, 3), 0, 2), 1, 0),
+            (Case("in_place_2x4", 1, 4, 9, 10, 8, (2, 4)), 1, 0),
+            (Case("in_place_groups", 2, 40, 9, 9, 80, (3, 3), 0, 1, 2), 1, (0, 2)),  # 8 + 1 / 6 + 3
+            (Case("same_3x3_rows_of_28", 2, 16, 10, 28, 40, (3, 3), 1), 2, 2),
+            (Case("same_3x3_rows_of_32_tall", 1, 8, 40, 32, 24, (3, 3), 1), 2, 2),
+            (Case("same_3x3_rows_of_9", 1, 8, 9, 9, 16, (3, 3), 1), 2, 2),
+            (Case("pad2_dil2", 1, 8, 12, 13, 16, (3, 3), 2, 2), (2, 0), (2, 0)),  # 8 + 5 / 6 + 6 + 1
+            (Case("left_pad_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (1, 0))), 2, 0),
+            (Case("pad2_left_pad1_right", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (2, 1))), 0, 2),
+            (Case("pad_wider_than_kernel", 1, 16, 9, 9, 40, (3, 3), 5), 0, 2),
+            (Case("k5_pad2", 1, 8, 12, 12, 16, (5, 5), 2), 0, 0)]
 
 
 def between_nans(a):
@@ -270,37 +287,36 @@ def between_nans(a):
     return view
 
 
-@pytest.mark.parametrize("case", IN_PLACE, ids=[c.name for c in IN_PLACE])
+@pytest.mark.parametrize("case,fwd_mode,bwd_mode", IN_PLACE, ids=[c[0].name for c in IN_PLACE])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_unpadded_forward_reads_the_image_in_place(case, dtype, implicit_isa, rng):
-    """No band is copied (the workspace does not grow with the image) and nothing
-    outside the input is read: x between NaN images, against the reference with bias and
-    fused ReLU, into a NaN-filled output, bitwise at 1-3 threads. A 1x1 layer's input gradient
-    (a forward of grad_y) reads grad_y in place the same way."""
+def test_operands_read_in_place(case, fwd_mode, bwd_mode, dtype, implicit_isa, rng):
+    """The forward and input gradient read x and grad_y in place where band_in_place says so
+    (unpadded: no band in the workspace, which then does not grow with the image), and
+    nothing outside them: x and grad_y between NaN images, against the reference (the
+    forward with bias and fused ReLU) into NaN-filled outputs, bitwise at 1-3 threads."""
     spec, x, w, b, gy = make_data(rng, case, dtype)
     assert _core.implicit_groups_a_tile(spec.desc(1), FWD) == 1
-    taller = make_spec((case.n, case.c_in, case.h + 8, case.w + 8), case.w_shape, 1, 0, case.dilation, case.groups,
-                       np.dtype(dtype))
-    with fastconv.threads(1):
-        assert F.workspace_bytes(spec, FWD, "implicit_gemm") == F.workspace_bytes(taller, FWD, "implicit_gemm")
+    fwd_mode, bwd_mode = (m if isinstance(m, int) else m[implicit_isa != "avx512"] for m in (fwd_mode, bwd_mode))
+    assert [_core.implicit_band_in_place(spec.desc(1), p) for p in PASSES] == [fwd_mode, bwd_mode, 0]
+    if fwd_mode == 1:
+        taller = make_spec((case.n, case.c_in, case.h + 8, case.w + 8), case.w_shape, 1, 0, case.dilation,
+                           case.groups, np.dtype(dtype))
+        with fastconv.threads(1):
+            assert F.workspace_bytes(spec, FWD, "implicit_gemm") == F.workspace_bytes(taller, FWD, "implicit_gemm")
     x, gy = between_nans(x), between_nans(gy)
-    got = []
+    args = (1, case.padding, case.dilation, case.groups)
+    y, gx = [], []
     for threads in (1, 2, 3):
         with fastconv.threads(threads):
-            got.append(fastconv.conv2d(x, w, b, dilation=case.dilation, groups=case.groups, algorithm="implicit_gemm",
-                                       activation="relu", out=nan_filled(spec.output_shape, dtype)))
-    assert all(np.array_equal(got[0], g) for g in got[1:]), "results differ between thread counts"
-    y, bound = ref_forward(x, w, b, 1, 0, case.dilation, case.groups)
-    assert_close_to_reference(got[0], np.maximum(y, 0), np.where(y > 0, bound, 0), dtype, what="y")
-    if case.k != (1, 1):
-        return
-    gx = []
-    for threads in (1, 2, 3):
-        with fastconv.threads(threads):
-            gx.append(F.conv2d_input_grad(gy, w, x.shape, algorithm="implicit_gemm",
+            y.append(fastconv.conv2d(x, w, b, *args, algorithm="implicit_gemm", activation="relu",
+                                     out=nan_filled(spec.output_shape, dtype)))
+            gx.append(F.conv2d_input_grad(gy, w, x.shape, *args, algorithm="implicit_gemm",
                                           out=nan_filled(spec.input_shape, dtype)))
-    assert all(np.array_equal(gx[0], g) for g in gx[1:]), "results differ between thread counts"
-    assert_close_to_reference(gx[0], *ref_input_grad(gy, w, x.shape, 1, 0, 1, 1), dtype, what="grad_x")
+    assert all(np.array_equal(y[0], o) for o in y[1:]), "forward results differ between thread counts"
+    assert all(np.array_equal(gx[0], o) for o in gx[1:]), "input gradients differ between thread counts"
+    exp, bound = ref_forward(x, w, b, *args)
+    assert_close_to_reference(y[0], np.maximum(exp, 0), np.where(exp > 0, bound, 0), dtype, what="y")
+    assert_close_to_reference(gx[0], *ref_input_grad(gy, w, x.shape, *args), dtype, what="grad_x")
 
 
 @pytest.mark.parametrize("where", ["first", "last"])

@@ -49,6 +49,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
     int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass_)
     int fc_implicit_wgrad_chunks(const fc_conv_desc *d)
+    int fc_implicit_band_in_place(const fc_conv_desc *d, int pass_)
     int fc_im2col_wgrad_chunks(const fc_conv_desc *d)
     int fc_implicit_wgrad_images(const fc_conv_desc *d)
     int fc_conv_resolve(const fc_conv_desc *d, int pass_, int algo)
@@ -189,6 +190,14 @@ def implicit_groups_a_tile(ConvDesc desc, int pass_):
     on the active ISA: > 1 where a grouped layer's channels a group fill less than the tile
     and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
     return fc_implicit_groups_a_tile(&desc.d, pass_)
+
+
+def implicit_band_in_place(ConvDesc desc, int pass_):
+    """Where implicit GEMM's ``pass_`` (FWD, or BWD_DATA at unit strides) reads its operand
+    on the active ISA: 0, a band copied from it; 1, in place; 2, in place for the tiles whose
+    pixel groups leave out every tap reading padding (finite weights), else copied (see
+    csrc/conv_implicit.c, band_in_place). 0 for BWD_WEIGHTS."""
+    return fc_implicit_band_in_place(&desc.d, pass_)
 
 
 def implicit_wgrad_chunks(ConvDesc desc):
