@@ -458,9 +458,12 @@ static int band_in_place(const fc_conv_desc *d, const iplan *p)
 {
     if (p->G != 1 || d->stride_h != 1 || d->stride_w != 1)
         return BAND_COPIED;
-    /* (each side's padding within the kernel's reach, as in a 'same' layer or an unpadded
-       layer's input gradient: the pixel pointers stay within a few rows of the image) */
-    if (d->pad_top > (d->kh - 1) * d->dil_h || d->pad_bottom > (d->kh - 1) * d->dil_h)
+    /* Each side's padding within the kernel's reach, as in a 'same' layer or an unpadded
+       layer's input gradient; and every pixel pointer (output pixel (i, j) at element i*W + j
+       of its image group, rows of an input gradient's padding 2 running past the image's H)
+       inside the group's channels of the image, so that no pointer is formed outside x. */
+    if (d->pad_top > (d->kh - 1) * d->dil_h || d->pad_bottom > (d->kh - 1) * d->dil_h ||
+        (d->oh - 1) * d->w + d->ow > p->cg * d->h * d->w)
         return BAND_COPIED;
     if (d->pad_top == 0 && d->pad_bottom == 0 && d->pad_left == 0 && d->pad_right == 0)
         return BAND_IN_PLACE;

@@ -260,7 +260,8 @@ def test_pointwise_input_gradient_on_implicit_gemm(case, dtype, implicit_isa, rn
 #: padding 2 at dilation 2, padding on one side; the input gradients of unpadded layers,
 #: padding 2, and of a padding wider than the kernel, a crop); 0, a copied band (a 5x5
 #: kernel, whose edge taps are never left out; input gradients whose second pixel from an
-#: edge lies in another group, or whose dilation makes a pixel read two padding columns).
+#: edge lies in another group, or whose dilation makes a pixel read two padding columns, or
+#: whose pixels would lie past the image).
 #: A pair: (AVX-512, AVX2), whose pixel groups of 8 and 6 end rows differently.
 IN_PLACE = [(Case("in_place_1x1", 3, 40, 7, 7, 72), 1, 1),
             (Case("in_place_valid_3x3_tall", 1, 8, 30, 12, 40, (3, 3)), 1, 2),
@@ -274,7 +275,11 @@ IN_PLACE = [(Case("in_place_1x1", 3, 40, 7, 7, 72), 1, 1),
             (Case("left_pad_only", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (1, 0))), 2, 0),
             (Case("pad2_left_pad1_right", 1, 8, 6, 11, 16, (3, 3), ((1, 1), (2, 1))), 0, 2),
             (Case("pad_wider_than_kernel", 1, 16, 9, 9, 40, (3, 3), 5), 0, 2),
-            (Case("k5_pad2", 1, 8, 12, 12, 16, (5, 5), 2), 0, 0)]
+            (Case("k5_pad2", 1, 8, 12, 12, 16, (5, 5), 2), 0, 0),
+            # an unpadded layer's input gradient over grad_y of one channel: its padding-2 rows
+            # would put pixel pointers past the image (copied); of two channels, inside it
+            (Case("one_channel_input_gradient", 1, 8, 6, 7, 1, (3, 3)), 1, 0),
+            (Case("two_channel_input_gradient", 1, 8, 6, 7, 2, (3, 3)), 1, (2, 0))]  # 7 = 6 + 1 on AVX2
 
 
 def between_nans(a):
