@@ -1204,8 +1204,9 @@ static void fwd_tile(const fc_conv_desc *d, const iplan *p, const char *wt, cons
         const int64_t C1 = P0, C2 = fc_min64(pixels, C1 + (C1 - C0)); /* this chunk's and the next's */
         if (C0 == 0)
             prefetch_out(y_t, y_plane, ch0, ch1, 0, C1, es);
-        /* in place: image rows up to the last one this chunk reads, [in0, in1), and the next
-           chunk's new ones, [in1, in2) (the first chunk's at once, the next's in slices) */
+        /* in place: the image rows this chunk reads, [in0, in1), and those the next chunk
+           reads first, [in1, in2) (the first chunk's at once, the next's in slices; output
+           row i reads image rows [i - pad_top, i + reach)) */
         const int64_t reach = (d->kh - 1) * d->dil_h + 1 - d->pad_top;
         const int64_t in0 = i0 - d->pad_top, in1 = i0 + (C1 - 1) / d->ow + reach;
         const int64_t in2 = i0 + (C2 - 1) / d->ow + reach;
@@ -1316,7 +1317,7 @@ static void fwd_items(const fc_conv_desc *d, const iplan *p, const char *x, cons
         const int64_t i0 = t * p->rows, rows = fc_min64(p->rows, d->oh - i0);
         const int64_t cb0 = part * p->cb / p->cparts, cb1 = (part + 1) * p->cb / p->cparts;
         const char *x_g = x + (size_t)((n * d->c_in + g * p->cg) * d->h * d->w) * es;
-        /* in place (band_in_place): the tile's image rows, from its first output row's */
+        /* the image read in place (band_in_place), or the tile's band copied */
         const int in_place = p->in_place == BAND_IN_PLACE ||
                              (p->in_place == BAND_IN_PLACE_SKIPPING && skip &&
                               (d->ow % p->kr->mr == 0 || tile_rows_aligned(&memo, d, p, i0, rows, skip, cols)));
