@@ -458,10 +458,11 @@ static int band_in_place(const fc_conv_desc *d, const iplan *p)
 {
     if (p->G != 1 || d->stride_h != 1 || d->stride_w != 1)
         return BAND_COPIED;
-    /* Each side's padding within the kernel's reach, as in a 'same' layer or an unpadded
-       layer's input gradient; and every pixel pointer (output pixel (i, j) at element i*W + j
-       of its image group, rows of an input gradient's padding 2 running past the image's H)
-       inside the group's channels of the image, so that no pointer is formed outside x. */
+    /* Each side's padding within the kernel's reach (a 'same' layer, an unpadded layer's
+       input gradient: the cases measured; wider padding keeps the copy), and every pixel
+       pointer (output pixel (i, j) at element i*W + j of its image group, rows of an input
+       gradient's padding 2 running past the image's H) inside the group's channels of the
+       image, so that no pointer is formed outside x. */
     if (d->pad_top > (d->kh - 1) * d->dil_h || d->pad_bottom > (d->kh - 1) * d->dil_h ||
         (d->oh - 1) * d->w + d->ow > p->cg * d->h * d->w)
         return BAND_COPIED;
@@ -593,11 +594,12 @@ static void make_plan(const fc_conv_desc *d, int pass, iplan *p)
 
 int fc_implicit_band_in_place(const fc_conv_desc *d, int pass)
 {
-    if (fc_implicit_kernels_for(d->dtype) == NULL || pass == FC_BWD_WEIGHTS)
+    /* (a strided input gradient runs its phases on copied bands: run_phases) */
+    if (fc_implicit_kernels_for(d->dtype) == NULL || pass == FC_BWD_WEIGHTS || (pass == FC_BWD_DATA && strided(d)))
         return BAND_COPIED;
     fc_conv_desc t = *d;
-    if (pass == FC_BWD_DATA && (strided(d) || !phase_problem(d, 0, 0, &t, NULL)))
-        return BAND_COPIED; /* (strided: run_phases' bands) */
+    if (pass == FC_BWD_DATA) /* the one phase of a unit stride: the transposed forward */
+        phase_problem(d, 0, 0, &t, NULL);
     iplan p;
     make_plan(&t, FC_FWD, &p);
     return p.in_place;
