@@ -21,8 +21,9 @@
  *   spread over the current band's copy) the band it works on next.
  *
  * Memory traffic: each source plane is read once (into the band buffer); outputs of
- * >= DW_STREAM_BYTES are built band by band in per-thread scratch and written with
- * streaming stores (no read-for-ownership of lines that are overwritten whole).
+ * >= DW_STREAM_BYTES whose pass does not fit half the L3 are built band by band in
+ * per-thread scratch and written with streaming stores (no read-for-ownership of lines
+ * that are overwritten whole; dw_streams).
  *
  * Workspace (all scratch; content on entry irrelevant)
  *   [cofs: kw int64][rotated kernels: c_out*kh*kw][chunk partials:
@@ -34,6 +35,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "cpu_info.h"
 #include "depthwise.h"
 
 #ifdef _OPENMP
@@ -45,8 +47,9 @@
 /* bwd_data: grad_y planes of one input channel summed in one pass over a band. */
 #define FC_DW_MAX_SRC 64
 /* fwd/bwd_data outputs at least this large are written with streaming (non-temporal)
-   stores: they do not fit the caches anyway, and a plain store first reads the line
-   (measured here: a 12.8 MB copy 1.15 ms with plain stores, 0.47 ms streaming). */
+   stores when the pass's input and output together exceed half the L3 (dw_streams): they
+   do not stay in the caches anyway, and a plain store first reads the line (measured here:
+   a 12.8 MB copy 1.15 ms with plain stores, 0.47 ms streaming). */
 #ifndef DW_STREAM_BYTES
 #define DW_STREAM_BYTES ((int64_t)4 << 20)
 #endif
@@ -100,6 +103,25 @@ int fc_depthwise_accepts(const fc_conv_desc *d, int pass)
 }
 
 /* ---- plan ---------------------------------------------------------------------------- */
+
+/* Whether fwd/bwd_data write their output with streaming stores: outputs of >= 4 MB whose
+   pass (input and output) exceeds half the L3. Where they fit the L3 with room to spare (other
+   cores, other tenants of a VM's L3, the rest of a step's working set), a plain store leaves
+   the output there for whatever reads it next (the next layer; the next call of a loop),
+   while a streaming store sends it to memory and evicts it. Zen 4 (32 MiB L3), f32, 3x3, ms
+   at 1 / 2 threads, streaming -> plain: 8 x 256 at 28x28 (12.8 MB in all) 1.04-1.22 /
+   0.55-0.69 -> 0.65-0.77 / 0.32-0.45; 16 x 128 at 28x28 (12.8 MB) 1.07-1.12 / 0.56-0.66 ->
+   0.67-0.80 / 0.34-0.36; 8 x 192 at 28x28 (9.6 MB) 0.79-0.86 / 0.41-0.46 -> 0.50-0.53 /
+   0.27-0.28. Near the L3 it flips from run to run (8 x 128 at 56x56, 25.7 MB: plain 0.8-1.2x
+   streaming), and past it streaming keeps its lead (8 x 64 at 112x112, 51 MB: 3.3-3.6 / 1.8-2.0
+   against 4.3-4.4 / 2.2 plain; 32 x 144 at 56x56, 116 MB: 7.7-8.1 / 4.2-5.0 against 11.2-11.5
+   / 5.8-5.9). */
+static int dw_streams(const fc_conv_desc *d, int pass, size_t es)
+{
+    const int64_t x_bytes = d->n * d->c_in * d->h * d->w * (int64_t)es;
+    const int64_t y_bytes = d->n * d->c_out * d->oh * d->ow * (int64_t)es;
+    return (pass == FC_FWD ? y_bytes : x_bytes) >= DW_STREAM_BYTES && x_bytes + y_bytes > fc_cpu_info_get()->l3 / 2;
+}
 
 typedef struct dw_plan {
     fc_dw_geom g;
@@ -168,8 +190,7 @@ static void make_plan(const fc_conv_desc *d, int pass, dw_plan *p)
     }
     p->nbands = cdiv(p->g.ho, p->g.band);
     if (pass != FC_BWD_WEIGHTS)
-        p->stream = d->n * (pass == FC_FWD ? d->c_out : d->c_in) * p->g.ho * p->g.wo * (int64_t)es >=
-                    DW_STREAM_BYTES;
+        p->stream = dw_streams(d, pass, es);
     if (pass == FC_BWD_WEIGHTS) {
         const int64_t rows = d->n * d->oh;
         p->mb = p->mult < DW_BWW_BLOCK ? p->mult : DW_BWW_BLOCK;
