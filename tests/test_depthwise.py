@@ -16,6 +16,8 @@ chunks, and outputs large enough to be written with streaming stores.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -25,6 +27,7 @@ import fastconv
 from fastconv import _core
 from fastconv import functional as F
 from fastconv._spec import make_spec
+import helpers as H
 from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad,
                      ref_forward, ref_input_grad, ref_weight_grad)
 
@@ -330,18 +333,13 @@ np.savez(sys.argv[2], y=y, gx=gx, l3=_core.cpu_info()["l3"],
 """
 
 
-@pytest.mark.parametrize("dtype", [np.float32], ids=["f32"])
-def test_streaming_stores_past_the_l3(rng, tmp_path, dtype):
+def test_streaming_stores_past_the_l3(rng, tmp_path):
     """Outputs of >= 4 MiB whose pass (input and output) exceeds half the L3 are built in
     scratch and written with streaming stores; otherwise they are stored plainly, left in
     cache. Both ways, in child processes told an L3 of 1 MiB and 1 GiB (this layer's pass
     reads and writes 8 MiB): the same bits, the reference's values, and the streaming scratch
     only where it streams."""
-    import subprocess
-    import sys
-
-    import helpers as H
-
+    dtype = np.float32
     case = DW("k3_stream", 4, 16, 128, 128, 1, (3, 3), 1, 1)
     spec, x, w, b, gy = make_data(rng, case, dtype)
     np.savez(tmp_path / "in.npz", x=x, w=w, b=b, gy=gy)
