@@ -1,7 +1,9 @@
 """Depthwise convolution (groups == C_in, C_out = multiplier * C_in) through ``"auto"``.
 
 ``"auto"`` hands every problem with one input channel per group to the specialised
-kernels of ``csrc/depthwise*.c``; these tests check that it does, and check those kernels
+kernels of ``csrc/depthwise*.c`` (but for one input channel feeding 16 or more outputs: the
+forward, and the input gradient at a stride, are GEMMs); these tests check that it does, and
+check those kernels
 for every pass against ``fastconv.reference`` (the bound of docs/architecture.md,
 ``|y - y_ref| <= c * eps * sum |x||w|``), with outputs poisoned with NaN and the
 workspace with 0xFF bytes, under every ISA, and bitwise equal for 1 and 2 threads.
@@ -160,6 +162,24 @@ def test_one_input_channel_to_many_outputs_is_a_gemm_forward():
     assert F.chosen_algorithm(spec, FWD) != "depthwise"
     assert F.chosen_algorithm(spec, BWD_DATA) == "depthwise"
     assert F.chosen_algorithm(spec, BWD_WEIGHTS) == "depthwise"
+
+
+@pytest.mark.parametrize("stride", [2, 3, (1, 2)], ids=["s2", "s3", "s1x2"])
+@dtypes
+def test_one_input_channel_strided_input_gradient_is_explicit_im2col(stride, dtype, rng):
+    """One input channel feeding 16 or more outputs at a stride: its input gradient runs on
+    explicit im2col (depthwise scattered each grad_y plane back through the stride, 2-7x
+    slower), right against the reference; at stride 1, and with fewer outputs, depthwise
+    keeps it, and it keeps the weight gradient."""
+    case = DW("cin1_strided", 3, 1, 23, 30, 16, (3, 3), stride, 1)
+    spec, x, w, b, gy = make_data(rng, case, dtype)
+    assert F.chosen_implementation(spec, BWD_DATA) == "im2col_explicit"
+    check_pass(BWD_DATA, run_pass(BWD_DATA, spec, x, w, b, gy, True), case, x, w, b, gy, dtype)
+    assert F.chosen_algorithm(spec, BWD_WEIGHTS) == "depthwise"
+    few = make_spec(case.x_shape, (8, 1, 3, 3), stride, 1, 1, 1, np.dtype(dtype))
+    assert F.chosen_algorithm(few, BWD_DATA) == "depthwise"
+    unit = make_spec(case.x_shape, case.w_shape, 1, 1, 1, 1, np.dtype(dtype))
+    assert F.chosen_algorithm(unit, BWD_DATA) == "depthwise"
 
 
 def test_grouped_but_not_depthwise_is_not_depthwise():
