@@ -129,7 +129,7 @@ static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
    -> 32 at 128x128, 3x3/2, 1.8-4.1 / 0.69-0.70; 64 x 1 -> 16 at 28x28 0.64-0.79 / 0.21-0.22;
    8 x 1 -> 16 at 128x128 0.92 / 0.46; 4 x 1 -> 64 at 224x224, 7x7/2, 20-32 / 6.4-7.7; 3x3/3
    0.50-0.72 / 0.10-0.14; 2 threads 1.3 / 0.47 and 12.6 / 3.5; f64 3.1 / 1.2 and 40.8 / 13.1;
-   AVX2 (the first three) 4.1 / 0.70, 0.79 / 0.21, 32 / 6.5. At stride 1 neither
+   AVX2 4.1 / 0.70, 0.79 / 0.21 and (the 7x7/2) 32 / 6.5. At stride 1 neither
    wins everywhere (mnist_c1's 1.0-1.4 against 0.82-0.93 ms, 16 x 1 -> 32 at 256x256 18.7
    against 29.9): depthwise keeps those. */
 static int strided_single_channel_input_grad(const fc_conv_desc *d, int pass)
