@@ -80,16 +80,6 @@ static inline __attribute__((always_inline)) void f64_tblock_rows(const double *
     f64_tblock_regs(r, dst, ldd);
 }
 
-/* col[c] = channel h*8 + c of the 8 pixels tile[0..7]: an 8x8 transpose of one 256-bit half. */
-static inline __attribute__((always_inline)) void f32_transpose_half(const __m512 tile[8], int h, __m256 col[8])
-{
-    __m256 r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tile[i]), 1))
-              : _mm512_castps512_ps256(tile[i]);
-    f32_transpose8(r, col);
-}
-
 /* Both 256-bit halves' 8x8 transposes at once: out[c] = channel c of the 8 pixels tile[0..7]
    in its low half, channel c + 8 in its high half. The unpacks and shuffles work within
    128-bit lanes, so they transpose both halves together, and one two-source permute per
@@ -125,24 +115,24 @@ static inline __attribute__((always_inline)) void f32_transpose_store(const __m5
                                                                       int64_t npx, int64_t nch)
 {
 #define ROW(c) (y + (rows ? rows[c] : (c) * y_plane))
+    __m512 col[8];
+    f32_transpose_halves(tile, col);
+#define HIGH(c) _mm512_extractf64x4_pd(_mm512_castps_pd(col[c]), 1) /* channel c + 8 */
     if (npx == 8 && nch >= 16) {
         /* the whole tile, as almost every call has it: plain stores, no masks, no
            per-channel tests (the store took ~15 % of a K = 147 layer's kernel time) */
-        __m512 col[8];
-        f32_transpose_halves(tile, col);
         for (int c = 0; c < 8; c++) {
             _mm256_storeu_ps(ROW(c), _mm512_castps512_ps256(col[c]));
-            _mm256_storeu_pd((double *)ROW(c + 8), _mm512_extractf64x4_pd(_mm512_castps_pd(col[c]), 1));
+            _mm256_storeu_pd((double *)ROW(c + 8), HIGH(c));
         }
         return;
     }
-    const __mmask16 m = (__mmask16)((1u << npx) - 1);
-    for (int h = 0; h < 2; h++) {
-        __m256 col[8];
-        f32_transpose_half(tile, h, col);
-        for (int c = 0; c < 8 && h * 8 + c < nch; c++)
-            _mm512_mask_storeu_ps(ROW(h * 8 + c), m, _mm512_castps256_ps512(col[c]));
-    }
+    const __mmask16 m = (__mmask16)((1u << npx) - 1); /* npx <= 8: low lanes only */
+    for (int c = 0; c < 8 && c < nch; c++)
+        _mm512_mask_storeu_ps(ROW(c), m, col[c]);
+    for (int c = 0; c < 8 && c + 8 < nch; c++)
+        _mm512_mask_storeu_ps(ROW(c + 8), m, _mm512_castpd_ps(_mm512_castpd256_pd512(HIGH(c))));
+#undef HIGH
 }
 
 /* The same for f64: one 8x8 transpose per vector (8 channels). */
