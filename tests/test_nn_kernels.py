@@ -105,10 +105,12 @@ def test_maxpool_layer_matches_a_loop_oracle(dtype, shape, pool, strides, paddin
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3, 6, 70), (1, 2, 4, 33), (1, 2, 5, 24), (1, 1, 2, 2)])
-def test_maxpool_2x2_vector_path_ties_and_late_nan(dtype, shape):
-    """The 2x2/stride-2 kernel (AVX-512: 16 windows a step, the row's last step masked):
-    many ties (three values), first maximum in row-major order wins; a NaN in the last,
-    masked step of a row of one plane wins its window there and leaves the others alone."""
+def test_maxpool_2x2_vector_path_ties_and_late_nan(dtype, shape, isa):
+    """The 2x2/stride-2 kernels under each ISA (AVX-512: 16 windows a step, the row's last
+    step masked; AVX2: 8 a step, a row's last ow % 8 one at a time; generic: the portable
+    loop): many ties (three values), first maximum in row-major order wins; a NaN in a row's
+    last window of one plane (a vector step where ow % 8 == 0, else AVX2's tail) wins its
+    window there and leaves the others alone."""
     x = _rng(2).integers(0, 3, size=shape).astype(dtype)
     n, c, h, w = shape
     x[-1, -1, 1, 2 * (w // 2) - 1] = np.nan  # the last window of the first output row

@@ -188,13 +188,16 @@ MAXPOOL(double)
 MAXPOOL2(float)
 MAXPOOL2(double)
 
-/* float32 on AVX-512: the explicit kernel (maxpool2_avx512.c), same results. */
+/* float32 on AVX-512 and AVX2: the explicit kernels (maxpool2_avx512.c, maxpool2_avx2.c),
+   same results. */
 static int maxpool2_fast_float(const float *x, float *y, int32_t *arg, int64_t w, int64_t oh,
                                int64_t ow)
 {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (fc_active_isa() == FC_ISA_AVX512)
         return fc_maxpool2_plane_f32_avx512(x, y, arg, w, oh, ow);
+    if (fc_active_isa() == FC_ISA_AVX2)
+        return fc_maxpool2_plane_f32_avx2(x, y, arg, w, oh, ow);
 #endif
     return maxpool2_plane_float(x, y, arg, w, oh, ow);
 }
