@@ -1,10 +1,11 @@
 /* maxpool2_avx2.c: the 2x2, stride-2, unpadded max pooling of one plane with AVX2, 8
-   outputs per step (nn_ops.c calls it when the active ISA is AVX2: CPUs without AVX-512,
-   where the portable loop, which gcc does not vectorise, ran scalar at ~4 GB/s).
+   float32 or 4 float64 outputs per step (nn_ops.c calls the float32 kernel when the active
+   ISA is AVX2, i.e. on CPUs without AVX-512, and the float64 one on AVX2 and AVX-512, where
+   the portable loop, which gcc does not vectorise, ran scalar at ~4 GB/s).
 
    Same results as nn_ops.c's portable loop and maxpool2_avx512.c, element for element: the
    max of each row's pair, then of the two rows (strict >: the first maximum in row-major
-   order wins ties), the argmax as the flat index in the plane. A row's last ow % 8 outputs
+   order wins ties), the argmax as the flat index in the plane. A row's last ow % 8 (% 4) outputs
    come from one more step that overlaps the one before it: the portable formulas one
    output at a time there mispredicted their branches on random data (4 of mnist's 12
    outputs a row took 3/4 of the time), and AVX2's masked stores are slow on AMD cores.
@@ -89,6 +90,70 @@ int fc_maxpool2_plane_f32_avx2(const float *x, float *y, int32_t *arg, int64_t w
     }
     return _mm256_movemask_ps(nanv) != 0;
 }
+
+/* float64: 4 outputs a step, the same scheme. unpacklo_pd(p, q) takes the even elements of
+   p and q within each 128-bit lane: outputs 0 2 1 3, which permute4x64(0xD8) orders; the
+   indices are computed in 64-bit lanes and their low halves gathered in order. */
+static inline __attribute__((always_inline)) void step4(const double *r0, const double *r1, int64_t j,
+                                                        int masked, __m256i k0, __m256i k1, int64_t base,
+                                                        __m256i wv, __m256d *nanv, __m256d *best, __m128i *idx)
+{
+    const __m256i lane2 = _mm256_setr_epi64x(0, 4, 2, 6), one = _mm256_set1_epi64x(1);
+    const __m256i gather = _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0);
+#define LOAD(p, k) (masked ? _mm256_maskload_pd(p, k) : _mm256_loadu_pd(p))
+    const __m256d p0 = LOAD(r0 + 2 * j, k0), p1 = LOAD(r0 + 2 * j + 4, k1);
+    const __m256d q0 = LOAD(r1 + 2 * j, k0), q1 = LOAD(r1 + 2 * j + 4, k1);
+#undef LOAD
+    const __m256d a = _mm256_unpacklo_pd(p0, p1), b = _mm256_unpackhi_pd(p0, p1);
+    const __m256d c = _mm256_unpacklo_pd(q0, q1), d = _mm256_unpackhi_pd(q0, q1);
+    const __m256d ba = _mm256_cmp_pd(b, a, _CMP_GT_OQ), dc = _mm256_cmp_pd(d, c, _CMP_GT_OQ);
+    const __m256d m1 = _mm256_blendv_pd(a, b, ba), m2 = _mm256_blendv_pd(c, d, dc);
+    const __m256d top = _mm256_cmp_pd(m2, m1, _CMP_GT_OQ);
+    const __m256i i1 = _mm256_and_si256(_mm256_castpd_si256(ba), one);
+    const __m256i i2 = _mm256_sub_epi64(wv, _mm256_castpd_si256(dc));
+    const __m256i off = _mm256_castpd_si256(
+        _mm256_blendv_pd(_mm256_castsi256_pd(i1), _mm256_castsi256_pd(i2), top));
+    const __m256i at = _mm256_add_epi64(_mm256_set1_epi64x(base + 2 * j), _mm256_add_epi64(lane2, off));
+    *best = _mm256_permute4x64_pd(_mm256_blendv_pd(m1, m2, top), 0xD8);
+    *idx = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(at, gather));
+    *nanv = _mm256_or_pd(*nanv, _mm256_or_pd(_mm256_cmp_pd(p0, p1, _CMP_UNORD_Q), _mm256_cmp_pd(q0, q1, _CMP_UNORD_Q)));
+}
+
+int fc_maxpool2_plane_f64_avx2(const double *x, double *y, int32_t *arg, int64_t w, int64_t oh, int64_t ow)
+{
+    const __m256i wv = _mm256_set1_epi64x(w);
+    const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+    /* rows narrower than 4 outputs: one masked step (2 * ow < 8 inputs, ow outputs) */
+    const __m256i k0 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * ow), lanes);
+    const __m256i k1 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * ow - 4), lanes);
+    const __m256i ko = _mm256_cmpgt_epi64(_mm256_set1_epi64x(ow), lanes);
+    const __m128i ko32 = _mm_cmpgt_epi32(_mm_set1_epi32((int32_t)ow), _mm_setr_epi32(0, 1, 2, 3));
+    __m256d nanv = _mm256_setzero_pd(), best;
+    __m128i idx;
+    for (int64_t i = 0; i < oh; i++) {
+        const double *r0 = x + 2 * i * w, *r1 = r0 + w;
+        double *yr = y + i * ow;
+        int32_t *ar = arg + i * ow;
+        const int64_t base = 2 * i * w;
+        if (ow < 4) {
+            step4(r0, r1, 0, 1, k0, k1, base, wv, &nanv, &best, &idx);
+            _mm256_maskstore_pd(yr, ko, best);
+            _mm_maskstore_epi32(ar, ko32, idx);
+            continue;
+        }
+        for (int64_t j = 0;; j += 4) { /* as the float32 kernel's row */
+            if (j > ow - 4)
+                j = ow - 4;
+            step4(r0, r1, j, 0, k0, k1, base, wv, &nanv, &best, &idx);
+            _mm256_storeu_pd(yr + j, best);
+            _mm_storeu_si128((__m128i *)(ar + j), idx);
+            if (j == ow - 4)
+                break;
+        }
+    }
+    return _mm256_movemask_pd(nanv) != 0;
+}
+
 
 FC_TARGET_POP
 

@@ -189,7 +189,7 @@ MAXPOOL2(float)
 MAXPOOL2(double)
 
 /* float32 on AVX-512 and AVX2: the explicit kernels (maxpool2_avx512.c, maxpool2_avx2.c),
-   same results. */
+   same results as the portable loop. */
 static int maxpool2_fast_float(const float *x, float *y, int32_t *arg, int64_t w, int64_t oh,
                                int64_t ow)
 {
@@ -201,7 +201,17 @@ static int maxpool2_fast_float(const float *x, float *y, int32_t *arg, int64_t w
 #endif
     return maxpool2_plane_float(x, y, arg, w, oh, ow);
 }
-#define maxpool2_fast_double maxpool2_plane_double
+
+/* float64 on AVX2 and AVX-512: maxpool2_avx2.c's kernel. */
+static int maxpool2_fast_double(const double *x, double *y, int32_t *arg, int64_t w, int64_t oh,
+                                int64_t ow)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (fc_active_isa() >= FC_ISA_AVX2)
+        return fc_maxpool2_plane_f64_avx2(x, y, arg, w, oh, ow);
+#endif
+    return maxpool2_plane_double(x, y, arg, w, oh, ow);
+}
 
 #define MAXPOOL2_OR_GENERAL(T)                                                              \
     static void maxpool2_or_general_##T(const T *x, T *y, int32_t *arg, int64_t h, int64_t w, \

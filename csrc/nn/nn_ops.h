@@ -49,10 +49,12 @@ int fc_adam_update(int dtype, int64_t n, void *p, const void *g, void *m, void *
                    double lr_t, double b1, double b2, double eps, int nthreads);
 
 /* Internal (maxpool2_avx512.c, maxpool2_avx2.c): one plane of the 2x2 / stride 2 / unpadded
-   float32 max pooling; 1 when a window held a NaN (the plane is then redone by the exact loop). */
+   float32 (float64) max pooling; 1 when a window held a NaN (the plane is then redone by the exact loop). */
 int fc_maxpool2_plane_f32_avx512(const float *x, float *y, int32_t *arg, int64_t w, int64_t oh,
                                  int64_t ow);
 int fc_maxpool2_plane_f32_avx2(const float *x, float *y, int32_t *arg, int64_t w, int64_t oh,
+                               int64_t ow);
+int fc_maxpool2_plane_f64_avx2(const double *x, double *y, int32_t *arg, int64_t w, int64_t oh,
                                int64_t ow);
 
 #endif /* FASTCONV_NN_OPS_H */
