@@ -3,6 +3,9 @@
  * entries only say what they can run. Measured on this project's shape table
  * (benchmarks/README.md, docs/architecture.md):
  *
+ *   0. a forward of few taps a pixel (K = C_in * kh * kw <= FC_PIXELS_MAX_K, not 1x1) that
+ *      the direct entry runs on its pixel-vector kernel (float32 AVX-512, unit stride, rows
+ *      of whole vectors: fc_direct_pixels): direct (first layers; measured below);
  *   1. depthwise wherever it accepts (groups == C_in), but for the strided input gradient
  *      of a single input channel (strided_single_channel_input_grad: explicit im2col);
  *   2. winograd where it accepts, the precision setting allows a reduced-accuracy
@@ -122,6 +125,24 @@ static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
     return vector_bytes >= 64;
 }
 
+/* A forward of few taps a pixel on the direct entry's pixel-vector kernel (conv_direct.c):
+   no lowering pass, no B packing, no tile transpose, which is most of such a layer's time
+   on the GEMM paths. Zen 4, f32 AVX-512, 1 thread, 3x3 "same" unless named, pixel-vector /
+   the rule's previous choice (explicit im2col below K = 72, implicit GEMM above) ms:
+   128 x 3 -> 32 at 32x32 (K = 27, CIFAR's first layer) 2.40-2.45 / 3.42-3.67, 2 threads
+   1.18-1.20 / 1.70-1.77; 1 -> 32 (K = 9) 0.93 / 1.40; 3 -> 16 1.19 / 2.17; 3 -> 64 5.03 /
+   6.00; 32 x 3 -> 32 at 64x64 2.42 / 3.13; 8 x 3 -> 32 at 96x96 1.26 / 1.69; 64 x 3 -> 32
+   5x5 (K = 75) 2.91 / 3.58; 8 -> 32 (K = 72) 6.25 / 7.30; 16 -> 32 (K = 144) 11.8 / 12.2
+   but at 16x16 2.88 / 2.76, and 32 -> 32 (K = 288) ties; 1x1, 32 -> 32 (K = 32) 4.34 /
+   4.08 (gemm_1x1). */
+#define FC_PIXELS_MAX_K 96
+
+static int few_taps_pixel_forward(const fc_conv_desc *d, int pass)
+{
+    return pass == FC_FWD && d->kh * d->kw > 1 && d->c_in / d->groups * d->kh * d->kw <= FC_PIXELS_MAX_K &&
+           fc_direct_pixels(d, pass);
+}
+
 /* The input gradient of one input channel feeding many outputs at a stride (a grayscale
    image's strided first layer): depthwise accepts it (groups == C_in == 1) but scatters each
    of the C_out grad_y planes back through the stride; explicit im2col's one GEMM (M = kh*kw,
@@ -142,6 +163,8 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
 {
     if (strided_single_channel_input_grad(d, pass))
         return FC_ALGO_IM2COL_EXPLICIT;
+    if (few_taps_pixel_forward(d, pass))
+        return FC_ALGO_DIRECT;
     if (accepts(&fc_impl_depthwise, d, pass))
         return FC_ALGO_DEPTHWISE;
     if (d->precision >= FC_PRECISION_MEDIUM && accepts(&fc_impl_winograd, d, pass) &&

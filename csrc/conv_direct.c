@@ -11,6 +11,7 @@
 
 #include "conv_internal.h"
 #include "direct.h"
+#include "nn/nn_ops.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,6 +27,140 @@ const fc_direct_ops *fc_direct_ops_active(void)
     }
 #endif
     return &fc_direct_ops_generic;
+}
+
+/* ---- the pixel-vector forward ---------------------------------------------
+   Where it applies (float32 on AVX-512, one group, unit stride and dilation, output rows
+   of whole 16-pixel vectors, output channels in blocks of 8, a padded image of at most
+   PIXELS_BAND_MAX bytes: 3 channels at 224x224 fit), the forward runs direct_fwd_pixels_avx512.c's register tile
+   (8 channels x 32 pixels, every input channel and tap summed in registers, stored with no
+   transpose) over a padded copy of each image, the band, instead of the row-update kernels
+   below. An item is an image and a span of channel blocks: whole images when the batch
+   feeds every thread twice, else spans that give each thread about two items. The padding
+   taps are computed (the band holds zeros there): exact, since the driver routes non-finite
+   weights away from this entry (inexact[] below), and a finite weight times a padding zero
+   adds a zero. The input gradient at unit stride runs through it too (the transposed
+   forward, direct_bwd_data) where its shape fits.
+   Where "auto" takes it (conv_choose.c, few taps a pixel): no lowering pass, no B packing
+   and no tile transpose, which is most of a first layer's time on the GEMM paths. Zen 4,
+   1 thread, batch 128, 3x3 "same", pixel-vector / "auto" before ms: 3 -> 32 at 32x32
+   (CIFAR's first layer) 2.40-2.45 / 3.42-3.67 (2 threads 1.18-1.20 / 1.70-1.77); 8 x 3 ->
+   64 at 224x224 (a 613 KB band) 14.5-15.0 / 19.7. More in conv_choose.c. */
+#define PIXELS_BAND_MAX ((size_t)1 << 20)
+
+static int64_t pixels_band_elems(const fc_conv_desc *d)
+{
+    return d->c_in * (d->oh + d->kh - 1) * (d->ow + d->kw - 1);
+}
+
+/* The shapes it takes, whatever the active ISA (workspace sizes must not depend on it). */
+static int pixels_shape(const fc_conv_desc *d)
+{
+    return d->dtype == FC_F32 && d->groups == 1 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1 &&
+           d->dil_w == 1 && d->n > 0 && d->oh > 0 && d->ow > 0 && d->ow % 16 == 0 && d->c_out % 8 == 0 &&
+           (size_t)pixels_band_elems(d) * sizeof(float) <= PIXELS_BAND_MAX;
+}
+
+static int pixels_fwd_takes(const fc_conv_desc *d)
+{
+#ifdef FC_HAVE_X86_KERNELS
+    return fc_active_isa() == FC_ISA_AVX512 && pixels_shape(d);
+#else
+    (void)d;
+    return 0;
+#endif
+}
+
+int fc_direct_pixels(const fc_conv_desc *d, int pass)
+{
+    if (pass == FC_BWD_DATA && d->stride_h == 1 && d->stride_w == 1) {
+        fc_conv_desc t;
+        fc_transposed_problem(d, &t);
+        return pixels_fwd_takes(&t);
+    }
+    return pass == FC_FWD && pixels_fwd_takes(d);
+}
+
+static size_t pixels_off_bytes(const fc_conv_desc *d)
+{
+    return fc_align_up((size_t)(d->c_in * d->kh * d->kw) * sizeof(int32_t));
+}
+
+static size_t pixels_wpk_bytes(const fc_conv_desc *d)
+{
+    return fc_align_up((size_t)(d->c_out * d->c_in * d->kh * d->kw) * sizeof(float));
+}
+
+static size_t pixels_workspace_size(const fc_conv_desc *d)
+{
+    return pixels_off_bytes(d) + pixels_wpk_bytes(d) +
+           (size_t)(d->nthreads > 0 ? d->nthreads : 1) * fc_align_up((size_t)pixels_band_elems(d) * sizeof(float));
+}
+
+/* Image x_n padded into band: channel c's rows of wp elements, row i from input row
+   i - pad_top, column j from input column j - pad_left, zeros outside the image. */
+static void pixels_band(const fc_conv_desc *d, const float *x_n, float *band)
+{
+    const int64_t hp = d->oh + d->kh - 1, wp = d->ow + d->kw - 1, pl = d->pad_left;
+    const int64_t nc = fc_min64(d->w, wp - pl); /* input columns inside the band */
+    for (int64_t c = 0; c < d->c_in; c++)
+        for (int64_t i = 0; i < hp; i++) {
+            float *dst = band + (c * hp + i) * wp;
+            const int64_t ih = i - d->pad_top;
+            if (ih < 0 || ih >= d->h) {
+                memset(dst, 0, (size_t)wp * sizeof(float));
+                continue;
+            }
+            memset(dst, 0, (size_t)pl * sizeof(float));
+            memcpy(dst + pl, x_n + (c * d->h + ih) * d->w, (size_t)nc * sizeof(float));
+            memset(dst + pl + nc, 0, (size_t)(wp - pl - nc) * sizeof(float));
+        }
+}
+
+static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, const float *bias, float *y,
+                       void *ws, int relu)
+{
+#ifdef FC_HAVE_X86_KERNELS
+    const int nt = fc_team_size(d);
+    const int64_t KK = d->kh * d->kw, K = d->c_in * KK, hp = d->oh + d->kh - 1, wp = d->ow + d->kw - 1;
+    const int64_t blocks = d->c_out / 8, plane = d->oh * d->ow;
+    /* spans of channel blocks an image: 1 where the batch feeds every thread twice */
+    const int64_t per_image = d->n >= 2 * nt ? 1 : fc_min64(blocks, fc_ceil_div(2 * nt, d->n));
+    const int64_t span = fc_ceil_div(blocks, per_image), spans = fc_ceil_div(blocks, span), items = d->n * spans;
+    int32_t *off = (int32_t *)ws;
+    float *wpk = (float *)((char *)ws + pixels_off_bytes(d));
+    char *band0 = (char *)wpk + pixels_wpk_bytes(d);
+    const size_t band_bytes = fc_align_up((size_t)pixels_band_elems(d) * sizeof(float));
+    for (int64_t c = 0; c < d->c_in; c++)
+        for (int64_t l = 0; l < d->kh; l++)
+            for (int64_t m = 0; m < d->kw; m++)
+                off[(c * d->kh + l) * d->kw + m] = (int32_t)((c * hp + l) * wp + m);
+#pragma omp parallel num_threads(nt)
+    {
+        /* wpk[(ob*K + k)*8 + i] = w[(ob*8 + i)*K + k]: block ob's panel, 8 channels a tap */
+#pragma omp for schedule(static)
+        for (int64_t ob = 0; ob < blocks; ob++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t i = 0; i < 8; i++)
+                    wpk[(ob * K + k) * 8 + i] = w[(ob * 8 + i) * K + k];
+#ifdef _OPENMP
+        float *band = (float *)(band0 + (size_t)omp_get_thread_num() * band_bytes);
+#else
+        float *band = (float *)band0;
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t n = it / spans, b0 = it % spans * span, b1 = fc_min64(blocks, b0 + span);
+            pixels_band(d, x + n * d->c_in * d->h * d->w, band);
+            for (int64_t ob = b0; ob < b1; ob++)
+                fc_direct_fwd_pixels_f32_avx512(K, wpk + ob * K * 8, off, band, wp, d->oh, d->ow,
+                                                bias ? bias + ob * 8 : NULL, relu,
+                                                y + (n * d->c_out + ob * 8) * plane);
+        }
+    }
+#else
+    (void)d, (void)x, (void)w, (void)bias, (void)y, (void)ws, (void)relu;
+#endif
 }
 
 /* ---- direct: workspace ---------------------------------------------------- */
@@ -78,8 +213,11 @@ static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
                direct_workspace_size(&t, FC_FWD);
     }
     size_t bytes = direct_tables_bytes(d);
-    if (pass == FC_FWD)
+    if (pass == FC_FWD) {
         bytes += direct_zeros_bytes(d) + (size_t)(d->nthreads > 0 ? d->nthreads : 1) * direct_scratch_bytes(d);
+        if (fc_cpu_best_isa() == FC_ISA_AVX512 && pixels_shape(d) && pixels_workspace_size(d) > bytes)
+            bytes = pixels_workspace_size(d); /* either layout, from the workspace's start */
+    }
     if (pass == FC_BWD_WEIGHTS)
         bytes += (size_t)(d->nthreads > 0 ? d->nthreads : 1) * direct_acc_bytes(d);
     return bytes;
@@ -90,6 +228,10 @@ static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
 static void direct_fwd(const fc_conv_desc *d, const void *x, const void *w, const void *bias,
                        void *y, void *ws)
 {
+    if (pixels_fwd_takes(d)) {
+        pixels_fwd(d, (const float *)x, (const float *)w, (const float *)bias, (float *)y, ws, 0);
+        return;
+    }
     const fc_direct_ops *ops = fc_direct_ops_active();
     const fc_fwd_item_fn item = ops->fwd[d->dtype];
     const size_t es = fc_elem_size(d->dtype);
@@ -205,6 +347,19 @@ static void direct_bwd_weights(const fc_conv_desc *d, const void *gy, const void
 }
 
 
+/* The forward with a ReLU: in the pixel-vector kernel's store, else a pass after it. */
+static void direct_fwd_post(const fc_conv_desc *d, const void *x, const void *w, const void *bias, int post,
+                            void *y, void *ws)
+{
+    if (pixels_fwd_takes(d)) {
+        pixels_fwd(d, (const float *)x, (const float *)w, (const float *)bias, (float *)y, ws, post == FC_POST_RELU);
+        return;
+    }
+    direct_fwd(d, x, w, bias, y, ws);
+    if (post == FC_POST_RELU)
+        fc_relu_fwd(d->dtype, d->n * d->c_out * d->oh * d->ow, y, y, d->nthreads);
+}
+
 /* ---- the table entry ------------------------------------------------------ */
 
 static const char *direct_rejects(const fc_conv_desc *d, int pass)
@@ -219,5 +374,5 @@ static const char *direct_rejects(const fc_conv_desc *d, int pass)
    output the definition sends it to. */
 const fc_conv_impl fc_impl_direct = {
     FC_ALGO_DIRECT, "direct", "direct", 0, {FC_OPND_1, FC_OPND_1, FC_OPND_0},
-    direct_rejects, direct_workspace_size, direct_fwd, direct_bwd_data, direct_bwd_weights,
+    direct_rejects, direct_workspace_size, direct_fwd, direct_bwd_data, direct_bwd_weights, direct_fwd_post,
 };

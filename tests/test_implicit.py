@@ -594,16 +594,18 @@ def test_grouped_layers_pack_groups_side_by_side(shape, implicit_isa):
 def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_fwd, implicit_isa):
     """conv_choose.c: a forward with C_in/groups * kh * kw < 72 runs explicit im2col under
     "auto" (the implicit tile's transpose outweighs its few FMAs); the weight gradient stays
-    implicit, and the input gradient follows its own (transposed, K = C_out * kh * kw) size."""
+    implicit, and the input gradient follows its own (transposed, K = C_out * kh * kw) size.
+    (30-pixel rows: rows of whole 16-pixel vectors take the direct entry's pixel-vector
+    kernel on AVX-512 instead, test_direct_pixels.py.)"""
     with fastconv.threads(1):
-        spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
+        spec = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(spec, FWD) == want_fwd
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
         # K_t = 32 * k * k >= 288; an input gradient this narrow (2 * c_in <= the lanes of one
         # vector) takes explicit im2col, see test_auto_routes_a_narrow_input_gradient_off_implicit
         narrow = 2 * c_in <= LANES[implicit_isa][np.dtype(np.float32)]
         assert F.chosen_implementation(spec, BWD_DATA) == ("im2col_explicit" if narrow else "implicit_gemm")
-        few_out = make_spec((16, 32, 32, 32), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
+        few_out = make_spec((16, 32, 30, 30), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(few_out, BWD_DATA) == "im2col_explicit"  # K_t = 8 * 4
         # K = 32 * 4, but 8 outputs fill half an AVX-512 f32 vector: direct there
         half = 2 * 8 <= LANES[implicit_isa][np.dtype(np.float32)]

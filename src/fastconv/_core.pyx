@@ -48,6 +48,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_implicit_tile(int dtype, int *mr, int *nr)
     int fc_pointwise_wgrad_suits(const fc_conv_desc *d)
     int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass_)
+    int fc_direct_pixels(const fc_conv_desc *d, int pass_)
     int fc_implicit_wgrad_chunks(const fc_conv_desc *d)
     int fc_implicit_band_in_place(const fc_conv_desc *d, int pass_)
     int fc_im2col_wgrad_chunks(const fc_conv_desc *d)
@@ -190,6 +191,12 @@ def implicit_groups_a_tile(ConvDesc desc, int pass_):
     on the active ISA: > 1 where a grouped layer's channels a group fill less than the tile
     and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
     return fc_implicit_groups_a_tile(&desc.d, pass_)
+
+
+def direct_pixels(ConvDesc desc, int pass_):
+    """Whether the direct entry runs ``pass_`` (FWD, or BWD_DATA at unit strides) on its
+    pixel-vector kernel under the active ISA (csrc/conv_direct.c)."""
+    return fc_direct_pixels(&desc.d, pass_) != 0
 
 
 def implicit_band_in_place(ConvDesc desc, int pass_):

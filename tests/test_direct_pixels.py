@@ -1,0 +1,165 @@
+"""The direct entry's pixel-vector forward (csrc/direct_fwd_pixels_avx512.c, float32 on
+AVX-512: 8 channels x 32 pixels summed in registers over a padded copy of each image) and
+the "auto" rule that sends forwards of few taps a pixel to it (conv_choose.c): results
+against the reference into NaN-filled outputs with a poisoned workspace, the fused ReLU,
+bitwise the same at 1 and 3 threads, the unit-stride input gradient through it, non-finite
+operands, and where it does and does not run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _core
+from fastconv import functional as F
+from fastconv._spec import make_spec
+from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_forward,
+                     ref_input_grad)
+
+FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
+DIRECT = F._algorithm_code("direct")
+AVX512 = 2
+
+# (x shape, filters, kernel, padding): every one has output rows of whole 16-pixel vectors
+# and a multiple of 8 filters, so the pixel-vector kernel takes its forward on AVX-512
+SHAPES = [
+    ((2, 3, 32, 32), 32, (3, 3), 1),                  # CIFAR's first layer
+    ((1, 1, 16, 16), 8, (3, 3), 1),                   # one channel block, one input channel
+    ((2, 5, 3, 16), 16, (3, 3), 1),                   # 3 runs of 16 pixels: a one-vector tile
+    ((2, 4, 10, 48), 24, (3, 5), ((1, 1), (2, 2))),   # 3x5, three 16-pixel runs a row
+    ((1, 3, 17, 18), 16, (2, 3), "valid"),            # unpadded, 16 x 16 outputs
+    ((2, 2, 16, 16), 8, (4, 4), "same"),              # even kernel: padding 1 before, 2 after
+    ((1, 6, 12, 14), 40, (3, 3), 2),                  # padding 2: rows of padding only
+    ((3, 2, 9, 32), 8, (1, 7), ((0, 0), (3, 3))),     # a row kernel
+]
+IDS = [f"{x[1]}x{x[2]}x{x[3]}-{k}-{kern[0]}x{kern[1]}" for x, k, kern, _ in SHAPES]
+
+
+def _spec(x_shape, filters, kernel, padding):
+    return make_spec(x_shape, (filters, x_shape[1]) + tuple(kernel), 1, padding, 1, 1, np.dtype(np.float32))
+
+
+def _padding(spec):
+    top, bottom, left, right = spec.padding
+    return ((top, bottom), (left, right))
+
+
+def _forward(spec, x, w, b, algorithm="direct", activation=None):
+    poison_workspace(F.workspace_bytes(spec, FWD, algorithm))
+    out = nan_filled(spec.output_shape, np.float32)
+    y = fastconv.conv2d(x, w, b, 1, _padding(spec), 1, 1, algorithm=algorithm, activation=activation, out=out)
+    assert y is out
+    return y
+
+
+@pytest.fixture
+def avx512():
+    if _core.best_isa() < AVX512:
+        pytest.skip("the pixel-vector kernel needs AVX-512")
+    before = _core.active_isa()
+    _core.set_isa(AVX512)
+    yield
+    _core.set_isa(before)
+
+
+@pytest.mark.parametrize("x_shape, filters, kernel, padding", SHAPES, ids=IDS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_pixel_forward_against_reference(x_shape, filters, kernel, padding, bias, avx512, rng):
+    spec = _spec(x_shape, filters, kernel, padding)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32) if bias else None
+    results = {}
+    for threads in (1, 3):
+        with fastconv.threads(threads):
+            assert _core.direct_pixels(spec.desc(threads), FWD)
+            results[threads] = _forward(spec, x, w, b)
+    exp, bound = ref_forward(x, w, b, 1, _padding(spec), 1, 1)
+    assert_close_to_reference(results[1], exp, bound, np.float32)
+    np.testing.assert_array_equal(results[1], results[3])  # each output summed by one tile, in order
+    # the ReLU in the kernel's store: exactly the ReLU of the same sums
+    with fastconv.threads(2):
+        y_relu = _forward(spec, x, w, b, activation="relu")
+    np.testing.assert_array_equal(y_relu, np.maximum(results[1], 0))
+
+
+def test_pixel_input_gradient_through_the_transposed_forward(avx512, rng):
+    """At unit stride direct's input gradient is the forward of grad_y with the rotated,
+    channel-swapped weights: 16 input channels (its filters) in blocks of 8, 32-pixel rows."""
+    spec = make_spec((2, 16, 8, 32), (4, 16, 3, 3), 1, 1, 1, 1, np.dtype(np.float32))
+    assert _core.direct_pixels(spec.desc(1), BWD_DATA)
+    gy = rng.standard_normal(spec.output_shape).astype(np.float32)
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    poison_workspace(F.workspace_bytes(spec, BWD_DATA, "direct"))
+    gx = F._input_grad(spec, DIRECT, gy, w, gx=nan_filled(spec.input_shape, np.float32))
+    exp, bound = ref_input_grad(gy, w, spec.input_shape, 1, _padding(spec), 1, 1)
+    assert_close_to_reference(gx, exp, bound, np.float32)
+
+
+def test_non_finite_operands(avx512, rng):
+    """NaN and inf in x reach exactly the outputs whose windows hold them (the padding taps
+    the kernel computes multiply zeros by finite weights); an inf weight sends the call to an
+    exact entry (conv.c routes it), which the padding taps then make NaN as the definition
+    does."""
+    spec = _spec((1, 3, 16, 16), 8, (3, 3), 1)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    x[0, 1, 0, 0], x[0, 2, 9, 15] = np.inf, np.nan
+    y = _forward(spec, x, w, None)
+    with np.errstate(invalid="ignore"):
+        exp = fastconv.reference.conv2d(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(exp))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(exp))
+    ok = np.isfinite(exp)
+    np.testing.assert_allclose(y[ok], exp[ok], rtol=1e-4, atol=1e-4)
+    y_relu = _forward(spec, x, w, None, activation="relu")  # a NaN stays NaN (fc_relu_fwd's rule)
+    np.testing.assert_array_equal(y_relu, np.where(np.isnan(y) | (y > 0), y, 0))
+    assert np.isnan(y_relu).sum() == np.isnan(exp).sum() > 0
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    w[3, 0, 0, 0] = np.inf
+    y = _forward(spec, x, w, None)
+    with np.errstate(invalid="ignore"):
+        exp = fastconv.reference.conv2d(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(exp))
+    assert np.isnan(y[0, 3, 0, 0]), "the inf weight's padding tap at the top-left corner"
+
+
+@pytest.mark.parametrize("c_in, k, want", [(1, 3, "direct"), (3, 3, "direct"), (8, 3, "direct"),
+                                           (3, 5, "direct"), (16, 3, None), (32, 1, None)])
+def test_auto_takes_the_pixel_kernel_for_few_taps(c_in, k, want, avx512):
+    """conv_choose.c: a forward of K = C_in * kh * kw <= 96 (not 1x1) that the kernel takes
+    runs on direct under "auto" (CIFAR's first layer 1.4-1.5x faster than explicit im2col on
+    Zen 4); more taps, 1x1 layers, other passes and other ISAs keep their entries."""
+    spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
+    got = F.chosen_implementation(spec, FWD)
+    assert (got == "direct") == (want == "direct"), got
+    for pass_ in (BWD_DATA, BWD_WEIGHTS):
+        assert F.chosen_implementation(spec, pass_) != "direct"
+    odd = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 30-pixel rows
+    assert not _core.direct_pixels(odd.desc(1), FWD) and F.chosen_implementation(odd, FWD) != "direct"
+    f64 = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float64)
+    assert not _core.direct_pixels(f64.desc(1), FWD)
+    _core.set_isa(1)  # AVX2 (restored by the fixture)
+    assert not _core.direct_pixels(spec.desc(1), FWD)
+    assert F.chosen_implementation(spec, FWD) != "direct"
+
+
+@pytest.mark.parametrize("x_shape, filters, kernel", [((1, 4, 32, 32), 12, (3, 3)),   # 12 filters
+                                                      ((1, 4, 32, 32), 16, (3, 3))])
+def test_shapes_it_leaves_to_the_row_kernels_are_still_right(x_shape, filters, kernel, avx512, rng):
+    """Filters not in blocks of 8, grouped layers, strides and dilations take direct's row
+    kernels, against the reference."""
+    for groups, stride, dilation in ((1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 1, 2)):
+        spec = make_spec(x_shape, (filters, x_shape[1] // groups) + kernel, stride, 1, dilation, groups,
+                         np.dtype(np.float32))
+        if groups == 1 and stride == 1 and dilation == 1:
+            assert _core.direct_pixels(spec.desc(1), FWD) == (filters % 8 == 0)
+        else:
+            assert not _core.direct_pixels(spec.desc(1), FWD)
+        x = rng.standard_normal(spec.input_shape).astype(np.float32)
+        w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+        poison_workspace(F.workspace_bytes(spec, FWD, "direct"))
+        y = fastconv.conv2d(x, w, None, stride, 1, dilation, groups, algorithm="direct",
+                            out=nan_filled(spec.output_shape, np.float32))
+        exp, bound = ref_forward(x, w, None, stride, _padding(spec), dilation, groups)
+        assert_close_to_reference(y, exp, bound, np.float32)
