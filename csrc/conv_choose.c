@@ -3,11 +3,12 @@
  * entries only say what they can run. Measured on this project's shape table
  * (benchmarks/README.md, docs/architecture.md):
  *
- *   0. a forward of few taps a pixel (K = C_in * kh * kw <= FC_PIXELS_MAX_K, not 1x1) that
- *      the direct entry runs on its pixel-vector kernel (float32 AVX-512, unit stride, rows
- *      of whole vectors: fc_direct_pixels): direct (first layers; measured below);
  *   1. depthwise wherever it accepts (groups == C_in), but for the strided input gradient
  *      of a single input channel (strided_single_channel_input_grad: explicit im2col);
+ *      then a forward of few taps a pixel (K = C_in * kh * kw <= FC_PIXELS_MAX_K, not 1x1)
+ *      that the direct entry runs on its pixel-vector kernel (float32 AVX-512, unit
+ *      stride, filters in blocks of 8: fc_direct_pixels): direct (first layers; measured
+ *      below);
  *   2. winograd where it accepts, the precision setting allows a reduced-accuracy
  *      algorithm, and its own rule says it is faster (fc_winograd_preferred);
  *   3. the GEMM family (1x1, implicit, explicit im2col; the first that accepts) once its
@@ -134,13 +135,21 @@ static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
    6.00; 32 x 3 -> 32 at 64x64 2.42 / 3.13; 8 x 3 -> 32 at 96x96 1.26 / 1.69; 64 x 3 -> 32
    5x5 (K = 75) 2.91 / 3.58; 8 -> 32 (K = 72) 6.25 / 7.30; 16 -> 32 (K = 144) 11.8 / 12.2
    but at 16x16 2.88 / 2.76, and 32 -> 32 (K = 288) ties; 1x1, 32 -> 32 (K = 32) 4.34 /
-   4.08 (gemm_1x1). */
+   4.08 (gemm_1x1). Output rows whose last 16-pixel run is mostly empty waste the kernel's
+   lanes, and there implicit GEMM wins even at K = 27 (3 -> 32, batch 128, direct /
+   explicit im2col / implicit ms): 17x17 1.25 / 1.13-1.45 / 0.82-0.87, 20x20 1.49 / 1.43 /
+   1.16-1.20, 24x24 1.86 / 1.98 / 1.71-1.87, 9x9 (batch 256) 0.84 / 0.96 / 0.49; from 26
+   pixels (81 % of the lanes) direct ties or wins: 26x26 2.11 / 2.30 / 2.12, 28x28 2.18 /
+   2.78 / 2.82, 30x30 2.65 / 3.21 / 3.18, mnist_c1 (26 wide, K = 9, batch 64) 0.39 / 0.43 /
+   0.50. */
 #define FC_PIXELS_MAX_K 96
 
 static int few_taps_pixel_forward(const fc_conv_desc *d, int pass)
 {
+    /* rows of 16-pixel runs at least 80 % full: 26 pixels wide and more, not 17-24, nor 36 */
+    const int64_t lanes = (d->ow + 15) / 16 * 16;
     return pass == FC_FWD && d->kh * d->kw > 1 && d->c_in / d->groups * d->kh * d->kw <= FC_PIXELS_MAX_K &&
-           fc_direct_pixels(d, pass);
+           5 * d->ow >= 4 * lanes && fc_direct_pixels(d, pass);
 }
 
 /* The input gradient of one input channel feeding many outputs at a stride (a grayscale
@@ -163,10 +172,10 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
 {
     if (strided_single_channel_input_grad(d, pass))
         return FC_ALGO_IM2COL_EXPLICIT;
-    if (few_taps_pixel_forward(d, pass))
-        return FC_ALGO_DIRECT;
     if (accepts(&fc_impl_depthwise, d, pass))
         return FC_ALGO_DEPTHWISE;
+    if (few_taps_pixel_forward(d, pass))
+        return FC_ALGO_DIRECT;
     if (d->precision >= FC_PRECISION_MEDIUM && accepts(&fc_impl_winograd, d, pass) &&
         fc_winograd_preferred(d, pass))
         return FC_ALGO_WINOGRAD;

@@ -30,8 +30,8 @@ const fc_direct_ops *fc_direct_ops_active(void)
 }
 
 /* ---- the pixel-vector forward ---------------------------------------------
-   Where it applies (float32 on AVX-512, one group, unit stride and dilation, output rows
-   of whole 16-pixel vectors, output channels in blocks of 8, a padded image of at most
+   Where it applies (float32 on AVX-512, one group, unit stride and dilation, output
+   channels in blocks of 8, a padded image of at most
    PIXELS_BAND_MAX bytes: 3 channels at 224x224 fit), the forward runs direct_fwd_pixels_avx512.c's register tile
    (8 channels x 32 pixels, every input channel and tap summed in registers, stored with no
    transpose) over a padded copy of each image, the band, instead of the row-update kernels
@@ -57,7 +57,7 @@ static int64_t pixels_band_elems(const fc_conv_desc *d)
 static int pixels_shape(const fc_conv_desc *d)
 {
     return d->dtype == FC_F32 && d->groups == 1 && d->stride_h == 1 && d->stride_w == 1 && d->dil_h == 1 &&
-           d->dil_w == 1 && d->n > 0 && d->oh > 0 && d->ow > 0 && d->ow % 16 == 0 && d->c_out % 8 == 0 &&
+           d->dil_w == 1 && d->n > 0 && d->oh > 0 && d->ow > 0 && d->c_out % 8 == 0 &&
            (size_t)pixels_band_elems(d) * sizeof(float) <= PIXELS_BAND_MAX;
 }
 

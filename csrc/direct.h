@@ -56,7 +56,7 @@ const fc_direct_ops *fc_direct_ops_active(void);
 /* The pixel-vector forward of one image and 8 output channels (direct_fwd_pixels_avx512.c):
    y[i*oh*ow + q] = (relu of) bias[i] (bias nullable) + sum over k < K of
    band[off[k] + row(q)*wp + col(q)] * wpk[k*8 + i], for i < 8 and pixels q < oh*ow, where
-   ow % 16 == 0 and band is the padded image (wp columns a row, every tap inside). */
+   band is the padded image (wp columns a row, every tap inside). */
 void fc_direct_fwd_pixels_f32_avx512(int64_t K, const float *wpk, const int32_t *off, const float *band,
                                      int64_t wp, int64_t oh, int64_t ow, const float *bias, int relu, float *y);
 #endif

@@ -7,7 +7,8 @@
    the implicit GEMM's pixels-x-channels tile, whose transposes cost ~7 % of a 32-channel
    3x3 layer. Each step (input channel c, tap l, m) loads the two pixel vectors from a
    padded copy of the image (band: every tap of every pixel lands inside it, so no bounds
-   test; unit stride: a vector is 16 consecutive band elements) and broadcasts the 8
+   test; unit stride: a vector is up to 16 consecutive band elements of one output row's
+   run) and broadcasts the 8
    channels' weights from a packed panel (wpk[k*8 + i]).
 
    Loop order: channel blocks outside, tiles inside, so one block's weight panel (K x 8,
@@ -25,16 +26,20 @@ FC_TARGET_PUSH("avx512f")
 
 static inline __attribute__((always_inline)) void tile(int64_t K, const float *restrict wpk,
                                                        const int32_t *restrict off, const float *p0,
-                                                       const float *p1, float *y0, float *y1, int64_t plane,
-                                                       const float *bias, int relu, const int nv)
+                                                       const float *p1, __mmask16 m0, __mmask16 m1, float *y0,
+                                                       float *y1, int64_t plane, const float *bias, int relu,
+                                                       const int nv, const int masked)
 {
     __m512 acc[8][2];
     for (int i = 0; i < 8; i++)
         for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
+        /* masked loads only for tiles with a row's short last run: they cost 12 % of
+           CIFAR's first layer where every load had them (Zen 4) */
         const int64_t o = off[k];
-        const __m512 x0 = _mm512_loadu_ps(p0 + o), x1 = nv > 1 ? _mm512_loadu_ps(p1 + o) : x0;
+        const __m512 x0 = masked ? _mm512_maskz_loadu_ps(m0, p0 + o) : _mm512_loadu_ps(p0 + o);
+        const __m512 x1 = nv < 2 ? x0 : masked ? _mm512_maskz_loadu_ps(m1, p1 + o) : _mm512_loadu_ps(p1 + o);
         for (int i = 0; i < 8; i++) {
             const __m512 w = _mm512_set1_ps(wpk[k * 8 + i]);
             acc[i][0] = _mm512_fmadd_ps(w, x0, acc[i][0]);
@@ -47,21 +52,50 @@ static inline __attribute__((always_inline)) void tile(int64_t K, const float *r
             __m512 r = bias ? _mm512_add_ps(acc[i][v], _mm512_set1_ps(bias[i])) : acc[i][v];
             if (relu) /* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
                 r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NLE_UQ), r);
-            _mm512_storeu_ps((v ? y1 : y0) + i * plane, r);
+            if (masked)
+                _mm512_mask_storeu_ps((v ? y1 : y0) + i * plane, v ? m1 : m0, r);
+            else
+                _mm512_storeu_ps((v ? y1 : y0) + i * plane, r);
         }
+}
+
+/* One tile of runs a (band pa, output ya) and b, masks ma and mb: unmasked where both are
+   whole vectors. */
+static inline __attribute__((always_inline)) void tile2(int64_t K, const float *wpk, const int32_t *off,
+                                                        const float *pa, const float *pb, __mmask16 ma,
+                                                        __mmask16 mb, float *ya, float *yb, int64_t plane,
+                                                        const float *bias, int relu)
+{
+    if ((ma & mb) == 0xFFFF)
+        tile(K, wpk, off, pa, pb, ma, mb, ya, yb, plane, bias, relu, 2, 0);
+    else
+        tile(K, wpk, off, pa, pb, ma, mb, ya, yb, plane, bias, relu, 2, 1);
 }
 
 void fc_direct_fwd_pixels_f32_avx512(int64_t K, const float *wpk, const int32_t *off, const float *band,
                                      int64_t wp, int64_t oh, int64_t ow, const float *bias, int relu, float *y)
 {
-    const int64_t plane = oh * ow, runs = plane / 16; /* ow % 16 == 0: runs of 16 within a row */
-#define RUN_BAND(r) (band + ((r) * 16 / ow) * wp + (r) * 16 % ow)
-    int64_t r = 0;
-    for (; r + 2 <= runs; r += 2)
-        tile(K, wpk, off, RUN_BAND(r), RUN_BAND(r + 1), y + r * 16, y + (r + 1) * 16, plane, bias, relu, 2);
-    if (r < runs)
-        tile(K, wpk, off, RUN_BAND(r), RUN_BAND(r), y + r * 16, y + r * 16, plane, bias, relu, 1);
-#undef RUN_BAND
+    /* Runs of 16 pixels along each output row, a row's last one shorter where ow % 16 != 0.
+       A tile takes run j of two neighbouring rows, so short runs pair with short runs and
+       whole ones go unmasked (masked loads cost 12 % of CIFAR's first layer when every
+       tile had them; Zen 4); an odd last row pairs its own runs. */
+    const int64_t per_row = (ow + 15) / 16, plane = oh * ow;
+#define MASK(j) ((__mmask16)(ow - (j) * 16 >= 16 ? 0xFFFF : (1u << (ow - (j) * 16)) - 1))
+    int64_t i = 0;
+    for (; i + 2 <= oh; i += 2)
+        for (int64_t j = 0; j < per_row; j++)
+            tile2(K, wpk, off, band + i * wp + j * 16, band + (i + 1) * wp + j * 16, MASK(j), MASK(j),
+                  y + i * ow + j * 16, y + (i + 1) * ow + j * 16, plane, bias, relu);
+    if (i < oh) {
+        int64_t j = 0;
+        for (; j + 2 <= per_row; j += 2)
+            tile2(K, wpk, off, band + i * wp + j * 16, band + i * wp + j * 16 + 16, MASK(j), MASK(j + 1),
+                  y + i * ow + j * 16, y + i * ow + j * 16 + 16, plane, bias, relu);
+        if (j < per_row)
+            tile(K, wpk, off, band + i * wp + j * 16, NULL, MASK(j), 0, y + i * ow + j * 16, NULL, plane, bias,
+                 relu, 1, 1);
+    }
+#undef MASK
 }
 
 FC_TARGET_POP

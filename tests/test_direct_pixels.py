@@ -20,12 +20,15 @@ FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 DIRECT = F._algorithm_code("direct")
 AVX512 = 2
 
-# (x shape, filters, kernel, padding): every one has output rows of whole 16-pixel vectors
-# and a multiple of 8 filters, so the pixel-vector kernel takes its forward on AVX-512
+# (x shape, filters, kernel, padding): every one has a multiple of 8 filters, so the
+# pixel-vector kernel takes its forward on AVX-512
 SHAPES = [
     ((2, 3, 32, 32), 32, (3, 3), 1),                  # CIFAR's first layer
+    ((3, 1, 28, 28), 32, (3, 3), "valid"),            # mnist's: 26-pixel rows, a short run each
     ((1, 1, 16, 16), 8, (3, 3), 1),                   # one channel block, one input channel
-    ((2, 5, 3, 16), 16, (3, 3), 1),                   # 3 runs of 16 pixels: a one-vector tile
+    ((2, 5, 3, 16), 16, (3, 3), 1),                   # 3 rows: the last pairs its own runs
+    ((1, 3, 7, 36), 8, (3, 3), 1),                    # 7 rows of 16 + 16 + 4: a run left over
+    ((2, 2, 5, 9), 16, (3, 3), 1),                    # rows shorter than a vector
     ((2, 4, 10, 48), 24, (3, 5), ((1, 1), (2, 2))),   # 3x5, three 16-pixel runs a row
     ((1, 3, 17, 18), 16, (2, 3), "valid"),            # unpadded, 16 x 16 outputs
     ((2, 2, 16, 16), 8, (4, 4), "same"),              # even kernel: padding 1 before, 2 after
@@ -128,15 +131,21 @@ def test_non_finite_operands(avx512, rng):
                                            (3, 5, "direct"), (16, 3, None), (32, 1, None)])
 def test_auto_takes_the_pixel_kernel_for_few_taps(c_in, k, want, avx512):
     """conv_choose.c: a forward of K = C_in * kh * kw <= 96 (not 1x1) that the kernel takes
-    runs on direct under "auto" (CIFAR's first layer 1.4-1.5x faster than explicit im2col on
-    Zen 4); more taps, 1x1 layers, other passes and other ISAs keep their entries."""
+    and whose 16-pixel runs are >= 80 % full runs on direct under "auto" (CIFAR's first
+    layer 1.4-1.5x faster than explicit im2col on Zen 4); more taps, 1x1 layers, 24-pixel
+    rows, other passes, filters not in blocks of 8, float64 and other ISAs keep their
+    entries."""
     spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
     got = F.chosen_implementation(spec, FWD)
     assert (got == "direct") == (want == "direct"), got
     for pass_ in (BWD_DATA, BWD_WEIGHTS):
         assert F.chosen_implementation(spec, pass_) != "direct"
-    odd = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 30-pixel rows
+    odd = make_spec((16, c_in, 32, 32), (36, c_in, k, k), 1, "same", 1, 1, np.float32)  # 36 filters
     assert not _core.direct_pixels(odd.desc(1), FWD) and F.chosen_implementation(odd, FWD) != "direct"
+    rows = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 30-pixel rows
+    assert _core.direct_pixels(rows.desc(1), FWD) and F.chosen_implementation(rows, FWD) == got
+    short = make_spec((16, c_in, 24, 24), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 16 + 8 pixels
+    assert _core.direct_pixels(short.desc(1), FWD) and F.chosen_implementation(short, FWD) != "direct"
     f64 = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float64)
     assert not _core.direct_pixels(f64.desc(1), FWD)
     _core.set_isa(1)  # AVX2 (restored by the fixture)

@@ -389,12 +389,15 @@ def test_input_gradients_of_more_than_16_stride_phases_are_lowered_explicitly(im
 
 
 def test_auto_takes_the_implicit_path_for_one_input_channel(implicit_isa):
-    """mnist_c1's forward (K = 9) measured faster as implicit GEMM than direct; without the
-    implicit kernels the explicit lowering is not worth it and "auto" stays direct."""
+    """mnist_c1's forward (K = 9) measured faster as implicit GEMM than direct's row
+    kernels; without the implicit kernels the explicit lowering is not worth it and "auto"
+    stays direct. On AVX-512 direct's pixel-vector kernel beats both (test_direct_pixels.py)."""
     spec = make_spec((64, 1, 28, 28), (32, 1, 3, 3), 1, 0, 1, 1, np.dtype(np.float32))
     before = _core.active_isa()
     try:
-        assert F.chosen_algorithm(spec, FWD) == "im2col"
+        pixels = _core.direct_pixels(spec.desc(1), FWD)
+        assert pixels == (implicit_isa == "avx512")
+        assert F.chosen_algorithm(spec, FWD) == ("direct" if pixels else "im2col")
         _core.set_isa(0)
         assert F.chosen_algorithm(spec, FWD) == "direct"
     finally:
@@ -541,8 +544,13 @@ def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, d
                 else ("im2col_explicit" if kg >= 24 else "direct") if narrow else "implicit_gemm")
         assert F.chosen_implementation(spec, BWD_DATA) == want
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
-        # a forward whose kg fills at most half a vector takes direct (unit stride)
-        want_fwd = ("implicit_gemm" if packed[spec, FWD] else "direct" if 2 * kg <= LANES[implicit_isa][dtype]
+        # a forward whose kg fills at most half a vector takes direct (unit stride), as does
+        # one of K = cg * 9 <= 96 on direct's pixel-vector kernel (f32 AVX-512, kg % 8 == 0)
+        # where its 16-pixel runs are >= 80 % full (not these 10-pixel rows)
+        assert _core.direct_pixels(spec.desc(1), FWD) == (implicit_isa == "avx512" and dtype == np.float32
+                                                          and groups == 1 and c_out % 8 == 0)
+        want_fwd = ("implicit_gemm" if packed[spec, FWD]
+                    else "direct" if 2 * kg <= LANES[implicit_isa][dtype]
                     else "im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
         assert F.chosen_implementation(spec, FWD) == want_fwd
         assert F.chosen_implementation(strided, FWD) == (
@@ -595,17 +603,17 @@ def test_auto_takes_explicit_im2col_for_a_small_lowered_k_forward(c_in, k, want_
     """conv_choose.c: a forward with C_in/groups * kh * kw < 72 runs explicit im2col under
     "auto" (the implicit tile's transpose outweighs its few FMAs); the weight gradient stays
     implicit, and the input gradient follows its own (transposed, K = C_out * kh * kw) size.
-    (30-pixel rows: rows of whole 16-pixel vectors take the direct entry's pixel-vector
-    kernel on AVX-512 instead, test_direct_pixels.py.)"""
+    (36 filters: in blocks of 8 they take the direct entry's pixel-vector kernel on AVX-512
+    below K = 96 instead, test_direct_pixels.py.)"""
     with fastconv.threads(1):
-        spec = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
+        spec = make_spec((16, c_in, 32, 32), (36, c_in, k, k), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(spec, FWD) == want_fwd
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
-        # K_t = 32 * k * k >= 288; an input gradient this narrow (2 * c_in <= the lanes of one
+        # K_t = 36 * k * k >= 324; an input gradient this narrow (2 * c_in <= the lanes of one
         # vector) takes explicit im2col, see test_auto_routes_a_narrow_input_gradient_off_implicit
         narrow = 2 * c_in <= LANES[implicit_isa][np.dtype(np.float32)]
         assert F.chosen_implementation(spec, BWD_DATA) == ("im2col_explicit" if narrow else "implicit_gemm")
-        few_out = make_spec((16, 32, 30, 30), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
+        few_out = make_spec((16, 32, 32, 32), (8, 32, 2, 2), 1, "same", 1, 1, np.float32)
         assert F.chosen_implementation(few_out, BWD_DATA) == "im2col_explicit"  # K_t = 8 * 4
         # K = 32 * 4, but 8 outputs fill half an AVX-512 f32 vector: direct there
         half = 2 * 8 <= LANES[implicit_isa][np.dtype(np.float32)]
