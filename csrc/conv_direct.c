@@ -31,9 +31,9 @@ const fc_direct_ops *fc_direct_ops_active(void)
 
 /* ---- the pixel-vector forward ---------------------------------------------
    Where it applies (float32 on AVX-512, one group, unit stride and dilation, output
-   channels in blocks of 8, a padded image of at most
-   PIXELS_BAND_MAX bytes: 3 channels at 224x224 fit), the forward runs direct_fwd_pixels_avx512.c's register tile
-   (8 channels x 32 pixels, every input channel and tap summed in registers, stored with no
+   channels in blocks of 8, a padded image of at most PIXELS_BAND_MAX bytes: 3 channels at
+   224x224 fit), the forward runs direct_fwd_pixels_avx512.c's register tile (8 channels x 2
+   runs of up to 16 pixels, every input channel and tap summed in registers, stored with no
    transpose) over a padded copy of each image, the band, instead of the row-update kernels
    below. An item is an image and a span of channel blocks: whole images when the batch
    feeds every thread twice, else spans that give each thread about two items. The padding
@@ -369,9 +369,11 @@ static const char *direct_rejects(const fc_conv_desc *d, int pass)
     return NULL; /* any problem */
 }
 
-/* NaN/inf: the kernels skip the zero padding, so they never compute 0 * w (fwd, bwd_data)
-   or grad_y * 0 (bwd_weights): a non-finite weight (or grad_y) would not reach every
-   output the definition sends it to. */
+/* NaN/inf: the row kernels skip the zero padding, so they never compute 0 * w (fwd,
+   bwd_data) or grad_y * 0 (bwd_weights): a non-finite weight (or grad_y) would not reach
+   every output the definition sends it to. The pixel-vector forward computes the padding
+   taps, which the definition has for the forward but not for the input gradient: either
+   way a non-finite weight is routed away (FC_OPND_1), and with finite ones both agree. */
 const fc_conv_impl fc_impl_direct = {
     FC_ALGO_DIRECT, "direct", "direct", 0, {FC_OPND_1, FC_OPND_1, FC_OPND_0},
     direct_rejects, direct_workspace_size, direct_fwd, direct_bwd_data, direct_bwd_weights, direct_fwd_post,

@@ -1,20 +1,18 @@
 /* direct_fwd_pixels_avx512.c: the direct forward's pixel-vector micro-kernel, float32 on
    AVX-512F (conv_direct.c, "pixel-vector forward", decides where it runs).
 
-   A tile is 8 output channels x 2 vectors of 16 output pixels, 16 accumulators held over
-   the whole reduction (every input channel and tap). The pixels run along the vectors, so
-   the tile is stored as it is, 16 full vectors into the output rows: no transpose, unlike
-   the implicit GEMM's pixels-x-channels tile, whose transposes cost ~7 % of a 32-channel
-   3x3 layer. Each step (input channel c, tap l, m) loads the two pixel vectors from a
-   padded copy of the image (band: every tap of every pixel lands inside it, so no bounds
-   test; unit stride: a vector is up to 16 consecutive band elements of one output row's
-   run) and broadcasts the 8
-   channels' weights from a packed panel (wpk[k*8 + i]).
+   A tile is 8 output channels x 2 runs of up to 16 output pixels (one vector each), 16
+   accumulators held over the whole reduction (every input channel and tap). The pixels run
+   along the vectors, so the tile is stored as it is: no transpose, unlike the implicit
+   GEMM's pixels-x-channels tile. Each step (input channel c, tap l, m) loads the two pixel
+   vectors from a padded copy of the image (the band: every tap of every pixel lands inside
+   it, so no bounds test; unit stride: a run is consecutive band elements) and broadcasts
+   the 8 channels' weights from a packed panel (wpk[k*8 + i]).
 
-   Loop order: channel blocks outside, tiles inside, so one block's weight panel (K x 8,
-   9 KB for K = 288) stays in L1 while the band streams from L2; the other order cycled the
-   panels of all blocks through L1 and ran at 92 % of the FMA peak against 99 % (Zen 4,
-   prototype, compute only). */
+   Loop order (conv_direct.c): channel blocks outside, tiles inside, so one block's weight
+   panel (K x 8: 1 KB for a first layer's K = 27, 9 KB at K = 288) stays in L1 while the
+   band streams through; the other order cycled every block's panel through L1 and ran at
+   92 % of the FMA peak against 99 % (Zen 4, prototype at K = 288, compute only). */
 #include "direct.h"
 
 #ifdef FC_HAVE_X86_KERNELS
@@ -35,8 +33,7 @@ static inline __attribute__((always_inline)) void tile(int64_t K, const float *r
         for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
-        /* masked loads only for tiles with a row's short last run: they cost 12 % of
-           CIFAR's first layer where every load had them (Zen 4) */
+        /* masked loads only for tiles with a row's short run (see below) */
         const int64_t o = off[k];
         const __m512 x0 = masked ? _mm512_maskz_loadu_ps(m0, p0 + o) : _mm512_loadu_ps(p0 + o);
         const __m512 x1 = nv < 2 ? x0 : masked ? _mm512_maskz_loadu_ps(m1, p1 + o) : _mm512_loadu_ps(p1 + o);
@@ -77,8 +74,9 @@ void fc_direct_fwd_pixels_f32_avx512(int64_t K, const float *wpk, const int32_t 
 {
     /* Runs of 16 pixels along each output row, a row's last one shorter where ow % 16 != 0.
        A tile takes run j of two neighbouring rows, so short runs pair with short runs and
-       whole ones go unmasked (masked loads cost 12 % of CIFAR's first layer when every
-       tile had them; Zen 4); an odd last row pairs its own runs. */
+       only their tiles take masked loads and stores; an odd last row pairs its own runs.
+       (Masked loads on every tile read 2.71 against 2.40-2.45 ms on CIFAR's first layer in
+       one run, Zen 4; pairing a row's own runs instead measured the same as this.) */
     const int64_t per_row = (ow + 15) / 16, plane = oh * ow;
 #define MASK(j) ((__mmask16)(ow - (j) * 16 >= 16 ? 0xFFFF : (1u << (ow - (j) * 16)) - 1))
     int64_t i = 0;

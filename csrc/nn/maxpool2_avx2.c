@@ -5,12 +5,13 @@
 
    Same results as nn_ops.c's portable loop and maxpool2_avx512.c, element for element: the
    max of each row's pair, then of the two rows (strict >: the first maximum in row-major
-   order wins ties), the argmax as the flat index in the plane. A row's last ow % 8 (% 4) outputs
-   come from one more step that overlaps the one before it: the portable formulas one
-   output at a time there mispredicted their branches on random data (4 of mnist's 12
-   outputs a row took 3/4 of the time), and AVX2's masked stores are slow on AMD cores.
-   Returns 1 when a window held a NaN (the caller then redoes the plane with the exact
-   loop, which lets the NaN win). */
+   order wins ties), the argmax as the flat index in the plane. A row's last ow % 8 (float64:
+   ow % 4) outputs come from one more step that overlaps the one before it: the portable
+   formulas one output at a time there mispredicted their branches on random data (4 of
+   mnist's 12 outputs a row took 3/4 of the time), and AVX2's masked stores are slow on AMD
+   cores; only rows narrower than one step take them. The float32 and float64 kernels are
+   the same scheme on their own types and shuffles. Returns 1 when a window held a NaN (the
+   caller then redoes the plane with the exact loop, which lets the NaN win). */
 #include "nn_ops.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
