@@ -11,6 +11,7 @@
 
 #include "conv_internal.h"
 #include "direct.h"
+#include "implicit/implicit.h"
 #include "nn/nn_ops.h"
 
 #ifdef _OPENMP
@@ -98,23 +99,20 @@ static size_t pixels_workspace_size(const fc_conv_desc *d)
 }
 
 /* Image x_n padded into band: channel c's rows of wp elements, row i from input row
-   i - pad_top, column j from input column j - pad_left, zeros outside the image. */
-static void pixels_band(const fc_conv_desc *d, const float *x_n, float *band)
+   i - pad_top, column j from input column j - pad_left, zeros outside the image. The rows
+   inside the image go through implicit GEMM's band copy (copy_rows: zero-masked vector
+   loads, the next row prefetched), the padding rows above and below are zeroed. */
+static void pixels_band(const fc_conv_desc *d, const fc_implicit_kernels *kr, const float *x_n, float *band)
 {
-    const int64_t hp = d->oh + d->kh - 1, wp = d->ow + d->kw - 1, pl = d->pad_left;
-    const int64_t nc = fc_min64(d->w, wp - pl); /* input columns inside the band */
-    for (int64_t c = 0; c < d->c_in; c++)
-        for (int64_t i = 0; i < hp; i++) {
-            float *dst = band + (c * hp + i) * wp;
-            const int64_t ih = i - d->pad_top;
-            if (ih < 0 || ih >= d->h) {
-                memset(dst, 0, (size_t)wp * sizeof(float));
-                continue;
-            }
-            memset(dst, 0, (size_t)pl * sizeof(float));
-            memcpy(dst + pl, x_n + (c * d->h + ih) * d->w, (size_t)nc * sizeof(float));
-            memset(dst + pl + nc, 0, (size_t)(wp - pl - nc) * sizeof(float));
-        }
+    const int64_t hp = d->oh + d->kh - 1, wp = d->ow + d->kw - 1, pt = d->pad_top, pl = d->pad_left;
+    const int64_t nc = fc_min64(d->w, wp - pl), rows = fc_min64(d->h, hp - pt); /* inside the band */
+    for (int64_t c = 0; c < d->c_in; c++) {
+        float *dst = band + c * hp * wp;
+        memset(dst, 0, (size_t)(pt * wp) * sizeof(float));
+        kr->copy_rows(dst + pt * wp, x_n + c * d->h * d->w, d->w, rows, pl, pl + nc, wp,
+                      d->w * (int64_t)sizeof(float));
+        memset(dst + (pt + rows) * wp, 0, (size_t)((hp - pt - rows) * wp) * sizeof(float));
+    }
 }
 
 static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, const float *bias, float *y,
@@ -131,6 +129,7 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
     float *wpk = (float *)((char *)ws + pixels_off_bytes(d));
     char *band0 = (char *)wpk + pixels_wpk_bytes(d);
     const size_t band_bytes = fc_align_up((size_t)pixels_band_elems(d) * sizeof(float));
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(FC_F32); /* AVX-512's, for copy_rows */
     for (int64_t c = 0; c < d->c_in; c++)
         for (int64_t l = 0; l < d->kh; l++)
             for (int64_t m = 0; m < d->kw; m++)
@@ -151,7 +150,7 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t n = it / spans, b0 = it % spans * span, b1 = fc_min64(blocks, b0 + span);
-            pixels_band(d, x + n * d->c_in * d->h * d->w, band);
+            pixels_band(d, kr, x + n * d->c_in * d->h * d->w, band);
             for (int64_t ob = b0; ob < b1; ob++)
                 fc_direct_fwd_pixels_f32_avx512(K, wpk + ob * K * 8, off, band, wp, d->oh, d->ow,
                                                 bias ? bias + ob * 8 : NULL, relu,
