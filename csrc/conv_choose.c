@@ -6,7 +6,7 @@
  *   1. depthwise wherever it accepts (groups == C_in), but for the strided input gradient
  *      of a single input channel (strided_single_channel_input_grad: explicit im2col);
  *      then a forward of few taps a pixel (K = C_in * kh * kw <= FC_PIXELS_MAX_K, not 1x1)
- *      that the direct entry runs on its pixel-vector kernel (float32 AVX-512, unit
+ *      that the direct entry runs on its pixel-vector kernel (float32 AVX-512 or AVX2, unit
  *      stride, filters in blocks of 8: fc_direct_pixels): direct (first layers; measured
  *      below);
  *   2. winograd where it accepts, the precision setting allows a reduced-accuracy
@@ -141,13 +141,22 @@ static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
    1.16-1.20, 24x24 1.86 / 1.98 / 1.71-1.87, 9x9 (batch 256) 0.84 / 0.96 / 0.49; from 26
    pixels (81 % of the lanes) direct ties or wins: 26x26 2.11 / 2.30 / 2.12, 28x28 2.18 /
    2.78 / 2.82, 30x30 2.65 / 3.21 / 3.18, mnist_c1 (26 wide, K = 9, batch 64) 0.39 / 0.43 /
-   0.50. */
+   0.50.
+   The AVX2 twin (direct_fwd_pixels_avx2.c) runs 8-pixel runs, and the same 80 % of its
+   lanes holds (FASTCONV_ISA=avx2 on Zen 4, 3 -> 32 unless named, direct / explicit /
+   implicit ms, one process each): 32x32 3.70 / 4.45 / 4.41 (2 threads 1.87 / 2.20 / 2.93),
+   mnist_c1 0.52 / 0.57 / 0.59, 3 -> 16 1.55 / 2.87 / 2.20, 8 -> 32 (K = 72) 7.13 / 10.6 /
+   7.82, 5x5 (K = 75) 3.49 / 5.30 / 3.71, 16x16 0.89 / 1.32 / 1.21, 20x20 1.29 / 1.81 /
+   1.37, 24x24 1.94 / 2.53 / 2.32; 1 -> 32 1.82 / 1.87 / 2.84 and 3 -> 64 6.95 / 6.87 / 8.34
+   tie. Below 80 % implicit GEMM wins some (9x9 0.74 / 1.08 / 0.57, 18x18 1.18 / 1.45 / 1.01,
+   8 -> 32 at 12x12 2.59 / 3.83 / 2.04), though not all (17x17 1.73 / 2.10 / 1.82). */
 #define FC_PIXELS_MAX_K 96
 
 static int few_taps_pixel_forward(const fc_conv_desc *d, int pass)
 {
-    /* rows of 16-pixel runs at least 80 % full: 26 pixels wide and more, not 17-24, nor 36 */
-    const int64_t lanes = (d->ow + 15) / 16 * 16;
+    /* rows of runs at least 80 % full: with AVX-512's 16-pixel runs 26 pixels wide and more,
+       not 17-24 nor 36; with AVX2's 8-pixel runs 13-16, 20-24, 26 and more */
+    const int64_t run = fc_active_isa() >= FC_ISA_AVX512 ? 16 : 8, lanes = (d->ow + run - 1) / run * run;
     return pass == FC_FWD && d->kh * d->kw > 1 && d->c_in / d->groups * d->kh * d->kw <= FC_PIXELS_MAX_K &&
            5 * d->ow >= 4 * lanes && fc_direct_pixels(d, pass);
 }

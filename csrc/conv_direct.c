@@ -31,12 +31,13 @@ const fc_direct_ops *fc_direct_ops_active(void)
 }
 
 /* ---- the pixel-vector forward ---------------------------------------------
-   Where it applies (float32 on AVX-512, one group, unit stride and dilation, output
+   Where it applies (float32 on AVX-512 or AVX2, one group, unit stride and dilation, output
    channels in blocks of 8, a padded image of at most PIXELS_BAND_MAX bytes: 3 channels at
    224x224 fit), the forward runs direct_fwd_pixels_avx512.c's register tile (8 channels x 2
    runs of up to 16 pixels, every input channel and tap summed in registers, stored with no
-   transpose) over a padded copy of each image, the band, instead of the row-update kernels
-   below. An item is an image and a span of channel blocks: whole images when the batch
+   transpose; on AVX2 direct_fwd_pixels_avx2.c's 4 channels x 3 runs of 8, both halves of
+   the same 8-channel panel) over a padded copy of each image, the band, instead of the
+   row-update kernels below. An item is an image and a span of channel blocks: whole images when the batch
    feeds every thread twice, else spans that give each thread about two items. The padding
    taps are computed (the band holds zeros there): exact, since the driver routes non-finite
    weights away from this entry (inexact[] below), and a finite weight times a padding zero
@@ -49,9 +50,13 @@ const fc_direct_ops *fc_direct_ops_active(void)
    64 at 224x224 (a 613 KB band) 14.5-15.0 / 19.7. More in conv_choose.c. */
 #define PIXELS_BAND_MAX ((size_t)1 << 20)
 
+/* The AVX2 kernel loads whole vectors for a row's short last run: up to 7 elements past
+   the last row, zeroed slack. */
+#define PIXELS_BAND_SLACK 8
+
 static int64_t pixels_band_elems(const fc_conv_desc *d)
 {
-    return d->c_in * (d->oh + d->kh - 1) * (d->ow + d->kw - 1);
+    return d->c_in * (d->oh + d->kh - 1) * (d->ow + d->kw - 1) + PIXELS_BAND_SLACK;
 }
 
 /* The shapes it takes, whatever the active ISA (workspace sizes must not depend on it). */
@@ -65,7 +70,7 @@ static int pixels_shape(const fc_conv_desc *d)
 static int pixels_fwd_takes(const fc_conv_desc *d)
 {
 #ifdef FC_HAVE_X86_KERNELS
-    return fc_active_isa() == FC_ISA_AVX512 && pixels_shape(d);
+    return fc_active_isa() >= FC_ISA_AVX2 && pixels_shape(d);
 #else
     (void)d;
     return 0;
@@ -113,6 +118,7 @@ static void pixels_band(const fc_conv_desc *d, const fc_implicit_kernels *kr, co
                       d->w * (int64_t)sizeof(float));
         memset(dst + (pt + rows) * wp, 0, (size_t)((hp - pt - rows) * wp) * sizeof(float));
     }
+    memset(band + d->c_in * hp * wp, 0, PIXELS_BAND_SLACK * sizeof(float));
 }
 
 static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, const float *bias, float *y,
@@ -129,7 +135,10 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
     float *wpk = (float *)((char *)ws + pixels_off_bytes(d));
     char *band0 = (char *)wpk + pixels_wpk_bytes(d);
     const size_t band_bytes = fc_align_up((size_t)pixels_band_elems(d) * sizeof(float));
-    const fc_implicit_kernels *kr = fc_implicit_kernels_for(FC_F32); /* AVX-512's, for copy_rows */
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(FC_F32); /* the ISA's, for copy_rows */
+    void (*const kernel)(int64_t, const float *, const int32_t *, const float *, int64_t, int64_t, int64_t,
+                         const float *, int, float *) =
+        fc_active_isa() >= FC_ISA_AVX512 ? fc_direct_fwd_pixels_f32_avx512 : fc_direct_fwd_pixels_f32_avx2;
     for (int64_t c = 0; c < d->c_in; c++)
         for (int64_t l = 0; l < d->kh; l++)
             for (int64_t m = 0; m < d->kw; m++)
@@ -152,9 +161,8 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
             const int64_t n = it / spans, b0 = it % spans * span, b1 = fc_min64(blocks, b0 + span);
             pixels_band(d, kr, x + n * d->c_in * d->h * d->w, band);
             for (int64_t ob = b0; ob < b1; ob++)
-                fc_direct_fwd_pixels_f32_avx512(K, wpk + ob * K * 8, off, band, wp, d->oh, d->ow,
-                                                bias ? bias + ob * 8 : NULL, relu,
-                                                y + (n * d->c_out + ob * 8) * plane);
+                kernel(K, wpk + ob * K * 8, off, band, wp, d->oh, d->ow, bias ? bias + ob * 8 : NULL, relu,
+                       y + (n * d->c_out + ob * 8) * plane);
         }
     }
 #else
@@ -214,7 +222,7 @@ static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
     size_t bytes = direct_tables_bytes(d);
     if (pass == FC_FWD) {
         bytes += direct_zeros_bytes(d) + (size_t)(d->nthreads > 0 ? d->nthreads : 1) * direct_scratch_bytes(d);
-        if (fc_cpu_best_isa() == FC_ISA_AVX512 && pixels_shape(d) && pixels_workspace_size(d) > bytes)
+        if (fc_cpu_best_isa() >= FC_ISA_AVX2 && pixels_shape(d) && pixels_workspace_size(d) > bytes)
             bytes = pixels_workspace_size(d); /* either layout, from the workspace's start */
     }
     if (pass == FC_BWD_WEIGHTS)

@@ -59,6 +59,10 @@ const fc_direct_ops *fc_direct_ops_active(void);
    band is the padded image (wp columns a row, every tap inside). */
 void fc_direct_fwd_pixels_f32_avx512(int64_t K, const float *wpk, const int32_t *off, const float *band,
                                      int64_t wp, int64_t oh, int64_t ow, const float *bias, int relu, float *y);
+/* The same on AVX2 (direct_fwd_pixels_avx2.c); band needs 7 readable elements past its
+   last row. */
+void fc_direct_fwd_pixels_f32_avx2(int64_t K, const float *wpk, const int32_t *off, const float *band,
+                                   int64_t wp, int64_t oh, int64_t ow, const float *bias, int relu, float *y);
 #endif
 
 /* Width of the column-padded input rows the unit-stride forward reads: every tap of every

@@ -1,6 +1,6 @@
-"""The direct entry's pixel-vector forward (csrc/direct_fwd_pixels_avx512.c, float32 on
-AVX-512: 8 channels x 32 pixels summed in registers over a padded copy of each image) and
-the "auto" rule that sends forwards of few taps a pixel to it (conv_choose.c): results
+"""The direct entry's pixel-vector forward (csrc/direct_fwd_pixels_avx512.c and its AVX2
+twin, float32: 8 channels x 32 pixels, or 4 x 24 on AVX2, summed in registers over a padded
+copy of each image) and the "auto" rule that sends forwards of few taps a pixel to it (conv_choose.c): results
 against the reference into NaN-filled outputs with a poisoned workspace, the fused ReLU,
 bitwise the same at 1 and 3 threads, the unit-stride input gradient through it, non-finite
 operands, and where it does and does not run."""
@@ -18,10 +18,12 @@ from helpers import (assert_close_to_reference, nan_filled, poison_workspace, re
 
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 DIRECT = F._algorithm_code("direct")
-AVX512 = 2
+GENERIC, AVX2, AVX512 = 0, 1, 2
 
 # (x shape, filters, kernel, padding): every one has a multiple of 8 filters, so the
-# pixel-vector kernel takes its forward on AVX-512
+# pixel-vector kernel takes its forward on AVX-512 and AVX2. Output rows: 16-pixel runs on
+# AVX-512, 8-pixel runs in tiles of three rows on AVX2; a row's last run overlaps the one
+# before where the width is not a multiple (narrower rows: one short run)
 SHAPES = [
     ((2, 3, 32, 32), 32, (3, 3), 1),                  # CIFAR's first layer
     ((3, 1, 28, 28), 32, (3, 3), "valid"),            # mnist's: 26-pixel rows, a short run each
@@ -34,6 +36,8 @@ SHAPES = [
     ((2, 2, 16, 16), 8, (4, 4), "same"),              # even kernel: padding 1 before, 2 after
     ((1, 6, 12, 14), 40, (3, 3), 2),                  # padding 2: rows of padding only
     ((3, 2, 9, 32), 8, (1, 7), ((0, 0), (3, 3))),     # a row kernel
+    ((2, 3, 7, 5), 16, (3, 3), 1),                    # rows narrower than AVX2's vector
+    ((1, 2, 4, 8), 8, (3, 3), 1),                     # one AVX2 vector a row, 4 rows
 ]
 IDS = [f"{x[1]}x{x[2]}x{x[3]}-{k}-{kern[0]}x{kern[1]}" for x, k, kern, _ in SHAPES]
 
@@ -55,19 +59,20 @@ def _forward(spec, x, w, b, algorithm="direct", activation=None):
     return y
 
 
-@pytest.fixture
-def avx512():
-    if _core.best_isa() < AVX512:
-        pytest.skip("the pixel-vector kernel needs AVX-512")
+@pytest.fixture(params=[AVX2, AVX512], ids=["avx2", "avx512"])
+def pixel_isa(request):
+    """Each ISA with a pixel-vector kernel active in turn (skipped where the CPU lacks it)."""
+    if _core.best_isa() < request.param:
+        pytest.skip("this CPU lacks the ISA")
     before = _core.active_isa()
-    _core.set_isa(AVX512)
-    yield
+    assert _core.set_isa(request.param) == request.param
+    yield request.param
     _core.set_isa(before)
 
 
 @pytest.mark.parametrize("x_shape, filters, kernel, padding", SHAPES, ids=IDS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_pixel_forward_against_reference(x_shape, filters, kernel, padding, bias, avx512, rng):
+def test_pixel_forward_against_reference(x_shape, filters, kernel, padding, bias, pixel_isa, rng):
     spec = _spec(x_shape, filters, kernel, padding)
     x = rng.standard_normal(spec.input_shape).astype(np.float32)
     w = rng.standard_normal(spec.weight_shape).astype(np.float32)
@@ -86,7 +91,7 @@ def test_pixel_forward_against_reference(x_shape, filters, kernel, padding, bias
     np.testing.assert_array_equal(y_relu, np.maximum(results[1], 0))
 
 
-def test_pixel_input_gradient_through_the_transposed_forward(avx512, rng):
+def test_pixel_input_gradient_through_the_transposed_forward(pixel_isa, rng):
     """At unit stride direct's input gradient is the forward of grad_y with the rotated,
     channel-swapped weights: 16 input channels (its filters) in blocks of 8, 32-pixel rows."""
     spec = make_spec((2, 16, 8, 32), (4, 16, 3, 3), 1, 1, 1, 1, np.dtype(np.float32))
@@ -99,7 +104,7 @@ def test_pixel_input_gradient_through_the_transposed_forward(avx512, rng):
     assert_close_to_reference(gx, exp, bound, np.float32)
 
 
-def test_non_finite_operands(avx512, rng):
+def test_non_finite_operands(pixel_isa, rng):
     """NaN and inf in x reach exactly the outputs whose windows hold them (the padding taps
     the kernel computes multiply zeros by finite weights); an inf weight sends the call to an
     exact entry (conv.c routes it), which the padding taps then make NaN as the definition
@@ -129,12 +134,12 @@ def test_non_finite_operands(avx512, rng):
 
 @pytest.mark.parametrize("c_in, k, want", [(1, 3, "direct"), (3, 3, "direct"), (8, 3, "direct"),
                                            (3, 5, "direct"), (16, 3, None), (32, 1, None)])
-def test_auto_takes_the_pixel_kernel_for_few_taps(c_in, k, want, avx512):
+def test_auto_takes_the_pixel_kernel_for_few_taps(c_in, k, want, pixel_isa):
     """conv_choose.c: a forward of K = C_in * kh * kw <= 96 (not 1x1) that the kernel takes
-    and whose 16-pixel runs are >= 80 % full runs on direct under "auto" (CIFAR's first
-    layer 1.4-1.5x faster than explicit im2col on Zen 4); more taps, 1x1 layers, 24-pixel
-    rows, other passes, filters not in blocks of 8, float64 and other ISAs keep their
-    entries."""
+    and whose runs (16 pixels on AVX-512, 8 on AVX2) are >= 80 % full runs on direct under
+    "auto" (CIFAR's first layer 1.2-1.5x faster than explicit im2col on Zen 4); more taps,
+    1x1 layers, emptier rows, other passes, filters not in blocks of 8, float64 and the
+    portable kernels keep their entries."""
     spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
     got = F.chosen_implementation(spec, FWD)
     assert (got == "direct") == (want == "direct"), got
@@ -144,18 +149,22 @@ def test_auto_takes_the_pixel_kernel_for_few_taps(c_in, k, want, avx512):
     assert not _core.direct_pixels(odd.desc(1), FWD) and F.chosen_implementation(odd, FWD) != "direct"
     rows = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 30-pixel rows
     assert _core.direct_pixels(rows.desc(1), FWD) and F.chosen_implementation(rows, FWD) == got
-    short = make_spec((16, c_in, 24, 24), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 16 + 8 pixels
+    # rows whose runs are 75 % full: 16 + 8 pixels on AVX-512, 8 + 8 + 2 on AVX2
+    short = 24 if pixel_isa == AVX512 else 18
+    short = make_spec((16, c_in, short, short), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
     assert _core.direct_pixels(short.desc(1), FWD) and F.chosen_implementation(short, FWD) != "direct"
+    if pixel_isa == AVX2:  # 24-pixel rows fill AVX2's three runs
+        full = make_spec((16, c_in, 24, 24), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
+        assert F.chosen_implementation(full, FWD) == got
     f64 = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float64)
     assert not _core.direct_pixels(f64.desc(1), FWD)
-    _core.set_isa(1)  # AVX2 (restored by the fixture)
+    _core.set_isa(GENERIC)  # restored by the fixture (direct's row kernels may still win here)
     assert not _core.direct_pixels(spec.desc(1), FWD)
-    assert F.chosen_implementation(spec, FWD) != "direct"
 
 
 @pytest.mark.parametrize("x_shape, filters, kernel", [((1, 4, 32, 32), 12, (3, 3)),   # 12 filters
                                                       ((1, 4, 32, 32), 16, (3, 3))])
-def test_shapes_it_leaves_to_the_row_kernels_are_still_right(x_shape, filters, kernel, avx512, rng):
+def test_shapes_it_leaves_to_the_row_kernels_are_still_right(x_shape, filters, kernel, pixel_isa, rng):
     """Filters not in blocks of 8, grouped layers, strides and dilations take direct's row
     kernels, against the reference."""
     for groups, stride, dilation in ((1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 1, 2)):

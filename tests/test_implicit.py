@@ -391,15 +391,18 @@ def test_input_gradients_of_more_than_16_stride_phases_are_lowered_explicitly(im
 def test_auto_takes_the_implicit_path_for_one_input_channel(implicit_isa):
     """mnist_c1's forward (K = 9) measured faster as implicit GEMM than direct's row
     kernels; without the implicit kernels the explicit lowering is not worth it and "auto"
-    stays direct. On AVX-512 direct's pixel-vector kernel beats both (test_direct_pixels.py)."""
+    stays direct. With its 32 filters direct's pixel-vector kernel beats both
+    (test_direct_pixels.py); 36 filters (not in blocks of 8) leave it to the GEMM family."""
     spec = make_spec((64, 1, 28, 28), (32, 1, 3, 3), 1, 0, 1, 1, np.dtype(np.float32))
+    odd = make_spec((64, 1, 28, 28), (36, 1, 3, 3), 1, 0, 1, 1, np.dtype(np.float32))
     before = _core.active_isa()
     try:
-        pixels = _core.direct_pixels(spec.desc(1), FWD)
-        assert pixels == (implicit_isa == "avx512")
-        assert F.chosen_algorithm(spec, FWD) == ("direct" if pixels else "im2col")
+        assert _core.direct_pixels(spec.desc(1), FWD) and not _core.direct_pixels(odd.desc(1), FWD)
+        assert F.chosen_algorithm(spec, FWD) == "direct"
+        assert F.chosen_algorithm(odd, FWD) == "im2col"
         _core.set_isa(0)
         assert F.chosen_algorithm(spec, FWD) == "direct"
+        assert F.chosen_algorithm(odd, FWD) == "direct"
     finally:
         _core.set_isa(before)
 
@@ -545,10 +548,9 @@ def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, d
         assert F.chosen_implementation(spec, BWD_DATA) == want
         assert F.chosen_implementation(spec, BWD_WEIGHTS) == "implicit_gemm"
         # a forward whose kg fills at most half a vector takes direct (unit stride), as does
-        # one of K = cg * 9 <= 96 on direct's pixel-vector kernel (f32 AVX-512, kg % 8 == 0)
-        # where its 16-pixel runs are >= 80 % full (not these 10-pixel rows)
-        assert _core.direct_pixels(spec.desc(1), FWD) == (implicit_isa == "avx512" and dtype == np.float32
-                                                          and groups == 1 and c_out % 8 == 0)
+        # one of K = cg * 9 <= 96 on direct's pixel-vector kernel (f32, kg % 8 == 0) where its
+        # runs are >= 80 % full (not these 10-pixel rows: 63 % of 16, 63 % of 8 + 8)
+        assert _core.direct_pixels(spec.desc(1), FWD) == (dtype == np.float32 and groups == 1 and c_out % 8 == 0)
         want_fwd = ("implicit_gemm" if packed[spec, FWD]
                     else "direct" if 2 * kg <= LANES[implicit_isa][dtype]
                     else "im2col_explicit" if cg * 9 < 72 else "implicit_gemm")
