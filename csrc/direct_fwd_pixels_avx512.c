@@ -24,19 +24,18 @@ FC_TARGET_PUSH("avx512f")
 
 static inline __attribute__((always_inline)) void tile(int64_t K, const float *restrict wpk,
                                                        const int32_t *restrict off, const float *p0,
-                                                       const float *p1, __mmask16 m0, __mmask16 m1, float *y0,
-                                                       float *y1, int64_t plane, const float *bias, int relu,
-                                                       const int nv, const int masked)
+                                                       const float *p1, __mmask16 m, float *y0, float *y1,
+                                                       int64_t plane, const float *bias, int relu, const int nv,
+                                                       const int masked)
 {
     __m512 acc[8][2];
     for (int i = 0; i < 8; i++)
         for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
-        /* masked loads only for tiles with a row's short run (see below) */
         const int64_t o = off[k];
-        const __m512 x0 = masked ? _mm512_maskz_loadu_ps(m0, p0 + o) : _mm512_loadu_ps(p0 + o);
-        const __m512 x1 = nv < 2 ? x0 : masked ? _mm512_maskz_loadu_ps(m1, p1 + o) : _mm512_loadu_ps(p1 + o);
+        const __m512 x0 = masked ? _mm512_maskz_loadu_ps(m, p0 + o) : _mm512_loadu_ps(p0 + o);
+        const __m512 x1 = nv < 2 ? x0 : masked ? _mm512_maskz_loadu_ps(m, p1 + o) : _mm512_loadu_ps(p1 + o);
         for (int i = 0; i < 8; i++) {
             const __m512 w = _mm512_set1_ps(wpk[k * 8 + i]);
             acc[i][0] = _mm512_fmadd_ps(w, x0, acc[i][0]);
@@ -50,55 +49,42 @@ static inline __attribute__((always_inline)) void tile(int64_t K, const float *r
             if (relu) /* x where x > 0 or NaN (not x <= 0, unordered), else +0: fc_relu_fwd's rule */
                 r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NLE_UQ), r);
             if (masked)
-                _mm512_mask_storeu_ps((v ? y1 : y0) + i * plane, v ? m1 : m0, r);
+                _mm512_mask_storeu_ps((v ? y1 : y0) + i * plane, m, r);
             else
                 _mm512_storeu_ps((v ? y1 : y0) + i * plane, r);
         }
 }
 
-/* One tile of runs a (band pa, output ya) and b, masks ma and mb: unmasked where both are
-   whole vectors. */
-static inline __attribute__((always_inline)) void tile2(int64_t K, const float *wpk, const int32_t *off,
-                                                        const float *pa, const float *pb, __mmask16 ma,
-                                                        __mmask16 mb, float *ya, float *yb, int64_t plane,
-                                                        const float *bias, int relu)
-{
-    if ((ma & mb) == 0xFFFF)
-        tile(K, wpk, off, pa, pb, ma, mb, ya, yb, plane, bias, relu, 2, 0);
-    else
-        tile(K, wpk, off, pa, pb, ma, mb, ya, yb, plane, bias, relu, 2, 1);
-}
-
 void fc_direct_fwd_pixels_f32_avx512(int64_t K, const float *wpk, const int32_t *off, const float *band,
                                      int64_t wp, int64_t oh, int64_t ow, const float *bias, int relu, float *y)
 {
-    /* Runs of 16 pixels along each output row, a row's last one shorter where ow % 16 != 0.
-       A tile takes run j of two neighbouring rows, so short runs pair with short runs and
-       only their tiles take masked loads and stores; an odd last row pairs its own runs.
-       (Masked loads on every tile read 2.71 against 2.40-2.45 ms on CIFAR's first layer in
-       one run, Zen 4; pairing a row's own runs instead measured the same as this.) */
-    const int64_t per_row = (ow + 15) / 16, plane = oh * ow;
-    /* where ow % 16 != 0 the last run starts at ow - 16, overlapping the one before (whose
-       pixels it recomputes bit for bit: the same sums in the same order), so rows of 16
-       pixels and more take no masks; narrower rows are one masked run each */
-#define COL(j) ((j) * 16 + 16 <= ow || ow < 16 ? (j) * 16 : ow - 16)
-#define MASK(j) ((__mmask16)(ow >= 16 ? 0xFFFF : (1u << ow) - 1))
-    int64_t i = 0;
-    for (; i + 2 <= oh; i += 2)
-        for (int64_t j = 0; j < per_row; j++)
-            tile2(K, wpk, off, band + i * wp + COL(j), band + (i + 1) * wp + COL(j), MASK(j), MASK(j),
-                  y + i * ow + COL(j), y + (i + 1) * ow + COL(j), plane, bias, relu);
-    if (i < oh) {
-        int64_t j = 0;
-        for (; j + 2 <= per_row; j += 2)
-            tile2(K, wpk, off, band + i * wp + COL(j), band + i * wp + COL(j + 1), MASK(j), MASK(j + 1),
-                  y + i * ow + COL(j), y + i * ow + COL(j + 1), plane, bias, relu);
-        if (j < per_row)
-            tile(K, wpk, off, band + i * wp + COL(j), NULL, MASK(j), 0, y + i * ow + COL(j), NULL, plane, bias,
-                 relu, 1, 1);
+    /* Runs of 16 pixels along each output row; where ow % 16 != 0 the last one starts at
+       ow - 16, overlapping the one before (whose pixels it recomputes bit for bit: the same
+       sums in the same order), so rows of 16 pixels and more take no masks (2-5 % on 26- and
+       28-pixel rows against masked tiles, Zen 4); narrower rows are one masked run each. A
+       tile takes the next two runs in row order, like the AVX2 kernel (the same speed as
+       pairing run j of two rows here). */
+    const int64_t per_row = (ow + 15) / 16, runs = oh * per_row, plane = oh * ow;
+    const __mmask16 m = (__mmask16)(ow >= 16 ? 0xFFFF : (1u << ow) - 1);
+    for (int64_t t = 0; t < runs; t += 2) {
+        const float *p[2] = {NULL, NULL};
+        float *yv[2] = {NULL, NULL};
+        const int nv = runs - t >= 2 ? 2 : 1;
+        for (int v = 0; v < nv; v++) {
+            const int64_t r = (t + v) / per_row, j = (t + v) % per_row;
+            const int64_t col = j * 16 + 16 <= ow || ow < 16 ? j * 16 : ow - 16;
+            p[v] = band + r * wp + col;
+            yv[v] = y + r * ow + col;
+        }
+        if (nv == 2 && ow >= 16)
+            tile(K, wpk, off, p[0], p[1], m, yv[0], yv[1], plane, bias, relu, 2, 0);
+        else if (nv == 2)
+            tile(K, wpk, off, p[0], p[1], m, yv[0], yv[1], plane, bias, relu, 2, 1);
+        else if (ow >= 16)
+            tile(K, wpk, off, p[0], NULL, m, yv[0], NULL, plane, bias, relu, 1, 0);
+        else
+            tile(K, wpk, off, p[0], NULL, m, yv[0], NULL, plane, bias, relu, 1, 1);
     }
-#undef COL
-#undef MASK
 }
 
 FC_TARGET_POP
