@@ -45,6 +45,12 @@ GEOMETRIES = [
     ("5x5 same on a 1-wide image", (1, 2, 4, 1), (2, 2, 5, 5), 1, "same", 1, 1),
     ("GEMM edge tiles", (1, 9, 8, 9), (10, 9, 3, 3), 1, "valid", 1, 1),
     ("many channels", (1, 24, 5, 5), (33, 24, 3, 3), 1, 1, 1, 1),
+    # direct's pixel-vector forward (filters in blocks of 8): a last run overlapping the one
+    # before, and rows narrower than a vector (a short run whose surplus lanes read the band's
+    # next row and its slack; the band, 2 x 8 x 5 floats, ends on a 64-byte boundary, so
+    # without the slack those reads would leave the workspace)
+    ("pixel-vector rows", (2, 3, 7, 13), (8, 3, 3, 3), 1, 1, 1, 1),
+    ("pixel-vector narrow rows", (1, 2, 6, 3), (16, 2, 3, 3), 1, 1, 1, 1),
 ]
 # an im2col problem whose lowering needs several tiles of output rows (8 MiB tile budget)
 TILED = ("im2col tiles", (1, 64, 40, 64), (4, 64, 3, 3), 1, 1, 1, 1)
