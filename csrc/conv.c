@@ -127,7 +127,7 @@ static int64_t operand_elems(const fc_conv_desc *d, int pass, int which)
 static const fc_conv_impl *exact_entry(const fc_conv_desc *d, int pass)
 {
     for (int i = 0; i < TABLE_LEN; i++)
-        if ((TABLE[i]->inexact[pass] & (FC_OPND_0 | FC_OPND_1)) == 0 && accepts(TABLE[i], d, pass))
+        if ((fc_impl_inexact(TABLE[i], d, pass) & (FC_OPND_0 | FC_OPND_1)) == 0 && accepts(TABLE[i], d, pass))
             return TABLE[i];
     return &fc_impl_im2col;
 }
@@ -140,7 +140,7 @@ static const fc_conv_impl *exact_entry(const fc_conv_desc *d, int pass)
 static const fc_conv_impl *route(const fc_conv_impl *e, const fc_conv_desc *d, int pass,
                                  const void *op0, const void *op1)
 {
-    const unsigned mask = e->inexact[pass];
+    const unsigned mask = fc_impl_inexact(e, d, pass);
     const int padded = d->pad_top || d->pad_bottom || d->pad_left || d->pad_right;
     if ((mask & (FC_OPND_0 | FC_OPND_1)) == 0 || ((mask & FC_OPND_IF_PADDED) && !padded))
         return e;
@@ -172,7 +172,7 @@ static int begin(const fc_conv_desc *d, int pass, int algo, const void *op0, con
         return FC_EINVAL;
     /* an entry that checks the weights itself is routed after it declines (fc_conv_bwd_data);
        only where they are all it is inexact on (grad_y would otherwise go unchecked) */
-    const int checks_itself = pass == FC_BWD_DATA && e->bwd_data_checked && !(e->inexact[pass] & FC_OPND_0);
+    const int checks_itself = pass == FC_BWD_DATA && e->bwd_data_checked && !(fc_impl_inexact(e, d, pass) & FC_OPND_0);
     const fc_conv_impl *r = checks_itself ? e : route(e, d, pass, op0, op1);
     *out = r;
     return *ws == NULL || r != e ? own_workspace(r, d, pass, ws, own) : FC_OK;

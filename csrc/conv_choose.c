@@ -4,7 +4,9 @@
  * (benchmarks/README.md, docs/architecture.md):
  *
  *   1. depthwise wherever it accepts (groups == C_in), but for the strided input gradient
- *      of a single input channel (strided_single_channel_input_grad: explicit im2col);
+ *      of a single input channel (strided_single_channel_input_grad: explicit im2col) and a
+ *      weight gradient of few taps on direct's pixel-vector kernel (few_taps_pixel_weight_grad:
+ *      one input channel, or K <= 27 on rows of whole vectors; direct);
  *      then a forward of few taps a pixel (K = C_in * kh * kw <= FC_PIXELS_MAX_K, not 1x1)
  *      that the direct entry runs on its pixel-vector kernel (float32 AVX-512 or AVX2, unit
  *      stride, filters in blocks of 8: fc_direct_pixels): direct (first layers; measured
@@ -161,6 +163,32 @@ static int few_taps_pixel_forward(const fc_conv_desc *d, int pass)
            5 * d->ow >= 4 * lanes && fc_direct_pixels(d, pass);
 }
 
+/* A weight gradient of few taps on the direct entry's pixel-vector kernel (conv_direct.c):
+   grad_y read as it lies, where implicit GEMM transposes it into pixel-major tiles (a
+   quarter of a first layer's weight gradient). Its loads (4 + 4 a 16-FMA step, the tap
+   vectors unaligned) hold it to ~75 % of the FMA peak, so it wins where the transpose
+   weighs most: K <= 27 and rows of whole vectors, or one input channel (where the rule
+   would take depthwise). Zen 4, 1 thread, separate processes, pixel-vector / implicit GEMM
+   (or depthwise) ms, AVX-512 then FASTCONV_ISA=avx2: 128 x 3 -> 32 at 32x32 (CIFAR's first
+   layer) 3.4-3.6 / 4.0-4.6, 3.7-3.8 / 4.3-4.9 (2 threads 1.5-1.8 / 2.0-2.5); 3 -> 16 1.81 /
+   2.27, 1.72 / 1.95; 3 -> 64 7.05 / 8.11, 6.73 / 7.92; 32 x 3 -> 32 at 64x64 3.36 / 4.46, 3.14 /
+   4.22; 8 x 3 -> 64 at 224x224 17.9 / 28.1, 18.2 / 25.8; mnist_c1 (1 -> 32, 26 wide) 0.38-0.40 /
+   0.43-0.49 depthwise, 0.41 / 0.52-0.60; 1 -> 32 at 28x28 "same" 0.42 / 0.64, 0.56 / 0.69; at
+   20x20 0.60 / 0.81, 0.54 / 0.86. Left to the rest of the rule, measured: rows with a masked
+   last run (3 -> 32 at 26x26 2.89 / 2.50, 28x28 3.03 / 3.06, AVX2 3.17 / 2.69; 17x17 1.47 /
+   0.96), K = 36 at 32x32 (4.30 / 5.07 but AVX2 4.97 / 4.53), 48x48 (4.20 / 3.94, AVX2 4.06 /
+   4.30), K = 72 (8.90 / 8.83) and 5x5 (K = 75: 4.59 / 3.89; one channel, K = 25: 0.57 / 0.51
+   depthwise). */
+#define FC_PIXELS_WGRAD_MAX_K 27
+
+static int few_taps_pixel_weight_grad(const fc_conv_desc *d, int pass)
+{
+    const int64_t run = fc_active_isa() >= FC_ISA_AVX512 ? 16 : 8, K = d->c_in / d->groups * d->kh * d->kw;
+    if (pass != FC_BWD_WEIGHTS || d->kh * d->kw == 1 || K > FC_PIXELS_WGRAD_MAX_K)
+        return 0;
+    return (d->c_in == 1 ? K <= 9 : d->ow >= 32 && d->ow % run == 0) && fc_direct_pixels(d, pass);
+}
+
 /* The input gradient of one input channel feeding many outputs at a stride (a grayscale
    image's strided first layer): depthwise accepts it (groups == C_in == 1) but scatters each
    of the C_out grad_y planes back through the stride; explicit im2col's one GEMM (M = kh*kw,
@@ -181,6 +209,8 @@ int fc_conv_prefer(const fc_conv_desc *d, int pass)
 {
     if (strided_single_channel_input_grad(d, pass))
         return FC_ALGO_IM2COL_EXPLICIT;
+    if (few_taps_pixel_weight_grad(d, pass))
+        return FC_ALGO_DIRECT;
     if (accepts(&fc_impl_depthwise, d, pass))
         return FC_ALGO_DEPTHWISE;
     if (few_taps_pixel_forward(d, pass))

@@ -77,6 +77,8 @@ static int pixels_fwd_takes(const fc_conv_desc *d)
 #endif
 }
 
+static int pixels_wgrad_takes(const fc_conv_desc *d); /* below */
+
 int fc_direct_pixels(const fc_conv_desc *d, int pass)
 {
     if (pass == FC_BWD_DATA && d->stride_h == 1 && d->stride_w == 1) {
@@ -84,6 +86,8 @@ int fc_direct_pixels(const fc_conv_desc *d, int pass)
         fc_transposed_problem(d, &t);
         return pixels_fwd_takes(&t);
     }
+    if (pass == FC_BWD_WEIGHTS)
+        return pixels_wgrad_takes(d);
     return pass == FC_FWD && pixels_fwd_takes(d);
 }
 
@@ -170,6 +174,128 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
 #endif
 }
 
+/* ---- the pixel-vector weight gradient -------------------------------------
+   Where the forward's pixel-vector kernel applies, and K = C_in*kh*kw <= 96 (its
+   accumulators), the weight gradient runs direct_wgrad_pixels_*.c's tile (4 filters x 4
+   taps on AVX-512, x 3 on AVX2, partial sums kept as vectors) over grad_y as it lies and
+   the forward's band of each image: no transpose of grad_y, which implicit GEMM's weight
+   gradient makes for its pixel-major tiles. The bias gradient is the weight gradient of one
+   more tap, a plane of ones after the band's channels. An item is a batch chunk (fixed:
+   WGRAD_CHUNKS of the images, whatever the thread count) and a span of 4 filter blocks;
+   the chunks' vector sums are added in chunk order and reduced across lanes at the end,
+   so results are bitwise the same at any thread count. It computes the padding taps
+   (grad_y times the band's zeros), as the definition does: exact on NaN and inf
+   (direct_inexact), unlike the row kernels. */
+#define WGRAD_PIXELS_MAX_K 96
+#define WGRAD_CHUNKS 8
+
+static int64_t wgrad_band_elems(const fc_conv_desc *d)
+{
+    return pixels_band_elems(d) + d->oh * (d->ow + d->kw - 1); /* + the plane of ones */
+}
+
+static int pixels_wgrad_shape(const fc_conv_desc *d)
+{
+    return pixels_shape(d) && d->c_in * d->kh * d->kw <= WGRAD_PIXELS_MAX_K &&
+           (size_t)wgrad_band_elems(d) * sizeof(float) <= PIXELS_BAND_MAX;
+}
+
+static int pixels_wgrad_takes(const fc_conv_desc *d)
+{
+#ifdef FC_HAVE_X86_KERNELS
+    return fc_active_isa() >= FC_ISA_AVX2 && pixels_wgrad_shape(d);
+#else
+    (void)d;
+    return 0;
+#endif
+}
+
+static int64_t wgrad_chunks(const fc_conv_desc *d)
+{
+    return d->n < WGRAD_CHUNKS ? d->n : WGRAD_CHUNKS;
+}
+
+static size_t wgrad_off_bytes(const fc_conv_desc *d)
+{
+    return fc_align_up((size_t)(d->c_in * d->kh * d->kw + 1) * sizeof(int32_t));
+}
+
+static size_t wgrad_band_bytes(const fc_conv_desc *d)
+{
+    return fc_align_up((size_t)wgrad_band_elems(d) * sizeof(float));
+}
+
+static size_t pixels_wgrad_workspace_size(const fc_conv_desc *d)
+{
+    const int64_t acc = FC_WGRAD_PIXELS_ACC(d->c_in * d->kh * d->kw + 1);
+    return wgrad_off_bytes(d) + (size_t)(d->nthreads > 0 ? d->nthreads : 1) * wgrad_band_bytes(d) +
+           (size_t)(wgrad_chunks(d) * (d->c_out / 4) * acc) * sizeof(float);
+}
+
+static void pixels_wgrad(const fc_conv_desc *d, const float *gy, const float *x, float *gw, float *gb, void *ws)
+{
+#ifdef FC_HAVE_X86_KERNELS
+    const int nt = fc_team_size(d);
+    const int64_t K = d->c_in * d->kh * d->kw, Kt = K + (gb != NULL), hp = d->oh + d->kh - 1,
+                  wp = d->ow + d->kw - 1, plane = d->oh * d->ow, ones = d->c_in * hp * wp;
+    const int64_t blocks = d->c_out / 4, chunks = wgrad_chunks(d), spans = fc_ceil_div(blocks, 4);
+    const int64_t items = chunks * spans, acc_elems = FC_WGRAD_PIXELS_ACC(K + 1);
+    int32_t *off = (int32_t *)ws;
+    char *band0 = (char *)ws + wgrad_off_bytes(d);
+    const size_t band_bytes = wgrad_band_bytes(d);
+    float *acc0 = (float *)(band0 + (size_t)(d->nthreads > 0 ? d->nthreads : 1) * band_bytes);
+    const fc_implicit_kernels *kr = fc_implicit_kernels_for(FC_F32); /* the ISA's, for copy_rows */
+    const int avx512 = fc_active_isa() >= FC_ISA_AVX512;
+    void (*const kernel)(int64_t, const int32_t *, const float *, int64_t, int64_t, int64_t, const float *, int64_t,
+                         float *) = avx512 ? fc_direct_wgrad_pixels_f32_avx512 : fc_direct_wgrad_pixels_f32_avx2;
+    void (*const finish)(int64_t, const float *, float *, int64_t) =
+        avx512 ? fc_direct_wgrad_pixels_finish_f32_avx512 : fc_direct_wgrad_pixels_finish_f32_avx2;
+    for (int64_t c = 0; c < d->c_in; c++)
+        for (int64_t l = 0; l < d->kh; l++)
+            for (int64_t m = 0; m < d->kw; m++)
+                off[(c * d->kh + l) * d->kw + m] = (int32_t)((c * hp + l) * wp + m);
+    off[K] = (int32_t)ones;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        float *band = (float *)(band0 + (size_t)omp_get_thread_num() * band_bytes);
+#else
+        float *band = (float *)band0;
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t ch = it / spans, b0 = it % spans * 4, b1 = fc_min64(blocks, b0 + 4);
+            float *acc = acc0 + (ch * blocks + b0) * acc_elems;
+            memset(acc, 0, (size_t)((b1 - b0) * acc_elems) * sizeof(float));
+            for (int64_t n = ch * d->n / chunks; n < (ch + 1) * d->n / chunks; n++) {
+                pixels_band(d, kr, x + n * d->c_in * d->h * d->w, band);
+                if (gb)
+                    for (int64_t q = 0; q < d->oh * wp; q++)
+                        band[ones + q] = 1.0f;
+                for (int64_t b = b0; b < b1; b++)
+                    kernel(Kt, off, band, wp, d->oh, d->ow, gy + (n * d->c_out + b * 4) * plane, plane,
+                           acc + (b - b0) * acc_elems);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            float *a = acc0 + b * acc_elems, out[4 * (WGRAD_PIXELS_MAX_K + 1)];
+            for (int64_t ch = 1; ch < chunks; ch++) /* in chunk order */
+                for (int64_t e = 0; e < acc_elems; e++)
+                    a[e] += acc0[(ch * blocks + b) * acc_elems + e];
+            finish(Kt, a, out, Kt);
+            for (int64_t f = 0; f < 4; f++) {
+                memcpy(gw + (b * 4 + f) * K, out + f * Kt, (size_t)K * sizeof(float));
+                if (gb)
+                    gb[b * 4 + f] = out[f * Kt + K];
+            }
+        }
+    }
+#else
+    (void)d, (void)gy, (void)x, (void)gw, (void)gb, (void)ws;
+#endif
+}
+
 /* ---- direct: workspace ---------------------------------------------------- */
 
 int64_t fc_direct_acc_elems(const fc_conv_desc *d)
@@ -225,8 +351,11 @@ static size_t direct_workspace_size(const fc_conv_desc *d, int pass)
         if (fc_cpu_best_isa() >= FC_ISA_AVX2 && pixels_shape(d) && pixels_workspace_size(d) > bytes)
             bytes = pixels_workspace_size(d); /* either layout, from the workspace's start */
     }
-    if (pass == FC_BWD_WEIGHTS)
+    if (pass == FC_BWD_WEIGHTS) {
         bytes += (size_t)(d->nthreads > 0 ? d->nthreads : 1) * direct_acc_bytes(d);
+        if (fc_cpu_best_isa() >= FC_ISA_AVX2 && pixels_wgrad_shape(d) && pixels_wgrad_workspace_size(d) > bytes)
+            bytes = pixels_wgrad_workspace_size(d); /* either layout, from the workspace's start */
+    }
     return bytes;
 }
 
@@ -314,6 +443,10 @@ static void direct_bwd_data(const fc_conv_desc *d, const void *gy, const void *w
 static void direct_bwd_weights(const fc_conv_desc *d, const void *gy, const void *x, void *gw,
                                void *gb, void *ws)
 {
+    if (pixels_wgrad_takes(d)) {
+        pixels_wgrad(d, (const float *)gy, (const float *)x, (float *)gw, (float *)gb, ws);
+        return;
+    }
     const fc_direct_ops *ops = fc_direct_ops_active();
     const fc_bwd_weights_item_fn item = ops->bwd_weights[d->dtype];
     const fc_bias_item_fn bias_item = ops->bias[d->dtype];
@@ -380,8 +513,19 @@ static const char *direct_rejects(const fc_conv_desc *d, int pass)
    bwd_data) or grad_y * 0 (bwd_weights): a non-finite weight (or grad_y) would not reach
    every output the definition sends it to. The pixel-vector forward computes the padding
    taps, which the definition has for the forward but not for the input gradient: either
-   way a non-finite weight is routed away (FC_OPND_1), and with finite ones both agree. */
+   way a non-finite weight is routed away (FC_OPND_1), and with finite ones both agree. The
+   pixel-vector weight gradient computes grad_y times the padding zeros, as the definition
+   does, so there grad_y goes unchecked (direct_inexact). */
+#define DIRECT_INEXACT {FC_OPND_1, FC_OPND_1, FC_OPND_0}
+
+static unsigned direct_inexact(const fc_conv_desc *d, int pass)
+{
+    static const unsigned rows[3] = DIRECT_INEXACT;
+    return pass == FC_BWD_WEIGHTS && pixels_wgrad_takes(d) ? 0 : rows[pass];
+}
+
 const fc_conv_impl fc_impl_direct = {
-    FC_ALGO_DIRECT, "direct", "direct", 0, {FC_OPND_1, FC_OPND_1, FC_OPND_0},
+    FC_ALGO_DIRECT, "direct", "direct", 0, DIRECT_INEXACT,
     direct_rejects, direct_workspace_size, direct_fwd, direct_bwd_data, direct_bwd_weights, direct_fwd_post,
+    NULL, NULL, direct_inexact,
 };

@@ -122,7 +122,17 @@ typedef struct fc_conv_impl {
        batch 1). */
     int (*bwd_data_checked)(const fc_conv_desc *d, const void *gy, const void *w, const void *relu_out, void *gx,
                             void *ws);
+    /* NULL, or inexact[pass] for this problem, where the entry runs exact and inexact code
+       paths by shape (direct: its pixel-vector weight gradient computes the padding taps the
+       row kernels skip); see fc_impl_inexact. */
+    unsigned (*inexact_of)(const fc_conv_desc *d, int pass);
 } fc_conv_impl;
+
+/* e's FC_OPND_* bits for this problem and pass. */
+static inline unsigned fc_impl_inexact(const fc_conv_impl *e, const fc_conv_desc *d, int pass)
+{
+    return e->inexact_of ? e->inexact_of(d, pass) : e->inexact[pass];
+}
 
 /* bwd_data_checked's answer where the weights hold a NaN or inf: internal to the driver, never
    returned to a caller, and apart from every fc_status (FC_ENOMEM is 1) */

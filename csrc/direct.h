@@ -63,6 +63,17 @@ void fc_direct_fwd_pixels_f32_avx512(int64_t K, const float *wpk, const int32_t 
    last row. */
 void fc_direct_fwd_pixels_f32_avx2(int64_t K, const float *wpk, const int32_t *off, const float *band,
                                    int64_t wp, int64_t oh, int64_t ow, const float *bias, int relu, float *y);
+/* The pixel-vector weight gradient of one image and 4 filters (direct_wgrad_pixels_*.c):
+   acc (FC_WGRAD_PIXELS_ACC(K) floats, in the ISA's own layout) += the lane-wise partial sums
+   of grad_y[f*plane + q] * band[off[k] + row(q)*wp + col(q)] over the pixels q < oh*ow, for
+   f < 4, k < K; finish reduces acc's lanes: out[f*ld + k] = gw[f][k]. */
+#define FC_WGRAD_PIXELS_ACC(K) (((K) + 3) / 4 * 256) /* AVX-512's layout; AVX2's needs less */
+void fc_direct_wgrad_pixels_f32_avx512(int64_t K, const int32_t *off, const float *band, int64_t wp, int64_t oh,
+                                       int64_t ow, const float *gy, int64_t plane, float *acc);
+void fc_direct_wgrad_pixels_finish_f32_avx512(int64_t K, const float *acc, float *out, int64_t ld);
+void fc_direct_wgrad_pixels_f32_avx2(int64_t K, const int32_t *off, const float *band, int64_t wp, int64_t oh,
+                                     int64_t ow, const float *gy, int64_t plane, float *acc);
+void fc_direct_wgrad_pixels_finish_f32_avx2(int64_t K, const float *acc, float *out, int64_t ld);
 #endif
 
 /* Width of the column-padded input rows the unit-stride forward reads: every tap of every

@@ -36,6 +36,7 @@ from helpers import (assert_close_to_reference, nan_filled, poison_workspace, re
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 PASSES = (FWD, BWD_DATA, BWD_WEIGHTS)
 AUTO = 0
+DEPTHWISE = F._algorithm_code("depthwise")
 DTYPES = [np.float32, np.float64]
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 
@@ -161,7 +162,10 @@ def test_one_input_channel_to_many_outputs_is_a_gemm_forward():
     spec = make_spec((64, 1, 28, 28), (32, 1, 3, 3), 1, 0, 1, 1, np.dtype(np.float32))
     assert F.chosen_algorithm(spec, FWD) != "depthwise"
     assert F.chosen_algorithm(spec, BWD_DATA) == "depthwise"
-    assert F.chosen_algorithm(spec, BWD_WEIGHTS) == "depthwise"
+    # its weight gradient runs on direct's pixel-vector kernel where there is one (AVX2,
+    # AVX-512: test_direct_pixels.py), else on depthwise
+    want = "direct" if _core.active_isa() >= 1 else "depthwise"
+    assert F.chosen_algorithm(spec, BWD_WEIGHTS) == want
 
 
 @pytest.mark.parametrize("stride", [2, 3, (1, 2)], ids=["s2", "s3", "s1x2"])
@@ -275,22 +279,24 @@ def test_nan_and_inf_land_where_the_reference_puts_them(case, where, dtype, rng)
     else:
         gy = with_specials(rng, gy)
     args = (case.stride, case.padding, case.dilation, case.c)
-    # Straight into the C driver ("auto" = depthwise here), past functional.py's own NaN/inf
-    # rerouting, so that it is the depthwise kernels that are checked.
+    # Straight into the C driver (algorithm="depthwise", which "auto" takes here but for one
+    # input channel's weight gradient on AVX2 / AVX-512: direct's pixel-vector kernel, checked
+    # in test_direct_pixels.py), past functional.py's own NaN/inf rerouting, so that it is the
+    # depthwise kernels that are checked.
     for pass_ in PASSES:
-        assert F.chosen_algorithm(spec, pass_) == "depthwise"
+        assert F.chosen_algorithm(spec, pass_, "depthwise") == "depthwise"
     y = nan_filled(spec.output_shape, dtype)
     gx = nan_filled(spec.input_shape, dtype)
     gw = nan_filled(spec.weight_shape, dtype)
     gb = nan_filled((spec.c_out,), dtype) if case.bias else None
     with np.errstate(invalid="ignore", over="ignore"):
-        F._run(FWD, spec, AUTO, x, w, b, y)
+        F._run(FWD, spec, DEPTHWISE, x, w, b, y)
         exp, bound = ref_forward(x, w, b, *args)
         assert_same_nonfinite(y, exp, bound, dtype, "y")
-        F._run(BWD_DATA, spec, AUTO, gy, w, gx)
+        F._run(BWD_DATA, spec, DEPTHWISE, gy, w, gx)
         exp, bound = ref_input_grad(gy, w, x.shape, *args)
         assert_same_nonfinite(gx, exp, bound, dtype, "grad_x")
-        F._run(BWD_WEIGHTS, spec, AUTO, gy, x, gw, gb)
+        F._run(BWD_WEIGHTS, spec, DEPTHWISE, gy, x, gw, gb)
         exp, bound = ref_weight_grad(gy, x, w.shape, *args)
         assert_same_nonfinite(gw, exp, bound, dtype, "grad_w")
         if case.bias:

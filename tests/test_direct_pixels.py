@@ -13,8 +13,8 @@ import fastconv
 from fastconv import _core
 from fastconv import functional as F
 from fastconv._spec import make_spec
-from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_forward,
-                     ref_input_grad)
+from helpers import (assert_close_to_reference, nan_filled, poison_workspace, ref_bias_grad, ref_forward,
+                     ref_input_grad, ref_weight_grad)
 
 FWD, BWD_DATA, BWD_WEIGHTS = 0, 1, 2
 DIRECT = F._algorithm_code("direct")
@@ -143,8 +143,7 @@ def test_auto_takes_the_pixel_kernel_for_few_taps(c_in, k, want, pixel_isa):
     spec = make_spec((16, c_in, 32, 32), (32, c_in, k, k), 1, "same", 1, 1, np.float32)
     got = F.chosen_implementation(spec, FWD)
     assert (got == "direct") == (want == "direct"), got
-    for pass_ in (BWD_DATA, BWD_WEIGHTS):
-        assert F.chosen_implementation(spec, pass_) != "direct"
+    assert F.chosen_implementation(spec, BWD_DATA) != "direct"  # (the weight gradient: below)
     odd = make_spec((16, c_in, 32, 32), (36, c_in, k, k), 1, "same", 1, 1, np.float32)  # 36 filters
     assert not _core.direct_pixels(odd.desc(1), FWD) and F.chosen_implementation(odd, FWD) != "direct"
     rows = make_spec((16, c_in, 30, 30), (32, c_in, k, k), 1, "same", 1, 1, np.float32)  # 30-pixel rows
@@ -181,3 +180,113 @@ def test_shapes_it_leaves_to_the_row_kernels_are_still_right(x_shape, filters, k
                             out=nan_filled(spec.output_shape, np.float32))
         exp, bound = ref_forward(x, w, None, stride, _padding(spec), dilation, groups)
         assert_close_to_reference(y, exp, bound, np.float32)
+
+
+# ----------------------------------------------------------------------------- weight gradient
+
+def _weight_grad(spec, gy, x, with_bias):
+    poison_workspace(F.workspace_bytes(spec, BWD_WEIGHTS, "direct"))
+    gw = nan_filled(spec.weight_shape, np.float32)
+    gb = nan_filled((spec.c_out,), np.float32) if with_bias else None
+    got_w, got_b = F._weight_grad(spec, DIRECT, gy, x, with_bias, gw=gw, gb=gb)
+    assert got_w is gw and got_b is gb
+    return gw, gb
+
+
+@pytest.mark.parametrize("x_shape, filters, kernel, padding", SHAPES, ids=IDS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_pixel_weight_grad_against_reference(x_shape, filters, kernel, padding, bias, pixel_isa, rng):
+    """direct_wgrad_pixels_*.c: grad_y and the band read as they lie, 4 filters x 4 (AVX2: 3)
+    taps of partial-sum vectors, a row's short last run masked; the bias gradient as one more
+    tap over a plane of ones. Against the reference into NaN-filled outputs with a poisoned
+    workspace, bitwise the same at 1 and 3 threads (fixed batch chunks, summed in order)."""
+    spec = _spec(x_shape, filters, kernel, padding)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    gy = rng.standard_normal(spec.output_shape).astype(np.float32)
+    results = {}
+    for threads in (1, 3):
+        with fastconv.threads(threads):
+            assert _core.direct_pixels(spec.desc(threads), BWD_WEIGHTS)
+            results[threads] = _weight_grad(spec, gy, x, bias)
+    exp, bound = ref_weight_grad(gy, x, spec.weight_shape, 1, _padding(spec), 1, 1)
+    assert_close_to_reference(results[1][0], exp, bound, np.float32, what="grad_w")
+    np.testing.assert_array_equal(results[1][0], results[3][0])
+    if bias:
+        exp_b, bound_b = ref_bias_grad(gy)
+        assert_close_to_reference(results[1][1], exp_b, bound_b, np.float32, what="grad_b")
+        np.testing.assert_array_equal(results[1][1], results[3][1])
+
+
+@pytest.mark.parametrize("n", [9, 11, 20])
+def test_pixel_weight_grad_sums_the_batch_in_fixed_chunks(n, pixel_isa, rng):
+    """Batches of more images than chunks (8): uneven chunks, each image counted once, the
+    same bits at 1, 2 and 3 threads."""
+    spec = _spec((n, 3, 12, 32), 16, (3, 3), 1)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    gy = rng.standard_normal(spec.output_shape).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            results.append(_weight_grad(spec, gy, x, True))
+    exp, bound = ref_weight_grad(gy, x, spec.weight_shape, 1, 1, 1, 1)
+    assert_close_to_reference(results[0][0], exp, bound, np.float32, what="grad_w")
+    assert_close_to_reference(results[0][1], *ref_bias_grad(gy), np.float32, what="grad_b")
+    for gw, gb in results[1:]:
+        np.testing.assert_array_equal(gw, results[0][0])
+        np.testing.assert_array_equal(gb, results[0][1])
+
+
+def test_pixel_weight_grad_non_finite_operands(pixel_isa, rng):
+    """It multiplies grad_y by the padding's zeros, as the definition does, so an inf in grad_y
+    next to the border makes the taps that reach the padding NaN, and the driver does not
+    route such a call away (no pass over grad_y to check it); an inf in x reaches the taps
+    whose windows hold it; the masked lanes past a row add nothing, NaN or not."""
+    spec = _spec((2, 3, 9, 21), 8, (3, 3), 1)  # 21-pixel rows: a masked run each
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    gy = rng.standard_normal(spec.output_shape).astype(np.float32)
+    gy[1, 2, 0, 0] = np.inf
+    x[0, 1, 4, 20], x[1, 0, 8, 5] = np.nan, -np.inf
+    gw, gb = _weight_grad(spec, gy, x, True)
+    with np.errstate(invalid="ignore"):
+        exp = fastconv.reference.conv2d_weight_grad(gy.astype(np.float64), x.astype(np.float64),
+                                                    spec.weight_shape, 1, 1)
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(exp))
+    np.testing.assert_array_equal(np.isinf(gw), np.isinf(exp))
+    assert np.isnan(gw[2, :, 0, 0]).all(), "the inf's taps over the top-left padding"
+    ok = np.isfinite(exp)
+    np.testing.assert_allclose(gw[ok], exp[ok], rtol=1e-4, atol=1e-3)
+    assert np.isinf(gb[2]) and np.isfinite(np.delete(gb, 2)).all()
+
+
+def test_auto_takes_the_pixel_weight_grad_for_few_taps(pixel_isa):
+    """conv_choose.c: weight gradients of K <= 27 on rows of whole vectors (CIFAR's first layer,
+    a 224-pixel image) or of one input channel and 3x3 (mnist_c1, before depthwise) run on
+    direct; rows with a masked run, K = 36, 5x5 of one channel, and the portable kernels keep
+    their entries; K > 96 is beyond the kernel's accumulators."""
+    f32 = np.float32
+
+    def chosen(x_shape, filters, k, padding):
+        spec = make_spec(x_shape, (filters, x_shape[1], k, k), 1, padding, 1, 1, f32)
+        return F.chosen_implementation(spec, BWD_WEIGHTS), _core.direct_pixels(spec.desc(1), BWD_WEIGHTS)
+
+    assert chosen((16, 3, 32, 32), 32, 3, 1) == ("direct", True)
+    assert chosen((2, 3, 224, 224), 64, 3, 1) == ("direct", True)
+    assert chosen((16, 1, 28, 28), 32, 3, 0) == ("direct", True)      # mnist_c1: not depthwise
+    assert chosen((16, 3, 28, 28), 32, 3, 1) == ("implicit_gemm", True)  # 16 + 12 (or 3 x 8 + 4)
+    assert chosen((16, 4, 32, 32), 32, 3, 1) == ("implicit_gemm", True)  # K = 36
+    assert chosen((16, 1, 28, 28), 16, 5, 0) == ("depthwise", True)
+    assert chosen((16, 16, 32, 32), 32, 3, 1) == ("implicit_gemm", False)  # K = 144
+    assert chosen((16, 3, 32, 32), 36, 3, 1)[1] is False  # filters not in blocks of 8
+    _core.set_isa(GENERIC)  # restored by the fixture
+    assert chosen((16, 3, 32, 32), 32, 3, 1)[1] is False
+
+
+def test_weight_grads_beyond_its_accumulators_take_the_row_kernels(pixel_isa, rng):
+    """K = 16 * 9 > 96 under algorithm="direct": the row kernels, against the reference."""
+    spec = _spec((2, 16, 10, 20), 8, (3, 3), 1)
+    assert not _core.direct_pixels(spec.desc(1), BWD_WEIGHTS)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    gy = rng.standard_normal(spec.output_shape).astype(np.float32)
+    gw, gb = _weight_grad(spec, gy, x, True)
+    assert_close_to_reference(gw, *ref_weight_grad(gy, x, spec.weight_shape, 1, 1, 1, 1), np.float32)
+    assert_close_to_reference(gb, *ref_bias_grad(gy), np.float32)
