@@ -52,6 +52,10 @@ extern const fc_direct_ops fc_direct_ops_avx512;
 /* The table for the active ISA. */
 const fc_direct_ops *fc_direct_ops_active(void);
 
+/* Floats of one pixel-vector weight-gradient accumulator of K taps (below): AVX-512's layout,
+   AVX2's needs less. */
+#define FC_WGRAD_PIXELS_ACC(K) (((K) + 3) / 4 * 256)
+
 #ifdef FC_HAVE_X86_KERNELS
 /* The pixel-vector forward of one image and 8 output channels (direct_fwd_pixels_avx512.c):
    y[i*oh*ow + q] = (relu of) bias[i] (bias nullable) + sum over k < K of
@@ -67,7 +71,6 @@ void fc_direct_fwd_pixels_f32_avx2(int64_t K, const float *wpk, const int32_t *o
    acc (FC_WGRAD_PIXELS_ACC(K) floats, in the ISA's own layout) += the lane-wise partial sums
    of grad_y[f*plane + q] * band[off[k] + row(q)*wp + col(q)] over the pixels q < oh*ow, for
    f < 4, k < K; finish reduces acc's lanes: out[f*ld + k] = gw[f][k]. */
-#define FC_WGRAD_PIXELS_ACC(K) (((K) + 3) / 4 * 256) /* AVX-512's layout; AVX2's needs less */
 void fc_direct_wgrad_pixels_f32_avx512(int64_t K, const int32_t *off, const float *band, int64_t wp, int64_t oh,
                                        int64_t ow, const float *gy, int64_t plane, float *acc);
 void fc_direct_wgrad_pixels_finish_f32_avx512(int64_t K, const float *acc, float *out, int64_t ld);
