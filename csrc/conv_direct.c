@@ -67,14 +67,19 @@ static int pixels_shape(const fc_conv_desc *d)
            (size_t)pixels_band_elems(d) * sizeof(float) <= PIXELS_BAND_MAX;
 }
 
-static int pixels_fwd_takes(const fc_conv_desc *d)
+/* 1 where the active ISA has pixel-vector kernels (AVX2, AVX-512). */
+static int pixels_isa(void)
 {
 #ifdef FC_HAVE_X86_KERNELS
-    return fc_active_isa() >= FC_ISA_AVX2 && pixels_shape(d);
+    return fc_active_isa() >= FC_ISA_AVX2;
 #else
-    (void)d;
     return 0;
 #endif
+}
+
+static int pixels_fwd_takes(const fc_conv_desc *d)
+{
+    return pixels_isa() && pixels_shape(d);
 }
 
 static int pixels_wgrad_takes(const fc_conv_desc *d); /* below */
@@ -125,12 +130,34 @@ static void pixels_band(const fc_conv_desc *d, const fc_implicit_kernels *kr, co
     memset(band + d->c_in * hp * wp, 0, PIXELS_BAND_SLACK * sizeof(float));
 }
 
+/* The calling thread's band: the team's bands lie band_bytes apart from band0. */
+static float *thread_band(char *band0, size_t band_bytes)
+{
+#ifdef _OPENMP
+    return (float *)(band0 + (size_t)omp_get_thread_num() * band_bytes);
+#else
+    (void)band_bytes;
+    return (float *)band0;
+#endif
+}
+
+/* off[k] for tap k = (c, l, m) of the weights' order: its element of the band for output pixel
+   (0, 0); pixel (i, j) reads off[k] + i*wp + j. */
+static void pixels_offsets(const fc_conv_desc *d, int32_t *off)
+{
+    const int64_t hp = d->oh + d->kh - 1, wp = d->ow + d->kw - 1;
+    for (int64_t c = 0; c < d->c_in; c++)
+        for (int64_t l = 0; l < d->kh; l++)
+            for (int64_t m = 0; m < d->kw; m++)
+                off[(c * d->kh + l) * d->kw + m] = (int32_t)((c * hp + l) * wp + m);
+}
+
 static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, const float *bias, float *y,
                        void *ws, int relu)
 {
 #ifdef FC_HAVE_X86_KERNELS
     const int nt = fc_team_size(d);
-    const int64_t KK = d->kh * d->kw, K = d->c_in * KK, hp = d->oh + d->kh - 1, wp = d->ow + d->kw - 1;
+    const int64_t K = d->c_in * d->kh * d->kw, wp = d->ow + d->kw - 1;
     const int64_t blocks = d->c_out / 8, plane = d->oh * d->ow;
     /* spans of channel blocks an image: 1 where the batch feeds every thread twice */
     const int64_t per_image = d->n >= 2 * nt ? 1 : fc_min64(blocks, fc_ceil_div(2 * nt, d->n));
@@ -143,10 +170,7 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
     void (*const kernel)(int64_t, const float *, const int32_t *, const float *, int64_t, int64_t, int64_t,
                          const float *, int, float *) =
         fc_active_isa() >= FC_ISA_AVX512 ? fc_direct_fwd_pixels_f32_avx512 : fc_direct_fwd_pixels_f32_avx2;
-    for (int64_t c = 0; c < d->c_in; c++)
-        for (int64_t l = 0; l < d->kh; l++)
-            for (int64_t m = 0; m < d->kw; m++)
-                off[(c * d->kh + l) * d->kw + m] = (int32_t)((c * hp + l) * wp + m);
+    pixels_offsets(d, off);
 #pragma omp parallel num_threads(nt)
     {
         /* wpk[(ob*K + k)*8 + i] = w[(ob*8 + i)*K + k]: block ob's panel, 8 channels a tap */
@@ -155,11 +179,7 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
             for (int64_t k = 0; k < K; k++)
                 for (int64_t i = 0; i < 8; i++)
                     wpk[(ob * K + k) * 8 + i] = w[(ob * 8 + i) * K + k];
-#ifdef _OPENMP
-        float *band = (float *)(band0 + (size_t)omp_get_thread_num() * band_bytes);
-#else
-        float *band = (float *)band0;
-#endif
+        float *band = thread_band(band0, band_bytes);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t n = it / spans, b0 = it % spans * span, b1 = fc_min64(blocks, b0 + span);
@@ -202,12 +222,7 @@ static int pixels_wgrad_shape(const fc_conv_desc *d)
 
 static int pixels_wgrad_takes(const fc_conv_desc *d)
 {
-#ifdef FC_HAVE_X86_KERNELS
-    return fc_active_isa() >= FC_ISA_AVX2 && pixels_wgrad_shape(d);
-#else
-    (void)d;
-    return 0;
-#endif
+    return pixels_isa() && pixels_wgrad_shape(d);
 }
 
 static int64_t wgrad_chunks(const fc_conv_desc *d)
@@ -250,18 +265,11 @@ static void pixels_wgrad(const fc_conv_desc *d, const float *gy, const float *x,
                          float *) = avx512 ? fc_direct_wgrad_pixels_f32_avx512 : fc_direct_wgrad_pixels_f32_avx2;
     void (*const finish)(int64_t, const float *, float *, int64_t) =
         avx512 ? fc_direct_wgrad_pixels_finish_f32_avx512 : fc_direct_wgrad_pixels_finish_f32_avx2;
-    for (int64_t c = 0; c < d->c_in; c++)
-        for (int64_t l = 0; l < d->kh; l++)
-            for (int64_t m = 0; m < d->kw; m++)
-                off[(c * d->kh + l) * d->kw + m] = (int32_t)((c * hp + l) * wp + m);
+    pixels_offsets(d, off);
     off[K] = (int32_t)ones;
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        float *band = (float *)(band0 + (size_t)omp_get_thread_num() * band_bytes);
-#else
-        float *band = (float *)band0;
-#endif
+        float *band = thread_band(band0, band_bytes);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t ch = it / spans, b0 = it % spans * 4, b1 = fc_min64(blocks, b0 + 4);
