@@ -76,8 +76,9 @@ int fc_implicit_tile(int dtype, int *mr, int *nr);
    than the tile and G groups are packed side by side, else 1 (also where the ISA has no
    implicit kernels). */
 int fc_implicit_groups_a_tile(const fc_conv_desc *d, int pass);
-/* 1 where the direct entry runs this pass (FC_FWD, or FC_BWD_DATA at unit strides: the
-   transposed forward) on its pixel-vector kernel under the active ISA (conv_direct.c). */
+/* 1 where the direct entry runs this pass (FC_FWD, FC_BWD_DATA at unit strides: the
+   transposed forward, or FC_BWD_WEIGHTS) on its pixel-vector kernels under the active ISA
+   (conv_direct.c). */
 int fc_direct_pixels(const fc_conv_desc *d, int pass);
 /* Where the implicit-GEMM forward (pass FC_FWD) or input gradient (FC_BWD_DATA, unit strides:
    the transposed forward over grad_y) reads its operand on the active ISA: 0, a band copied

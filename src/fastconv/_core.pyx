@@ -194,8 +194,8 @@ def implicit_groups_a_tile(ConvDesc desc, int pass_):
 
 
 def direct_pixels(ConvDesc desc, int pass_):
-    """Whether the direct entry runs ``pass_`` (FWD, or BWD_DATA at unit strides) on its
-    pixel-vector kernel under the active ISA (csrc/conv_direct.c)."""
+    """Whether the direct entry runs ``pass_`` (FWD, BWD_DATA at unit strides, or
+    BWD_WEIGHTS) on its pixel-vector kernels under the active ISA (csrc/conv_direct.c)."""
     return fc_direct_pixels(&desc.d, pass_) != 0
 
 
