@@ -1,9 +1,10 @@
-"""The direct entry's pixel-vector forward (csrc/direct_fwd_pixels_avx512.c and its AVX2
-twin, float32: 8 channels x 32 pixels, or 4 x 24 on AVX2, summed in registers over a padded
-copy of each image) and the "auto" rule that sends forwards of few taps a pixel to it (conv_choose.c): results
-against the reference into NaN-filled outputs with a poisoned workspace, the fused ReLU,
-bitwise the same at 1 and 3 threads, the unit-stride input gradient through it, non-finite
-operands, and where it does and does not run."""
+"""The direct entry's pixel-vector kernels, float32 on AVX-512 and AVX2: the forward
+(csrc/direct_fwd_pixels_*.c: 8 channels x 32 pixels, or 4 x 24 on AVX2, summed in registers
+over a padded copy of each image) and the weight gradient (csrc/direct_wgrad_pixels_*.c),
+and the "auto" rules that send passes of few taps to them (conv_choose.c): results against
+the reference into NaN-filled outputs with a poisoned workspace, the fused ReLU, bitwise the
+same at 1 and 3 threads, the unit-stride input gradient through the forward, non-finite
+operands, and where they do and do not run."""
 from __future__ import annotations
 
 import numpy as np
