@@ -154,11 +154,17 @@ static int pointwise_prefers_implicit(const fc_conv_desc *d, int pass)
    8 -> 32 at 12x12 2.59 / 3.83 / 2.04), though not all (17x17 1.73 / 2.10 / 1.82). */
 #define FC_PIXELS_MAX_K 96
 
+/* Pixels a vector of the active pixel-vector kernels (AVX-512 16, AVX2 8). */
+static int64_t pixel_run(void)
+{
+    return fc_active_isa() >= FC_ISA_AVX512 ? 16 : 8;
+}
+
 static int few_taps_pixel_forward(const fc_conv_desc *d, int pass)
 {
     /* rows of runs at least 80 % full: with AVX-512's 16-pixel runs 26 pixels wide and more,
        not 17-24 nor 36; with AVX2's 8-pixel runs 13-16, 20-24, 26 and more */
-    const int64_t run = fc_active_isa() >= FC_ISA_AVX512 ? 16 : 8, lanes = (d->ow + run - 1) / run * run;
+    const int64_t run = pixel_run(), lanes = (d->ow + run - 1) / run * run;
     return pass == FC_FWD && d->kh * d->kw > 1 && d->c_in / d->groups * d->kh * d->kw <= FC_PIXELS_MAX_K &&
            5 * d->ow >= 4 * lanes && fc_direct_pixels(d, pass);
 }
@@ -183,7 +189,7 @@ static int few_taps_pixel_forward(const fc_conv_desc *d, int pass)
 
 static int few_taps_pixel_weight_grad(const fc_conv_desc *d, int pass)
 {
-    const int64_t run = fc_active_isa() >= FC_ISA_AVX512 ? 16 : 8, K = d->c_in / d->groups * d->kh * d->kw;
+    const int64_t run = pixel_run(), K = d->c_in / d->groups * d->kh * d->kw;
     if (pass != FC_BWD_WEIGHTS || d->kh * d->kw == 1 || K > FC_PIXELS_WGRAD_MAX_K)
         return 0;
     return (d->c_in == 1 ? K <= 9 : d->ow >= 32 && d->ow % run == 0) && fc_direct_pixels(d, pass);

@@ -200,7 +200,7 @@ static void pixels_fwd(const fc_conv_desc *d, const float *x, const float *w, co
    taps on AVX-512, x 3 on AVX2, partial sums kept as vectors) over grad_y as it lies and
    the forward's band of each image: no transpose of grad_y, which implicit GEMM's weight
    gradient makes for its pixel-major tiles. The bias gradient is the weight gradient of one
-   more tap, a plane of ones after the band's channels. An item is a batch chunk (fixed:
+   more tap, a plane of ones after the band's channels and slack (filled once a thread). An item is a batch chunk (fixed:
    WGRAD_CHUNKS of the images, whatever the thread count) and a span of 4 filter blocks;
    the chunks' vector sums are added in chunk order and reduced across lanes at the end,
    so results are bitwise the same at any thread count. It computes the padding taps
@@ -251,8 +251,9 @@ static void pixels_wgrad(const fc_conv_desc *d, const float *gy, const float *x,
 {
 #ifdef FC_HAVE_X86_KERNELS
     const int nt = fc_team_size(d);
-    const int64_t K = d->c_in * d->kh * d->kw, Kt = K + (gb != NULL), hp = d->oh + d->kh - 1,
-                  wp = d->ow + d->kw - 1, plane = d->oh * d->ow, ones = d->c_in * hp * wp;
+    const int64_t K = d->c_in * d->kh * d->kw, Kt = K + (gb != NULL),
+                  wp = d->ow + d->kw - 1, plane = d->oh * d->ow;
+    const int64_t ones = pixels_band_elems(d); /* after the channels and their slack: no image overwrites it */
     const int64_t blocks = d->c_out / 4, chunks = wgrad_chunks(d), spans = fc_ceil_div(blocks, 4);
     const int64_t items = chunks * spans, acc_elems = FC_WGRAD_PIXELS_ACC(K + 1);
     int32_t *off = (int32_t *)ws;
@@ -270,6 +271,9 @@ static void pixels_wgrad(const fc_conv_desc *d, const float *gy, const float *x,
 #pragma omp parallel num_threads(nt)
     {
         float *band = thread_band(band0, band_bytes);
+        if (gb)
+            for (int64_t q = 0; q < d->oh * wp; q++)
+                band[ones + q] = 1.0f;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             const int64_t ch = it / spans, b0 = it % spans * 4, b1 = fc_min64(blocks, b0 + 4);
@@ -277,9 +281,6 @@ static void pixels_wgrad(const fc_conv_desc *d, const float *gy, const float *x,
             memset(acc, 0, (size_t)((b1 - b0) * acc_elems) * sizeof(float));
             for (int64_t n = ch * d->n / chunks; n < (ch + 1) * d->n / chunks; n++) {
                 pixels_band(d, kr, x + n * d->c_in * d->h * d->w, band);
-                if (gb)
-                    for (int64_t q = 0; q < d->oh * wp; q++)
-                        band[ones + q] = 1.0f;
                 for (int64_t b = b0; b < b1; b++)
                     kernel(Kt, off, band, wp, d->oh, d->ow, gy + (n * d->c_out + b * 4) * plane, plane,
                            acc + (b - b0) * acc_elems);
