@@ -252,7 +252,7 @@ def test_pointwise_input_gradient_on_implicit_gemm(case, dtype, implicit_isa, rn
     assert_close_to_reference(got[0], *ref_input_grad(gy, w, x.shape, 1, 0, 1, 1), dtype, what="grad_x")
 
 
-#: where implicit GEMM reads its operand (csrc/conv_implicit.c, band_in_place), forward and
+#: where implicit GEMM reads its operand (csrc/implicit/implicit_plan.c, band_in_place), forward and
 #: input gradient: 1, in place (unpadded: 1x1 at 7x7, a valid 3x3 over one tall image split
 #: into row tiles at 2-3 threads, dilation 2, a 2x4 kernel, two groups of 40 channels);
 #: 2, in place where the pixel groups leave out every padding tap ('same' 3x3 on rows of 28
@@ -379,7 +379,7 @@ def test_auto_takes_implicit_for_large_pointwise_forwards_of_small_images(dtype,
 
 
 def test_input_gradients_of_more_than_16_stride_phases_are_lowered_explicitly(implicit_isa):
-    """conv_implicit.c runs at most 16 stride phases of an input gradient (4 x 4)."""
+    """implicit GEMM runs at most 16 stride phases of an input gradient (4 x 4)."""
     four = make_spec((1, 8, 20, 20), (16, 8, 4, 4), 4, 0, 1, 1, np.dtype(np.float32))
     five = make_spec((1, 8, 20, 20), (16, 8, 5, 5), 5, 0, 1, 1, np.dtype(np.float32))
     assert _core.implicit_accepts(four.desc(1), BWD_DATA)
@@ -565,7 +565,7 @@ def test_auto_routes_a_narrow_input_gradient_off_implicit(c_in, c_out, groups, d
     assert np.all(np.abs(got - exp) <= bound)
 
 
-#: (C_in, C_out, H, W, groups) -> groups a forward tile packs, by ISA and dtype (csrc/conv_implicit.c
+#: (C_in, C_out, H, W, groups) -> groups a forward tile packs, by ISA and dtype (csrc/implicit/implicit_plan.c
 #: group_pack): G * kg = whole vectors of the tile, G a power of two from 2 to half a vector's
 #: lanes dividing the groups; where kg already fills a vector, only while the packed tile's W^T
 #: panel and band window stay within 3/4 of L1d (the 7x7 layer's 22 KiB fits any x86 L1d of

@@ -43,7 +43,7 @@
  *         whole; bt holds the lanes in that order (pack_bt_rows).
  * gather_wt: W^T rows for the forward's packing, vl filters (lanes) at a time by register
  *         transposes: dst[q*dstep[e] + drow[e] + j] = f[j][q*fstep + e] for runs q < runs and
- *         elements e < span with drow[e] >= 0 (see conv_implicit.c, pack_wt); returns
+ *         elements e < span with drow[e] >= 0 (see implicit_pack_wt.c, pack_wt); returns
  *         whether all the elements read are finite.
  * fwd_grp[lg][v][e][k-1]: fwd for G = 2^lg groups at once, v*vl = G*kg lanes (grouped layers
  *         whose kg channels a group fill less than the tile). The band holds the G groups'

@@ -189,7 +189,7 @@ def pointwise_wgrad_runs(ConvDesc desc):
 def implicit_groups_a_tile(ConvDesc desc, int pass_):
     """Groups one implicit-GEMM tile computes for ``pass_`` (FWD, BWD_DATA or BWD_WEIGHTS)
     on the active ISA: > 1 where a grouped layer's channels a group fill less than the tile
-    and that many groups are packed side by side (csrc/conv_implicit.c), else 1."""
+    and that many groups are packed side by side (csrc/implicit/implicit_plan.c), else 1."""
     return fc_implicit_groups_a_tile(&desc.d, pass_)
 
 
@@ -203,13 +203,13 @@ def implicit_band_in_place(ConvDesc desc, int pass_):
     """Where implicit GEMM's ``pass_`` (FWD, or BWD_DATA at unit strides) reads its operand
     on the active ISA: 0, a band copied from it; 1, in place; 2, in place for the tiles whose
     pixel groups leave out every tap reading padding (finite weights), else copied (see
-    csrc/conv_implicit.c, band_in_place). 0 for BWD_WEIGHTS."""
+    csrc/implicit/implicit_plan.c, band_in_place). 0 for BWD_WEIGHTS."""
     return fc_implicit_band_in_place(&desc.d, pass_)
 
 
 def implicit_wgrad_chunks(ConvDesc desc):
     """Batch chunks the implicit-GEMM weight gradient of this problem sums separately and
-    adds in chunk order (csrc/conv_implicit.c, wgrad_chunks): 1 to 8, from sizes only."""
+    adds in chunk order (csrc/implicit/implicit_plan.c, wgrad_chunks): 1 to 8, from sizes only."""
     return fc_implicit_wgrad_chunks(&desc.d)
 
 
@@ -222,7 +222,7 @@ def im2col_wgrad_chunks(ConvDesc desc):
 
 
 def implicit_wgrad_images(ConvDesc desc):
-    """Images one implicit-GEMM weight-gradient kernel call sums (csrc/conv_implicit.c,
+    """Images one implicit-GEMM weight-gradient kernel call sums (csrc/implicit/implicit_plan.c,
     wgrad_images): 1 to 8, from sizes only; 0 where the active ISA has no such kernels."""
     return fc_implicit_wgrad_images(&desc.d)
 
