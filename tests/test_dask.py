@@ -311,7 +311,25 @@ def test_task_threads_restores_the_setting():
         assert fastconv.get_num_threads() == 1
         with fd.task_threads(1):
             assert fastconv.get_num_threads() == 1
-        assert fastconv.get_num_threads() == 1   # still one task running
+        assert fastconv.get_num_threads() == 1
+    assert fastconv.get_num_threads() == 2
+
+
+def test_task_threads_hold_for_the_task_thread_only():
+    fastconv.set_num_threads(2)
+    inside, release = threading.Event(), threading.Event()
+
+    def task():
+        with fd.task_threads(1):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=task)
+    t.start()
+    assert inside.wait(10)
+    assert fastconv.get_num_threads() == 2     # the caller's thread keeps the process setting
+    release.set()
+    t.join()
     assert fastconv.get_num_threads() == 2
 
 

@@ -163,6 +163,46 @@ def test_threads_context_restores():
     assert fastconv.get_num_threads() == _default_threads_of_this_process()
 
 
+def test_threads_blocks_belong_to_their_python_thread():
+    # A enters threads(1), B threads(3), A leaves first, then B: with one process-wide value
+    # saved and restored by each block, B restored A's 1 for every later call
+    fastconv.set_num_threads(2)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a():
+        with fastconv.threads(1):
+            a_in.set()
+            b_in.wait(10)
+            seen["a"] = fastconv.get_num_threads()
+        a_out.set()
+
+    def b():
+        a_in.wait(10)
+        with fastconv.threads(3):
+            b_in.set()
+            a_out.wait(10)
+            seen["b"] = fastconv.get_num_threads()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    a_in.wait(10)
+    seen["main"] = fastconv.get_num_threads()   # while A's block is open
+    for t in threads:
+        t.join()
+    assert seen == {"a": 1, "b": 3, "main": 2}
+    assert fastconv.get_num_threads() == 2
+
+
+def test_set_num_threads_inside_a_block_is_the_process_setting():
+    fastconv.set_num_threads(2)
+    with fastconv.threads(1):
+        fastconv.set_num_threads(3)
+        assert fastconv.get_num_threads() == 1   # the block's count, for this thread
+    assert fastconv.get_num_threads() == 3
+
+
 def test_threads_none_means_default():
     fastconv.set_num_threads(2)
     with fastconv.threads(None):

@@ -1,7 +1,7 @@
 """How many threads fastconv's kernels use inside a dask task.
 
-``fastconv.threads(n)`` is process-wide, and a dask worker runs several tasks at once, so
-a task must not simply ask for every core: with ``T`` tasks running concurrently in a
+A dask worker runs several tasks at once, each in a thread of its own, so a task must not
+simply ask for every core: with ``T`` tasks running concurrently in a
 process of ``cores`` cores, each uses ``max(1, min(fastconv.get_num_threads(), cores // T))``
 threads (one each when ``T >= cores``; never more than the process's own setting, so
 ``fastconv.set_num_threads(1)`` or ``OMP_NUM_THREADS=1`` still means one). ``T`` is:
@@ -15,8 +15,8 @@ threads (one each when ``T >= cores``; never more than the process's own setting
 ``cores`` is the number of CPUs this process may run on (``os.sched_getaffinity``). A
 machine running several worker *processes* should pass ``threads_per_task`` explicitly
 (e.g. ``cores // (processes * threads_per_worker)``), since one process cannot see the
-others. The setting is applied while at least one fastconv task runs in the process and
-restored when the last one ends (reference-counted, because concurrent tasks share it).
+others. The count holds for the task's own thread only (``fastconv.threads``), so the
+process's setting, and the caller's thread, are left alone.
 """
 from __future__ import annotations
 
@@ -28,11 +28,6 @@ from typing import Iterator, Optional
 from .. import _threads
 
 __all__ = ["task_thread_budget", "task_threads"]
-
-_lock = threading.Lock()
-_active = 0
-_saved: Optional[int] = None
-
 
 def _cores() -> int:
     try:
@@ -85,27 +80,17 @@ def task_thread_budget(threads_per_task: Optional[int] = None) -> Optional[int]:
 
 @contextlib.contextmanager
 def task_threads(threads_per_task: Optional[int] = None) -> Iterator[None]:
-    """Run the block with :func:`task_thread_budget` threads, restoring the setting after.
+    """Run the block with :func:`task_thread_budget` threads in the calling thread (a
+    ``fastconv.threads`` block: other threads keep their counts).
 
     Parameters
     ----------
     threads_per_task : int, optional
         See :func:`task_thread_budget`.
     """
-    global _active, _saved
     n = task_thread_budget(threads_per_task)
     if n is None:
         yield
         return
-    with _lock:
-        if _active == 0:
-            _saved = _threads._num_threads
-        _active += 1
-        _threads.set_num_threads(n)
-    try:
+    with _threads.threads(n):
         yield
-    finally:
-        with _lock:
-            _active -= 1
-            if _active == 0:
-                _threads.set_num_threads(_saved)
