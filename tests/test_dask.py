@@ -210,6 +210,8 @@ def test_relu_post_op_and_through_relu_match_the_in_memory_calls(rng, case):
         fd.conv2d(xd, w, b, **kw, activation="tanh")
     with pytest.raises(TypeError, match="through_relu must be a bool"):
         fd.conv2d_backward(gy, xd, w, **kw, through_relu="yes")
+    with pytest.raises(TypeError, match="bias must be a bool"):  # the bias array, by habit
+        fd.conv2d_backward(gy, xd, w, **kw, bias=b)
 
 
 # ----------------------------------------------------------------------------- signal

@@ -10,6 +10,7 @@ import pytest
 
 import fastconv
 from fastconv import functional
+from fastconv import reference as ref
 
 F32 = np.float32
 
@@ -398,3 +399,37 @@ def test_huge_padding_of_an_empty_problem_names_the_output(padding):
     w = np.zeros((0, 1, 1, 1), F32)
     with pytest.raises(MemoryError, match="output plane.*padding.*too many"):
         fastconv.conv2d(x, w, padding=padding, algorithm="direct")
+
+
+# ----------------------------------------------------------------------------- backward's flags
+@pytest.mark.parametrize("bias", [np.zeros(6, F32), np.array([0.0]), np.array([0.5]), 1, "no", None],
+                         ids=["bias-array", "zero-1", "half-1", "int", "str", "none"])
+def test_backward_bias_flag_must_be_a_bool(bias):
+    # conv2d takes the bias array, conv2d_backward a flag: a one-element array read as a
+    # truth value dropped (0.0) or kept (0.5) the bias gradient without a word
+    with pytest.raises(TypeError, match=r"bias must be a bool \(whether the forward had a bias.*got "):
+        fastconv.conv2d_backward(GY(), X(), W(), bias=bias)
+
+
+@pytest.mark.parametrize("name", ["input_grad", "through_relu"])
+@pytest.mark.parametrize("value", ["no", 1, np.array([1.0])], ids=["str", "int", "array"])
+def test_backward_flags_must_be_bools(name, value):
+    with pytest.raises(TypeError, match=f"{name} must be a bool"):
+        fastconv.conv2d_backward(GY(), X(), W(), **{name: value})
+
+
+def test_backward_flags_take_numpy_bools():
+    gx, gw, gb = fastconv.conv2d_backward(GY(), X(), W(), bias=np.bool_(False), input_grad=np.bool_(True))
+    assert gb is None and gx.shape == X().shape
+    np.testing.assert_allclose(gw, ref.conv2d_backward(GY(), X(), W())[1], rtol=1e-5)
+
+
+def test_backward_out_of_the_wrong_length_says_so():
+    with pytest.raises(TypeError, match="out must be a tuple of 3 .* got a tuple of 2"):
+        fastconv.conv2d_backward(GY(), X(), W(), out=(None, None))
+
+
+def test_shape_argument_given_an_array_names_its_shape():
+    with pytest.raises(ValueError, match=r"weight_shape must be a tuple of 4 ints, got an array of shape "
+                                         r"\(6, 4, 3, 3\) \(pass its .shape\)"):
+        fastconv.conv2d_weight_grad(GY(), X(), W())

@@ -307,6 +307,9 @@ def shape_tuple(value: Any, name: str) -> Tuple[int, int, int, int]:
     """A 4-tuple of non-negative ints (input_shape / weight_shape arguments)."""
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = value.tolist()
+    if isinstance(value, np.ndarray):  # an operand passed where its shape belongs
+        raise ValueError(f"{name} must be a tuple of 4 ints, got an array of shape {value.shape} "
+                         f"(pass its .shape)")
     if not isinstance(value, (tuple, list)) or len(value) != 4:
         raise ValueError(f"{name} must be a tuple of 4 ints, got {value!r}")
     shape = tuple(_as_int(v, name) for v in value)

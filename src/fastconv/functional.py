@@ -281,6 +281,10 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     grad_weight : ndarray, shape of ``weight``
     grad_bias : ndarray of shape (C_out,), or None when ``bias`` is False
     """
+    _check_flag(bias, "bias", "whether the forward had a bias, whose gradient is then returned; "
+                              "conv2d_backward does not need the bias array")
+    _check_flag(input_grad, "input_grad", "whether to compute grad_x")
+    _check_flag(through_relu, "through_relu", "whether y was ReLU'd in the forward")
     algo = _algorithm_code(algorithm)
     gy, x, weight = as_array(grad_output, "grad_output"), as_array(x, "x"), as_array(weight, "weight")
     dtype = result_dtype(grad_output=gy, x=x, weight=weight)
@@ -295,19 +299,24 @@ def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     gw_buf = check_out(out_gw, spec.weight_shape, dtype, *inputs, gx_buf, name="out[1] (grad_weight)")
     gb_buf = check_out(out_gb, (spec.c_out,), dtype, *inputs, gx_buf, gw_buf, name="out[2] (grad_bias)") if bias else None
     gy, x, weight = as_operand(gy, dtype), as_operand(x, dtype), as_operand(weight, dtype)
-    if not isinstance(through_relu, (bool, np.bool_)):
-        raise TypeError(f"through_relu must be a bool, got {type(through_relu).__name__}")
     gx = _input_grad(spec, algo, gy, weight, gx_buf, x if through_relu else None) if input_grad else None
     gw, gb = _weight_grad(spec, algo, gy, x, bool(bias), gw_buf, gb_buf)
     return gx, gw, gb
+
+
+def _check_flag(value, name: str, meaning: str) -> None:
+    # A truth value taken from anything would read bias=np.array([0.0]) as False and drop
+    # the bias gradient without a word
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool ({meaning}), got {type(value).__name__}")
 
 
 def _backward_outs(out) -> tuple:
     if out is None:
         return None, None, None
     if not isinstance(out, (tuple, list)) or len(out) != 3:
-        raise TypeError("out must be a tuple (grad_x, grad_weight, grad_bias) of arrays or None, "
-                        f"got {type(out).__name__}")
+        got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+        raise TypeError(f"out must be a tuple of 3 (grad_x, grad_weight, grad_bias), each an array or None, got {got}")
     return tuple(out)
 
 

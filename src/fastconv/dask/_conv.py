@@ -267,8 +267,9 @@ def conv2d_backward(grad_output, x, weight: np.ndarray, stride: IntPair = 1, pad
     grad_bias : dask.array.Array of shape (C_out,), or None when ``bias`` is False
     """
     F._algorithm_code(algorithm)
-    if not isinstance(through_relu, (bool, np.bool_)):
-        raise TypeError(f"through_relu must be a bool, got {type(through_relu).__name__}")
+    F._check_flag(bias, "bias", "whether the forward had a bias, whose gradient is then returned; "
+                                "conv2d_backward does not need the bias array")
+    F._check_flag(through_relu, "through_relu", "whether y was ReLU'd in the forward")
     import dask.array as da
 
     gy_dtype = {"grad_output": grad_output} if hasattr(grad_output, "dtype") else {}
