@@ -210,6 +210,72 @@ def test_conv2d_errors():
         nn.Conv2D(4, 3).kernel
 
 
+@pytest.mark.parametrize("make,error,pattern", [
+    (lambda: nn.Conv2D(4, 3.0), TypeError, "kernel_size must be an int, got 3.0"),
+    (lambda: nn.Conv2D(4, True), TypeError, "kernel_size must be an int, got True"),
+    (lambda: nn.Conv2D(4, (3,)), ValueError, "kernel_size must be an int or a pair"),
+    (lambda: nn.Conv2D(4, 3, strides=2.0), TypeError, "strides must be an int"),
+    (lambda: nn.Conv2D(4, 3, dilation_rate=1.0), TypeError, "dilation_rate must be an int"),
+    (lambda: nn.Conv2D(4, 3, padding=-1), ValueError, "padding must be >= 0"),
+    (lambda: nn.Conv2D(4, 3, padding=1.5), TypeError, "padding must be 'valid', 'same', an int"),
+    (lambda: nn.Conv2D(4, 3, algorithm="foo"), ValueError, "algorithm must be one of"),
+    (lambda: nn.MaxPool2D(2.0), TypeError, "pool_size must be an int"),
+    (lambda: nn.DepthwiseConv2D(3, padding=-2), ValueError, "padding must be >= 0"),
+    (lambda: nn.Conv2DTranspose(4, 3.0), TypeError, "kernel_size must be an int"),
+])
+def test_layer_arguments_checked_at_construction(make, error, pattern):
+    # floats used to fail inside tuple() ("'float' object is not iterable"), and explicit
+    # paddings and algorithm names only at the layer's first call
+    with pytest.raises(error, match=pattern):
+        make()
+
+
+def test_layer_arguments_accepted_forms():
+    assert nn.Conv2D(4, np.array([3, 1])).kernel_size == (3, 1)
+    assert nn.Conv2D(4, 3, padding="SAME").padding == "same"
+    assert nn.Conv2D(4, 3, padding=((1, 0), (2, 1))).padding == ((1, 0), (2, 1))
+    assert nn.Conv2D(4, 3, algorithm="Direct").algorithm == "Direct"
+
+
+@pytest.mark.parametrize("data_format,shape", [("channels_first", (2, 8, 8, 3)), ("channels_first", (2, 28, 28, 1)),
+                                               ("channels_last", (2, 3, 16, 16))])
+@pytest.mark.parametrize("layer", [lambda f: nn.Conv2D(4, 3, padding="same", data_format=f),
+                                   lambda f: nn.DepthwiseConv2D(3, padding="same", data_format=f)],
+                         ids=["Conv2D", "Depthwise"])
+def test_first_call_warns_on_the_other_layout(layer, data_format, shape):
+    # the layer takes its input channels from the first batch: an NHWC batch would build a
+    # channels_first layer for 28 channels of 28 x 1 images, silently
+    with pytest.warns(UserWarning, match=f"looks like .* data; this layer is {data_format}"):
+        layer(data_format)(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize("data_format,shape", [("channels_first", (2, 1, 28, 28)), ("channels_first", (2, 3, 32, 32)),
+                                               ("channels_first", (2, 16, 8, 8)), ("channels_last", (2, 28, 28, 1)),
+                                               ("channels_last", (2, 32, 32, 3)), ("channels_last", (2, 8, 8, 16))])
+def test_first_call_is_quiet_on_its_own_layout(data_format, shape):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.Conv2D(4, 3, data_format=data_format)(np.zeros(shape, np.float32))
+
+
+def test_compile_rejects_a_loss_name():
+    model = nn.Sequential([nn.Flatten(), nn.Dense(3)])
+    with pytest.raises(TypeError, match="loss must be an object with forward.*'mse'.*loss names"):
+        model.compile(nn.Adam(), loss="mse")
+    with pytest.raises(TypeError, match="loss must be an object with forward"):
+        model.compile(nn.Adam(), loss=42)
+
+
+def test_float_labels_are_named_as_the_problem():
+    model = nn.Sequential([nn.Flatten(), nn.Dense(3)]).compile()
+    x = np.zeros((2, 1, 2, 2), np.float32)
+    with pytest.raises(TypeError, match="class indices of an integer dtype, got float64"):
+        model.train_on_batch(x, np.array([0.5, 1.2]))
+    with pytest.raises(ValueError, match=r"integer labels must have shape \(2,\)"):
+        model.train_on_batch(x, np.array([0, 1, 2]))
+
+
 def test_conv2d_is_exported_at_top_level():
     import fastconv
     if not hasattr(fastconv, "Conv2D"):

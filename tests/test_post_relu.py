@@ -282,3 +282,15 @@ def test_forward_then_relu_needs_a_linear_fastconv_layer():
     ref_layer = nn.Conv2D(4, 3, kernels="reference")
     with pytest.raises(ValueError, match="forward_then_relu needs a linear layer"):
         ref_layer.forward_then_relu(np.ones((1, 2, 5, 5), np.float32))
+
+
+def test_activation_name_in_any_case():
+    # as padding= and algorithm=, and as nn's activation names
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    expected = np.maximum(fastconv.reference.conv2d(x, w, padding=1), 0)
+    for name in ("RELU", "Relu"):
+        np.testing.assert_allclose(fastconv.conv2d(x, w, padding=1, activation=name), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="activation must be None or 'relu', got 'tanh'"):
+        fastconv.conv2d(x, w, activation="tanh")

@@ -124,8 +124,10 @@ _POST_OPS = {None: 0, "relu": 1}
 
 
 def _post_op(activation: Optional[str]) -> int:
-    if activation is None or (isinstance(activation, str) and activation in _POST_OPS):
-        return _POST_OPS[activation]
+    if activation is None:
+        return 0
+    if isinstance(activation, str) and activation.lower() in _POST_OPS:  # any case, as padding= and algorithm=
+        return _POST_OPS[activation.lower()]
     raise ValueError(f"activation must be None or 'relu', got {activation!r}")
 
 

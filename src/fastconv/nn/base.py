@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .._spec import as_pair, resolve_padding
 
 __all__ = ["Layer", "param_dtype", "layer_rng"]
 
@@ -29,6 +32,44 @@ def image_shape(layer, input_shape: Sequence[Optional[int]]) -> Tuple[Optional[i
     else:
         n, h, w, c = input_shape
     return n, c, h, w
+
+
+def int_pair(v, what: str, minimum: int = 1) -> Tuple[int, int]:
+    """``3 -> (3, 3)``, ``(2, 3) -> (2, 3)``: ints >= ``minimum`` (not bools, not floats), as the
+    functional API takes them; a TypeError or ValueError naming ``what`` otherwise."""
+    return as_pair(v.tolist() if isinstance(v, np.ndarray) else v, what, minimum)
+
+
+def norm_padding(padding, allowed: Tuple[str, ...] = ("valid", "same")):
+    """A layer's padding: one of the ``allowed`` strings (any case, returned lower-cased), or
+    explicit ints as the functional API takes them (an int, a pair, ((top, bottom), (left,
+    right))), checked now rather than at the layer's first call."""
+    if isinstance(padding, str):
+        if padding.lower() not in allowed:
+            raise ValueError(f"padding must be one of {list(allowed)} or explicit ints, got {padding!r}")
+        return padding.lower()
+    resolve_padding(padding, (1, 1), (1, 1), (1, 1), (1, 1))  # raises on a malformed one
+    return padding
+
+
+def warn_if_other_layout(layer, shape: Sequence[int], data_format: str, stacklevel: int = 4) -> None:
+    """At a layer's first call, where it takes its input channels from the batch: warn when
+    the 4-D ``shape`` looks like the other layout, an image's 1, 3 or 4 channels on the axis
+    this format reads as a spatial one and 8 or more on the ones it reads as channels and
+    rows (a Keras user's NHWC batch given to a channels_first layer would build it for, say,
+    28 channels of 28 x 1 images and run without a word). ``stacklevel``: of the user's call
+    that builds the layer, as warnings.warn counts it from here."""
+    if len(shape) != 4:  # (Conv1D's batches)
+        return
+    _, a, b, c = shape
+    if data_format == "channels_first":
+        looks, other, channels = c in (1, 3, 4) and a >= 8 and b >= 8, "channels_last", a
+    else:
+        looks, other, channels = a in (1, 3, 4) and b >= 8 and c >= 8, "channels_first", c
+    if looks:
+        warnings.warn(f"{layer.name}: input shape {tuple(shape)} looks like {other} data; this layer is "
+                      f"{data_format} and takes it as {channels} input channels. If the data is {other}, "
+                      f"pass data_format={other!r} (or transpose it).", UserWarning, stacklevel=stacklevel)
 
 
 def layer_rng(seed) -> np.random.Generator:

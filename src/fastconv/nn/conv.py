@@ -11,29 +11,22 @@ import numpy as np
 from .. import initializers
 from .._spec import resolve_padding  # the one place padding forms are understood
 from . import activations
-from .base import Layer, Shape, image_shape, layer_rng, param_dtype
+from .base import Layer, Shape, image_shape, int_pair, layer_rng, norm_padding, param_dtype, warn_if_other_layout
 
 __all__ = ["Conv2D", "resolve_kernels"]
 
 IntOrPair = Union[int, Tuple[int, int]]
 
 
-def _pair(v, what: str) -> Tuple[int, int]:
-    """``3 -> (3, 3)``, ``(2, 3) -> (2, 3)``; positive ints only."""
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in t):
-        raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}")
-    return int(t[0]), int(t[1])
-
-
-def _norm_padding(padding):
-    """Lower-case the Keras strings; pass explicit paddings (int, pair, 4 sides) through."""
-    if isinstance(padding, str):
-        p = padding.lower()
-        if p not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid', 'same' or explicit ints, got {padding!r}")
-        return p
-    return padding
+def _checked_algorithm(algorithm):
+    """The name, checked against fastconv's list now rather than at the first call (where the
+    C extension is not built, at the first call as before)."""
+    try:
+        from ..functional import _algorithm_code
+    except ImportError:
+        return algorithm
+    _algorithm_code(algorithm)
+    return algorithm
 
 
 def resolve_kernels(kernels) -> Tuple[ModuleType, bool]:
@@ -134,16 +127,16 @@ class Conv2D(Layer):
             raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
         self.dtype = param_dtype(dtype)
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.padding = _norm_padding(padding)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.strides = int_pair(strides, "strides")
+        self.padding = norm_padding(padding)
+        self.dilation_rate = int_pair(dilation_rate, "dilation_rate")
         self.groups = int(groups)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.data_format = data_format
-        self.algorithm = algorithm
+        self.algorithm = _checked_algorithm(algorithm)
         self.kernels = kernels
         self._rng = layer_rng(seed)
         self._backend: Optional[Tuple[ModuleType, bool]] = None
@@ -289,6 +282,7 @@ class Conv2D(Layer):
             raise ValueError(f"{self.name}: expected a 4-D input, got shape {x.shape}")
         channels = x.shape[self._channel_axis()]
         if not self.built:
+            warn_if_other_layout(self, x.shape, self.data_format, stacklevel=5)
             self.build(channels)
         elif channels != self.in_channels:
             raise ValueError(f"{self.name}: built for {self.in_channels} input channels, got "

@@ -17,16 +17,9 @@ import numpy as np
 from .. import initializers
 from .._spec import resolve_padding
 from . import activations
-from .base import Layer, Shape, layer_rng, param_dtype
+from .base import Layer, Shape, int_pair, layer_rng, norm_padding, param_dtype, warn_if_other_layout
 
 __all__ = ["Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Conv1D"]
-
-
-def _pair(v, what: str) -> Tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in t):
-        raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}")
-    return int(t[0]), int(t[1])
 
 
 def _int1(v, what: str) -> int:
@@ -47,14 +40,6 @@ def _check_format(data_format: str) -> str:
     if data_format not in ("channels_first", "channels_last"):
         raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
     return data_format
-
-
-def _norm_padding(padding, allowed=("valid", "same")):
-    if isinstance(padding, str):
-        if padding.lower() not in allowed:
-            raise ValueError(f"padding must be one of {list(allowed)} or explicit ints, got {padding!r}")
-        return padding.lower()
-    return padding
 
 
 class _ConvBase(Layer):
@@ -150,6 +135,7 @@ class _ConvBase(Layer):
             raise ValueError(f"{self.name}: expected a 4-D input, got shape {x.shape}")
         c = x.shape[self._channel_axis()]
         if not self.built:
+            warn_if_other_layout(self, x.shape, self.data_format)
             self.build(c)
         elif c != self.in_channels:
             raise ValueError(f"{self.name}: built for {self.in_channels} input channels, got {c} "
@@ -208,10 +194,10 @@ class Conv2DTranspose(_ConvBase):
         if not isinstance(groups, (int, np.integer)) or groups < 1 or filters % groups:
             raise ValueError(f"groups must be a positive int dividing filters={filters}, got {groups!r}")
         self.filters, self.groups = int(filters), int(groups)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        self.padding = _norm_padding(padding)
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.strides = int_pair(strides, "strides")
+        self.dilation_rate = int_pair(dilation_rate, "dilation_rate")
+        self.padding = norm_padding(padding)
         self.output_padding = None if output_padding is None else (
             (int(output_padding),) * 2 if isinstance(output_padding, (int, np.integer)) else tuple(output_padding))
         if self.output_padding is not None:
@@ -323,10 +309,10 @@ class DepthwiseConv2D(_ConvBase):
         if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be a positive int, got {depth_multiplier!r}")
         self.depth_multiplier = int(depth_multiplier)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        self.padding = _norm_padding(padding)
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.strides = int_pair(strides, "strides")
+        self.dilation_rate = int_pair(dilation_rate, "dilation_rate")
+        self.padding = norm_padding(padding)
         self.depthwise_initializer = initializers.get(depthwise_initializer)
         self._finish_init()
 
@@ -397,10 +383,10 @@ class SeparableConv2D(_ConvBase):
         if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be a positive int, got {depth_multiplier!r}")
         self.filters, self.depth_multiplier = int(filters), int(depth_multiplier)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        self.padding = _norm_padding(padding)
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.strides = int_pair(strides, "strides")
+        self.dilation_rate = int_pair(dilation_rate, "dilation_rate")
+        self.padding = norm_padding(padding)
         self.depthwise_initializer = initializers.get(depthwise_initializer)
         self.pointwise_initializer = initializers.get(pointwise_initializer)
         self._mid: Optional[np.ndarray] = None
@@ -475,7 +461,7 @@ class Conv1D(_ConvBase):
         self.kernel_size = _int1(kernel_size, "kernel_size")
         self.strides = _int1(strides, "strides")
         self.dilation_rate = _int1(dilation_rate, "dilation_rate")
-        self.padding = _norm_padding(padding, ("valid", "same", "causal"))
+        self.padding = norm_padding(padding, ("valid", "same", "causal"))
         self.kernel_initializer = initializers.get(kernel_initializer)
         self._finish_init()
 
@@ -519,6 +505,7 @@ class Conv1D(_ConvBase):
             raise ValueError(f"{self.name}: expected a 3-D input, got shape {x.shape}")
         c = x.shape[self._channel_axis()]
         if not self.built:
+            warn_if_other_layout(self, x.shape, self.data_format)
             self.build(c)
         elif c != self.in_channels:
             raise ValueError(f"{self.name}: built for {self.in_channels} input channels, got {c}")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import initializers
 from . import _ops, activations
-from .base import Layer, Shape, image_shape, layer_rng, param_dtype
+from .base import Layer, Shape, image_shape, int_pair, layer_rng, param_dtype
 
 __all__ = ["ReLU", "MaxPool2D", "Dropout", "Flatten", "Dense"]
 
@@ -68,13 +68,6 @@ class ReLU(Layer):
         return g * mask
 
 
-def _pair(v, what: str) -> Tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in t):
-        raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}")
-    return int(t[0]), int(t[1])
-
-
 class MaxPool2D(Layer):
     """Max pooling over windows of ``pool_size`` (Keras's arguments).
 
@@ -97,8 +90,8 @@ class MaxPool2D(Layer):
     def __init__(self, pool_size=2, strides=None, padding: str = "valid",
                  data_format: str = "channels_first", name: Optional[str] = None) -> None:
         super().__init__(name or "max_pool2d")
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else _pair(strides, "strides")
+        self.pool_size = int_pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else int_pair(strides, "strides")
         self.padding = padding.lower() if isinstance(padding, str) else padding
         if self.padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")

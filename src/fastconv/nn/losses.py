@@ -55,8 +55,11 @@ class SoftmaxCrossEntropy:
     def _targets(self, labels, n: int, k: int, dtype) -> np.ndarray:
         y = np.asarray(labels)
         if y.ndim == 1:
-            if y.shape[0] != n or y.dtype.kind not in "iu":
-                raise ValueError(f"integer labels must have shape ({n},), got {y.shape} {y.dtype}")
+            if y.shape[0] != n:
+                raise ValueError(f"integer labels must have shape ({n},) (one per output row), got {y.shape}")
+            if y.dtype.kind not in "iu":
+                raise TypeError(f"labels of shape ({n},) must be class indices of an integer dtype, got "
+                                f"{y.dtype} (distributions have shape {(n, k)})")
             if y.size and (y.min() < 0 or y.max() >= k):
                 raise ValueError(f"labels must lie in [0, {k}), got [{y.min()}, {y.max()}]")
             t = np.zeros((n, k), dtype=dtype)

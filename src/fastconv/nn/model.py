@@ -142,6 +142,11 @@ class Sequential:
         """
         self.optimizer = optimizers.get(optimizer)
         if loss is not None:
+            if not (callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))):
+                hint = (" (loss names such as Keras's are not taken: the default, fused softmax "
+                        "cross-entropy on logits, is the one loss built in)" if isinstance(loss, str) else "")
+                raise TypeError(f"loss must be an object with forward(outputs, labels) and backward(), "
+                                f"e.g. nn.SoftmaxCrossEntropy(); got {loss!r}{hint}")
             self.loss = loss
         return self
 

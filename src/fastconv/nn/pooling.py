@@ -6,17 +6,10 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .base import Layer, Shape
+from .base import Layer, Shape, int_pair
 from .layers import pool_output_shape, same_pool_pads
 
 __all__ = ["AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D"]
-
-
-def _pair(v, what: str, minimum: int = 1) -> Tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) and i >= minimum for i in t):
-        raise ValueError(f"{what} must be an int >= {minimum} or a pair of them, got {v!r}")
-    return int(t[0]), int(t[1])
 
 
 def _check_format(data_format: str) -> str:
@@ -53,14 +46,14 @@ class AveragePooling2D(Layer):
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format: str = "channels_first",
                  count_include_pad: bool = True, name: Optional[str] = None) -> None:
         super().__init__(name or "average_pooling2d")
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else _pair(strides, "strides")
+        self.pool_size = int_pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else int_pair(strides, "strides")
         if isinstance(padding, str):
             padding = padding.lower()
             if padding not in ("valid", "same"):
                 raise ValueError(f"padding must be 'valid', 'same' or ints, got {padding!r}")
         else:
-            padding = _pair(padding, "padding", 0)
+            padding = int_pair(padding, "padding", 0)
         self.padding = padding
         self.data_format = _check_format(data_format)
         self.count_include_pad = bool(count_include_pad)
@@ -192,9 +185,9 @@ class ZeroPadding2D(Layer):
         super().__init__(name or "zero_padding2d")
         if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
                 isinstance(p, (tuple, list)) for p in padding):
-            (t, b), (l, r) = (_pair(p, "padding", 0) for p in padding)
+            (t, b), (l, r) = (int_pair(p, "padding", 0) for p in padding)
         else:
-            (t, l) = _pair(padding, "padding", 0)
+            (t, l) = int_pair(padding, "padding", 0)
             b, r = t, l
         self.padding = ((t, b), (l, r))
         self.data_format = _check_format(data_format)
