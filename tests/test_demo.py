@@ -65,8 +65,8 @@ def test_demo_one_epoch(tmp_path, kernels, capsys):
     assert (tmp_path / "conv1_before.png").read_bytes() != (tmp_path / "conv1_after.png").read_bytes()
     out = capsys.readouterr().out
     assert "epoch 1/1" in out and "images/s" in out and "test accuracy" in out
-    model = demo.build_model(kernels=kernels, seed=123)
-    model.load(tmp_path / "weights.npz")  # the saved weights reload into a fresh model
+    # the saved weights reload into a fresh model, as docs/demo.md chains it
+    model = demo.build_model(kernels=kernels, seed=123).load(tmp_path / "weights.npz")
     (_, _), (xte, yte) = demo.load_data(seed=0, limit=48)
     assert model.evaluate(xte, yte)["accuracy"] == pytest.approx(result["test_accuracy"])
 

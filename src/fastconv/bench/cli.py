@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastconv.bench",
         description="Time fastconv's conv2d passes against PyTorch (when installed) and a NumPy "
                     "im2col+matmul baseline, interleaved in one process, and report ms, GFLOP/s, "
-                    "%% of the measured FMA peak and the speed ratios.",
+                    "% of the measured FMA peak and the speed ratios.",
         epilog="Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` so the NumPy baseline is not slowed.")
     p.add_argument("--shapes", type=_csv, default=None,
                    help="comma-separated shape names (default: the whole table, or none with --custom; "

@@ -409,7 +409,7 @@ class Sequential:
         arrays["__layers__"] = np.array([type(layer).__name__ for layer in self.layers])
         np.savez(path, **arrays)
 
-    def load(self, path: Union[str, os.PathLike]) -> None:
+    def load(self, path: Union[str, os.PathLike]) -> "Sequential":
         """Read weights saved by :meth:`save` into this model (same architecture).
 
         Unbuilt layers are built from the saved shapes.
@@ -417,6 +417,10 @@ class Sequential:
         Parameters
         ----------
         path : str or path-like
+
+        Returns
+        -------
+        self (so ``build_model().load(path).predict(x)`` chains)
         """
         with np.load(path, allow_pickle=False) as data:
             names = [type(layer).__name__ for layer in self.layers]
@@ -430,6 +434,7 @@ class Sequential:
                     layer.set_weights([data[k] for k in keys])
                 elif layer.params:
                     raise ValueError(f"{path}: no weights for layer {i} ({layer.name})")
+        return self
 
     # ------------------------------------------------------ Keras and PyTorch files
     # (thin wrappers: the work is in keras_io.py and torch_io.py; h5py is imported there)
