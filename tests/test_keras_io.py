@@ -225,3 +225,68 @@ def test_keras_io_errors(tmp_path):
         z.writestr("other.txt", "x")
     with pytest.raises(ValueError, match="not a Keras 3 .keras file"):
         nn.load_keras(tmp_path / "bad.keras")
+
+
+# ----------------------------------------------------------------------------- from an interop audit
+
+@pytest.mark.parametrize("width", [12, 8], ids=["width-ne-channels", "width-eq-channels"])
+def test_batchnorm_default_axis_goes_to_keras_as_the_channel_axis(keras, tmp_path, width):
+    # axis None is NCHW's channel axis; written as Keras's default -1 it was the width: a shape
+    # mismatch in Keras when width != channels, silently other predictions when equal
+    model = nn.Sequential([nn.Conv2D(8, 3, padding="same", seed=0), nn.BatchNormalization(), nn.Flatten(),
+                           nn.Dense(3, seed=1)])
+    x = np.random.default_rng(6).standard_normal((4, 2, width, width)).astype(np.float32)
+    model.forward(x, training=True)  # moving statistics away from 0 / 1
+    model.save_keras(tmp_path / "bn.keras", input_shape=(None, 2, width, width))
+    k = keras.saving.load_model(tmp_path / "bn.keras")
+    assert k.layers[1].get_config()["axis"] in (1, [1])
+    np.testing.assert_allclose(np.asarray(k.predict(x, verbose=0)), model.predict(x), rtol=2e-5, atol=2e-5)
+    np.testing.assert_array_equal(nn.load_keras(tmp_path / "bn.keras").predict(x), model.predict(x))
+
+
+def test_unsupported_activation_names_the_layer(keras, tmp_path):
+    L = keras.layers
+    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(2, 3, activation="gelu", name="my_gelu_conv")])
+    model.save(tmp_path / "g.keras")
+    with pytest.raises(ValueError, match="layer 'my_gelu_conv' of class 'Conv2D': activation must be .*'gelu'"):
+        nn.load_keras(tmp_path / "g.keras")
+
+
+def test_weights_into_channels_first_flatten_dense_warn(keras, tmp_path):
+    # Keras's default model flattens (H, W, C); a channels_first fastconv model (C, H, W): the
+    # weights fit, the predictions do not
+    L = keras.layers
+    k = keras.Sequential([keras.Input((6, 6, 2)), L.Conv2D(3, 3), L.Flatten(), L.Dense(4)])
+    k.save_weights(tmp_path / "k.weights.h5")
+    k.save(tmp_path / "k.keras")
+    for path in ("k.weights.h5", "k.keras"):
+        cf = nn.Sequential([nn.Conv2D(3, 3, in_channels=2), nn.Flatten(), nn.Dense(4, in_features=48)])
+        with pytest.warns(UserWarning, match=r"Dense rows are in \(H, W, C\) order, these in \(C, H, W\)"):
+            cf.load_weights(tmp_path / path)
+    import warnings
+    cl = nn.Sequential([nn.Conv2D(3, 3, in_channels=2, data_format="channels_last"), nn.Flatten(),
+                        nn.Dense(4, in_features=48)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cl.load_weights(tmp_path / "k.weights.h5")
+    x = np.random.default_rng(7).standard_normal((3, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(cl.predict(x), np.asarray(k.predict(x, verbose=0)), rtol=2e-5, atol=2e-5)
+
+
+def test_load_keras_of_a_legacy_or_weights_file_says_what_to_do(tmp_path):
+    model = _small_model()
+    model.forward(np.zeros((1, 6, 6, 2), np.float32))
+    model.save_weights(tmp_path / "w.weights.h5")
+    with pytest.raises(ValueError, match=r"not a Keras 3 .keras file \(a zip archive\).*load_weights"):
+        nn.load_keras(tmp_path / "w.weights.h5")
+
+
+def test_zero_explicit_padding_is_saved_as_valid(tmp_path):
+    # from_torch writes torch's default padding=0 as ((0, 0), (0, 0)): Keras's 'valid'
+    model = nn.Sequential([nn.Conv2D(2, 3, padding=((0, 0), (0, 0)), data_format="channels_last", seed=0)])
+    x = np.random.default_rng(8).standard_normal((2, 5, 5, 1)).astype(np.float32)
+    model.forward(x)
+    model.save_keras(tmp_path / "z.keras", input_shape=(None, 5, 5, 1))
+    back = nn.load_keras(tmp_path / "z.keras")
+    assert back.layers[0].padding == "valid"
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))

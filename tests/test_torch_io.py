@@ -112,3 +112,25 @@ def test_torch_io_errors():
     assert model.layers[2].params["kernel"].shape == (4, 3)  # Linear's (out, in) transposed
     with pytest.raises(ValueError, match=r"layer 0 \(Conv2D\)"):
         model.load_state_dict({**state, "0.weight": np.zeros((2, 1, 5, 5))}, strict=False)
+
+
+def test_from_torch_named_children_and_subclasses():
+    # Sequential(OrderedDict(...)) keys its state by the children's names ("conv1.weight"),
+    # and a subclass of Sequential is one: both convert, with the same outputs
+    from collections import OrderedDict
+
+    class Net(tnn.Sequential):
+        pass
+
+    torch.manual_seed(0)
+    named = tnn.Sequential(OrderedDict([("conv1", tnn.Conv2d(1, 4, 3)), ("relu1", tnn.ReLU()),
+                                        ("flat", tnn.Flatten()), ("fc", tnn.Linear(4 * 6 * 6, 3))])).eval()
+    sub = Net(tnn.Conv2d(1, 2, 3), tnn.Flatten(), tnn.Linear(2 * 6 * 6, 2)).eval()
+    x = np.random.default_rng(9).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    for module in (named, sub):
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(nn.from_torch(module).predict(x), expected, rtol=1e-5, atol=1e-6)
+    model = nn.Sequential([nn.Conv2D(4, 3), nn.ReLU(), nn.Flatten(), nn.Dense(3)])
+    with pytest.raises(KeyError, match="keys name modules .*conv1.*convert the module itself with from_torch"):
+        model.load_state_dict(named.state_dict())

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -257,7 +258,10 @@ def layers_from_config(config: dict) -> Tuple[List[Layer], Optional[tuple]]:
                              f"supported: {', '.join(SUPPORTED_KERAS_LAYERS)}")
         if batch_shape is None and "batch_shape" in cfg:
             batch_shape = tuple(cfg["batch_shape"])
-        layers.append(_FROM_KERAS[cls](cfg))
+        try:
+            layers.append(_FROM_KERAS[cls](cfg))
+        except (ValueError, TypeError) as exc:  # an argument fastconv lacks, e.g. activation="gelu"
+            raise ValueError(f"layer {cfg.get('name')!r} of class {cls!r}: {exc}") from None
         classes.append(cls)
     return layers, batch_shape, classes
 
@@ -352,6 +356,11 @@ def load_keras(path: PathLike, dtype: Optional[str] = None):
     from .model import Sequential
 
     h5py = _h5py()
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a Keras 3 .keras file (a zip archive). A legacy HDF5 model "
+                         "(model.save('m.h5')) is not read: re-save it from Keras 3 as 'm.keras'; a "
+                         "weights file (.weights.h5) goes into a model built in fastconv.nn with "
+                         "load_weights")
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         if "config.json" not in names or "model.weights.h5" not in names:
@@ -388,11 +397,41 @@ def load_weights(model, path: PathLike) -> None:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             data = io.BytesIO(z.read("model.weights.h5"))
+            config = json.loads(z.read("config.json")) if "config.json" in z.namelist() else None
+        _warn_flatten_order(model, config)
         with h5py.File(data, "r") as h5:
             _read_h5_weights(model, h5)
         return
+    _warn_flatten_order(model, None)
     with h5py.File(path, "r") as h5:
         _read_h5_weights(model, h5)
+
+
+def _warn_flatten_order(model, config: Optional[dict]) -> None:
+    """Warn where ``model`` flattens channels_first images into a Dense while the Keras model
+    (per its config; with a weights-only file, Keras's default) was channels_last: the Dense
+    kernel's rows follow the Flatten's order, (H, W, C) in Keras's default layout against
+    (C, H, W) here, so the weights would load without error and predict wrongly."""
+    keras_format = "channels_last"
+    for entry in (config or {}).get("config", {}).get("layers", []):
+        fmt = entry.get("config", {}).get("data_format")
+        if entry.get("class_name") == "Flatten":
+            break
+        if fmt:
+            keras_format = fmt
+    if config is not None and keras_format == "channels_first":
+        return
+    fmt = None
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Flatten):
+            if fmt == "channels_first" and any(isinstance(later, Dense) for later in model.layers[i + 1:]):
+                keras = "channels_last" if config is not None else "channels_last (Keras's default; a weights file does not say)"
+                warnings.warn(f"the model flattens channels_first images into a Dense, but the Keras model was {keras}: "
+                              "its Dense rows are in (H, W, C) order, these in (C, H, W), so the loaded model would "
+                              "predict differently. Build the image layers with data_format='channels_last' (and "
+                              "feed NHWC batches), or use load_keras, which does.", UserWarning, stacklevel=4)
+            return
+        fmt = getattr(layer, "data_format", fmt)
 
 
 def _write_h5_weights(model, f) -> None:
@@ -428,16 +467,27 @@ def save_weights(model, path: PathLike) -> None:
 def _keras_padding(layer, padding):
     if isinstance(padding, str):
         return padding
+    if _all_zero(padding):  # explicit zeros, as from_torch writes torch's default padding=0
+        return "valid"
     raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has padding={padding!r}; Keras has only "
                      "'valid' and 'same' (put a ZeroPadding2D before it)")
+
+
+def _all_zero(padding) -> bool:
+    """Whether an explicit padding (an int, a pair, or pairs of pairs) is zero on every side."""
+    if isinstance(padding, (int, np.integer)):
+        return int(padding) == 0
+    if isinstance(padding, (tuple, list)):
+        return all(_all_zero(p) for p in padding)
+    return False
 
 
 def _act_name(layer) -> str:
     return getattr(getattr(layer, "activation", None), "name", "linear")
 
 
-def _layer_config(layer: Layer) -> Tuple[str, dict]:
-    """(Keras class name, its config) for one fastconv layer."""
+def _layer_config(layer: Layer, input_shape: Sequence[Optional[int]]) -> Tuple[str, dict]:
+    """(Keras class name, its config) for one fastconv layer taking ``input_shape``."""
     name = layer.name
     dt = getattr(layer, "dtype", np.dtype("float32"))
     base = {"name": name, "trainable": True, "dtype": np.dtype(dt).name}
@@ -475,7 +525,10 @@ def _layer_config(layer: Layer) -> Tuple[str, dict]:
     if isinstance(layer, Dense):
         return "Dense", {**base, "units": layer.units, "activation": _act_name(layer), "use_bias": layer.use_bias}
     if isinstance(layer, BatchNormalization):
-        return "BatchNormalization", {**base, "axis": -1 if layer.axis is None else layer.axis,
+        # axis None is the channel axis of fastconv's layout: 1 on images (NCHW), -1 on
+        # features; Keras's default -1 would be the width of an NCHW batch
+        axis = layer.axis if layer.axis is not None else (-1 if len(input_shape) == 2 else 1)
+        return "BatchNormalization", {**base, "axis": axis,
                                       "momentum": layer.momentum, "epsilon": layer.epsilon,
                                       "center": layer.center, "scale": layer.scale}
     if isinstance(layer, (MaxPool2D, AveragePooling2D)):
@@ -514,7 +567,7 @@ def model_config(model, input_shape: Sequence[Optional[int]]) -> dict:
                           "name": "input_layer"}}]
     shape = tuple(batch_shape)
     for layer in model.layers:
-        cls, cfg = _layer_config(layer)
+        cls, cfg = _layer_config(layer, shape)
         layers.append({"module": "keras.layers", "class_name": cls, "config": cfg, "registered_name": None,
                        "build_config": {"input_shape": list(shape)}})
         shape = layer.compute_output_shape(shape)

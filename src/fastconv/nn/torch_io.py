@@ -137,11 +137,24 @@ def from_torch(module):
     """
     from .model import Sequential
 
-    if type(module).__name__ != "Sequential" or not hasattr(module, "state_dict"):
+    try:
+        import torch
+        sequential = isinstance(module, torch.nn.Sequential)  # subclasses too
+    except ImportError:  # pragma: no cover - a torch module without torch
+        sequential = False
+    if not sequential:
         raise TypeError(f"module must be a torch.nn.Sequential, got {type(module).__name__}")
-    layers = [_layer_for(i, child) for i, child in enumerate(module.children())]
+    children = list(module.named_children())
+    layers = [_layer_for(i, child) for i, (_, child) in enumerate(children)]
     model = Sequential(layers)
-    load_state_dict(model, module.state_dict())
+    # children named through an OrderedDict ("conv1", "fc") key their parameters by name:
+    # the layers take them by position
+    index = {name: str(i) for i, (name, _) in enumerate(children)}
+    state = {}
+    for key, value in module.state_dict().items():
+        head, _, rest = key.partition(".")
+        state[f"{index.get(head, head)}.{rest}"] = value
+    load_state_dict(model, state)
     return model
 
 
@@ -194,6 +207,11 @@ def load_state_dict(model, state: Mapping[str, Any], strict: bool = True) -> Non
     ValueError
         For arrays whose shapes do not fit (naming the layer).
     """
+    heads = {key.partition(".")[0] for key in state}
+    if heads and not any(h.isdigit() for h in heads):
+        raise KeyError(f"the state dict's keys name modules ({', '.join(sorted(heads)[:4])}, ...), not layer "
+                       "indices: a Sequential with named children; convert the module itself with from_torch, "
+                       "or rename the keys to '<index>.<name>' in the order of its children")
     by_layer: Dict[int, Dict[str, np.ndarray]] = {}
     unexpected = []
     for key, value in state.items():
