@@ -290,3 +290,13 @@ def test_zero_explicit_padding_is_saved_as_valid(tmp_path):
     back = nn.load_keras(tmp_path / "z.keras")
     assert back.layers[0].padding == "valid"
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+
+def test_dense_on_images_is_refused_at_load(keras, tmp_path):
+    # Keras applies such a Dense along the last axis; fastconv's takes (N, features) and only
+    # failed at predict
+    L = keras.layers
+    model = keras.Sequential([keras.Input((5, 5, 3)), L.Dense(4, name="pixelwise"), L.Flatten(), L.Dense(2)])
+    model.save(tmp_path / "d.keras")
+    with pytest.raises(ValueError, match=r"layer 'pixelwise' of class 'Dense' takes a 4-D input .*Flatten before it"):
+        nn.load_keras(tmp_path / "d.keras")

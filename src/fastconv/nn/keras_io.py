@@ -258,6 +258,10 @@ def layers_from_config(config: dict) -> Tuple[List[Layer], Optional[tuple]]:
                              f"supported: {', '.join(SUPPORTED_KERAS_LAYERS)}")
         if batch_shape is None and "batch_shape" in cfg:
             batch_shape = tuple(cfg["batch_shape"])
+        built_for = (entry.get("build_config") or {}).get("input_shape") or []
+        if cls == "Dense" and len(built_for) > 2:  # Keras applies it along the last axis of images
+            raise ValueError(f"layer {cfg.get('name')!r} of class 'Dense' takes a {len(built_for)}-D input "
+                             f"{tuple(built_for)}; fastconv's Dense takes (N, features): put a Flatten before it")
         try:
             layers.append(_FROM_KERAS[cls](cfg))
         except (ValueError, TypeError) as exc:  # an argument fastconv lacks, e.g. activation="gelu"
