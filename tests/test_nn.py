@@ -537,3 +537,17 @@ def test_fit_prints_epoch_lines_without_tqdm(monkeypatch, capsys):
     m.fit(x, y, epochs=2, batch_size=8, verbose=1)
     out = capsys.readouterr().out
     assert "epoch 1/2" in out and "epoch 2/2" in out and "images/s" in out
+
+
+def test_training_a_softmax_output_warns_once():
+    # the built-in loss takes logits: a Keras classifier's softmax output trains on softmax twice
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 1, 4, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    model = nn.Sequential([nn.Flatten(), nn.Dense(3, activation="softmax", seed=0)]).compile()
+    with pytest.warns(UserWarning, match=r"applies softmax.*training would take the softmax twice"):
+        model.train_on_batch(x, y)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.train_on_batch(x, y)   # once a model
+        nn.Sequential([nn.Flatten(), nn.Dense(3, seed=0)]).compile().train_on_batch(x, y)

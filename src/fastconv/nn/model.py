@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -269,12 +270,27 @@ class Sequential:
         """
         if self.optimizer is None:
             self.compile()
+        self._warn_softmax_twice()
         with self.kept_buffers():
             out = self._forward(x, training=True)
             loss = self.loss.forward(out, y)
             self.backward(self.loss.backward(), input_grad=False)
         self.optimizer.update(self.parameters(), self.gradients())
         return loss, float(np.mean(out.argmax(axis=1) == _class_ids(y)))
+
+    def _warn_softmax_twice(self) -> None:
+        """Once a model: the built-in loss takes logits, so a last layer that applies softmax
+        (a Keras classifier loaded as it was saved) trains on softmax of softmax, whose loss
+        stalls (about 1.46 in an interop audit's fine-tuning) without an error."""
+        if getattr(self, "_softmax_checked", False) or not self.layers:
+            return
+        self._softmax_checked = True
+        last = self.layers[-1]
+        if isinstance(self.loss, SoftmaxCrossEntropy) and getattr(getattr(last, "activation", None), "name", None) == "softmax":
+            warnings.warn(f"the last layer ({last.name}) applies softmax, and the loss (SoftmaxCrossEntropy) takes "
+                          "logits: training would take the softmax twice. Set that layer's activation to linear "
+                          "for training (layer.activation = nn.activations.get('linear')); predictions' argmax "
+                          "is the same either way (see docs/interop.md).", UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ loops
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
