@@ -317,22 +317,43 @@ def test_task_threads_restores_the_setting():
     assert fastconv.get_num_threads() == 2
 
 
-def test_task_threads_hold_for_the_task_thread_only():
+def test_a_threads_block_around_compute_limits_the_tasks():
+    # the pool's threads have no block of their own: a block around compute() is their limit
     fastconv.set_num_threads(2)
-    inside, release = threading.Event(), threading.Event()
+    seen = []
 
-    def task():
-        with fd.task_threads(1):
-            inside.set()
-            release.wait(10)
+    def record(block):
+        seen.append(fastconv.get_num_threads())
+        return block
 
-    t = threading.Thread(target=task)
-    t.start()
-    assert inside.wait(10)
-    assert fastconv.get_num_threads() == 2     # the caller's thread keeps the process setting
-    release.set()
-    t.join()
-    assert fastconv.get_num_threads() == 2
+    with dask.config.set(scheduler="threads", num_workers=1), fastconv.threads(1):
+        da.ones((4,), chunks=1).map_blocks(lambda b: _in_task(record, b)).compute()
+    assert seen and set(seen) == {1}
+
+
+def _in_task(record, block):
+    with fd.task_threads():
+        return record(block)
+
+
+def test_task_threads_hold_for_their_own_task():
+    # two tasks with other budgets, overlapping: each keeps its own, nothing stale after
+    fastconv.set_num_threads(3)
+    both_in, seen = threading.Barrier(2, timeout=10), {}
+
+    def task(n):
+        with fd.task_threads(n):
+            both_in.wait()
+            seen[n] = fastconv.get_num_threads()
+            both_in.wait()
+
+    ts = [threading.Thread(target=task, args=(n,)) for n in (1, 2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert seen == {1: 1, 2: 2}
+    assert fastconv.get_num_threads() == 3
 
 
 # ----------------------------------------------------------------------------- nn

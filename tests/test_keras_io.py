@@ -279,6 +279,8 @@ def test_load_keras_of_a_legacy_or_weights_file_says_what_to_do(tmp_path):
     model.save_weights(tmp_path / "w.weights.h5")
     with pytest.raises(ValueError, match=r"not a Keras 3 .keras file \(a zip archive\).*load_weights"):
         nn.load_keras(tmp_path / "w.weights.h5")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        nn.load_keras(tmp_path / "typo.keras")
 
 
 def test_zero_explicit_padding_is_saved_as_valid(tmp_path):
@@ -300,3 +302,21 @@ def test_dense_on_images_is_refused_at_load(keras, tmp_path):
     model.save(tmp_path / "d.keras")
     with pytest.raises(ValueError, match=r"layer 'pixelwise' of class 'Dense' takes a 4-D input .*Flatten before it"):
         nn.load_keras(tmp_path / "d.keras")
+
+
+def test_channels_first_weights_file_round_trip_is_quiet(tmp_path):
+    # save_weights records the layout it flattened, so its own file loads back without the
+    # (H, W, C) warning meant for Keras's default models (a code review's case)
+    import warnings
+    model = nn.Sequential([nn.Conv2D(3, 3, seed=0), nn.ReLU(), nn.Flatten(), nn.Dense(2, seed=1)])
+    x = np.random.default_rng(11).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    model.forward(x)
+    model.save_weights(tmp_path / "cf.weights.h5")
+    with h5py.File(tmp_path / "cf.weights.h5") as f:
+        assert f.attrs["fastconv_flatten_input_format"] == "channels_first"
+    back = nn.Sequential([nn.Conv2D(3, 3), nn.ReLU(), nn.Flatten(), nn.Dense(2)])
+    back.forward(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back.load_weights(tmp_path / "cf.weights.h5")
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))

@@ -222,6 +222,7 @@ def test_conv2d_errors():
     (lambda: nn.MaxPool2D(2.0), TypeError, "pool_size must be an int"),
     (lambda: nn.DepthwiseConv2D(3, padding=-2), ValueError, "padding must be >= 0"),
     (lambda: nn.Conv2DTranspose(4, 3.0), TypeError, "kernel_size must be an int"),
+    (lambda: nn.Conv1D(4, 3, padding=(1, 2)), ValueError, "an int >= 0 for Conv1D"),
 ])
 def test_layer_arguments_checked_at_construction(make, error, pattern):
     # floats used to fail inside tuple() ("'float' object is not iterable"), and explicit
@@ -251,12 +252,17 @@ def test_first_call_warns_on_the_other_layout(layer, data_format, shape):
 
 @pytest.mark.parametrize("data_format,shape", [("channels_first", (2, 1, 28, 28)), ("channels_first", (2, 3, 32, 32)),
                                                ("channels_first", (2, 16, 8, 8)), ("channels_last", (2, 28, 28, 1)),
-                                               ("channels_last", (2, 32, 32, 3)), ("channels_last", (2, 8, 8, 16))])
+                                               ("channels_last", (2, 32, 32, 3)), ("channels_last", (2, 8, 8, 16)),
+                                               # what they say: a signal as a column image, deep
+                                               # non-square maps (a code review's cases)
+                                               ("channels_first", (2, 16, 100, 1)), ("channels_first", (2, 64, 16, 4)),
+                                               ("channels_first", (2, 32, 12, 3)), ("channels_last", (2, 1, 100, 16)),
+                                               ("channels_last", (2, 4, 16, 64))])
 def test_first_call_is_quiet_on_its_own_layout(data_format, shape):
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        nn.Conv2D(4, 3, data_format=data_format)(np.zeros(shape, np.float32))
+        nn.Conv2D(4, 3, padding="same", data_format=data_format)(np.zeros(shape, np.float32))
 
 
 def test_compile_rejects_a_loss_name():

@@ -187,11 +187,52 @@ def test_threads_blocks_belong_to_their_python_thread():
     threads = [threading.Thread(target=a), threading.Thread(target=b)]
     for t in threads:
         t.start()
-    a_in.wait(10)
-    seen["main"] = fastconv.get_num_threads()   # while A's block is open
     for t in threads:
         t.join()
-    assert seen == {"a": 1, "b": 3, "main": 2}
+    assert seen == {"a": 1, "b": 3}
+    assert fastconv.get_num_threads() == 2   # nothing stale left behind
+
+
+def test_threads_started_inside_a_block_follow_it():
+    # a pool's workers have no block of their own: they take the innermost one open, so
+    # `with threads(1): pool.map(...)` (or dask's compute) still limits them
+    from concurrent.futures import ThreadPoolExecutor
+    fastconv.set_num_threads(2)
+    with fastconv.threads(1):
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(lambda _: fastconv.get_num_threads(), range(4))) == [1, 1, 1, 1]
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(fastconv.get_num_threads).result() == 2
+
+
+def test_threads_blocks_of_asyncio_tasks():
+    # each task's context is a copy: B's block holds for B while A's, entered first, closes first
+    import asyncio
+    fastconv.set_num_threads(2)
+    seen = {}
+
+    async def a(ev_a, ev_b):
+        with fastconv.threads(1):
+            ev_a.set()
+            await ev_b.wait()
+            seen["a"] = fastconv.get_num_threads()
+
+    async def b(ev_a, ev_b, ev_done):
+        await ev_a.wait()
+        with fastconv.threads(4):
+            ev_b.set()
+            await ev_done.wait()
+            seen["b"] = fastconv.get_num_threads()
+
+    async def main():
+        ev_a, ev_b, ev_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        ta, tb = asyncio.create_task(a(ev_a, ev_b)), asyncio.create_task(b(ev_a, ev_b, ev_done))
+        await ta
+        ev_done.set()
+        await tb
+
+    asyncio.run(main())
+    assert seen == {"a": 1, "b": 4}
     assert fastconv.get_num_threads() == 2
 
 

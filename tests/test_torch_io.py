@@ -134,3 +134,16 @@ def test_from_torch_named_children_and_subclasses():
     model = nn.Sequential([nn.Conv2D(4, 3), nn.ReLU(), nn.Flatten(), nn.Dense(3)])
     with pytest.raises(KeyError, match="keys name modules .*conv1.*convert the module itself with from_torch"):
         model.load_state_dict(named.state_dict())
+
+
+def test_from_torch_keeps_a_module_used_twice():
+    # one ReLU instance at two places: named_children() yields it once
+    torch.manual_seed(1)
+    act = tnn.ReLU()
+    module = tnn.Sequential(tnn.Conv2d(1, 3, 3), act, tnn.Conv2d(3, 2, 3), act, tnn.Flatten(),
+                            tnn.Linear(2 * 4 * 4, 3)).eval()
+    x = np.random.default_rng(10).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    model = nn.from_torch(module)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "ReLU", "Conv2D", "ReLU", "Flatten", "Dense"]
+    with torch.no_grad():
+        np.testing.assert_allclose(model.predict(x), module(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)

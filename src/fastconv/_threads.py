@@ -2,9 +2,13 @@
 
 Each call hands its team size to C explicitly (OpenMP's ``num_threads`` clause) instead of
 calling ``omp_set_num_threads``, whose setting would apply only to the calling thread.
-``set_num_threads`` sets the process's count; ``threads(n)`` overrides it for the calling
-Python thread inside the block only, so blocks in different Python threads (a server's
-requests, dask's tasks) neither see nor undo each other's counts.
+``set_num_threads`` sets the process's count. ``threads(n)`` overrides it inside the block:
+for the code that opened it (its Python thread, or asyncio task), and for threads that have
+no block of their own, such as a pool's workers started inside it, which take the innermost
+block open in the process. Blocks in different Python threads (a server's requests, dask's
+tasks) keep their own counts, and each block's exit removes only its own: a process-wide
+value saved and restored by each block was undone by overlapping blocks of other threads,
+the last to exit restoring a stale count for everyone.
 
 Fork safety: GNU libgomp's thread pool does not survive ``fork()``. A child forked after
 fastconv's team has started (``os.fork``, ``multiprocessing`` with the "fork" start method)
@@ -16,9 +20,10 @@ started by "spawn" or "forkserver", keep their threads. The switch lives in C
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import numbers
 import threading
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 from . import _core
 
@@ -27,10 +32,21 @@ MAX_THREADS = 4096
 
 _lock = threading.Lock()
 _num_threads: Optional[int] = None
-# threads() blocks of the calling Python thread, innermost last: their counts (None: OpenMP's
-# default). A process-wide value saved and restored by each block was undone by overlapping
-# blocks in other Python threads: the last to exit restored a stale count for everyone.
-_blocks = threading.local()
+
+
+class _Block:
+    """One open threads() block: its count (None: OpenMP's default)."""
+    __slots__ = ("n",)
+
+    def __init__(self, n: Optional[int]) -> None:
+        self.n = n
+
+
+# The innermost block of the running code (a context variable: per Python thread, and per
+# asyncio task, whose context is a copy), and every block open in the process, in order of
+# entry, for threads without one of their own.
+_own: contextvars.ContextVar[Optional[_Block]] = contextvars.ContextVar("fastconv_threads_block", default=None)
+_open: List[_Block] = []
 
 
 def _checked(n: Optional[int]) -> Optional[int]:
@@ -64,16 +80,20 @@ def get_num_threads() -> int:
     """The number of threads the calling Python thread's next fastconv call will use."""
     if _core.fork_serial():
         return 1  # a forked child of a process whose team had started (module docstring)
-    stack = getattr(_blocks, "stack", None)
-    n = stack[-1] if stack else _num_threads
+    block = _own.get()
+    if block is None:
+        with _lock:
+            block = _open[-1] if _open else None
+    n = block.n if block is not None else _num_threads
     return n if n is not None else max(1, _core.omp_max_threads())
 
 
 @contextlib.contextmanager
 def threads(n: Optional[int]) -> Iterator[None]:
-    """Context manager: the calling Python thread's fastconv calls use ``n`` threads inside
-    the block (None: OpenMP's default); other Python threads, and the code after the block,
-    keep their counts.
+    """Context manager: fastconv calls use ``n`` threads inside the block (None: OpenMP's
+    default), those of the calling Python thread (or asyncio task) and of threads without a
+    block of their own (a pool started inside it); other threads' blocks, and the code after
+    the block, keep their counts.
 
     Parameters
     ----------
@@ -85,10 +105,13 @@ def threads(n: Optional[int]) -> Iterator[None]:
     >>> with fastconv.threads(1):
     ...     y = fastconv.conv2d(x, w)
     """
-    n = _checked(n)
-    stack = _blocks.__dict__.setdefault("stack", [])
-    stack.append(n)
+    block = _Block(_checked(n))
+    token = _own.set(block)
+    with _lock:
+        _open.append(block)
     try:
         yield
     finally:
-        stack.pop()
+        with _lock:
+            _open.remove(block)  # this block, wherever it is: blocks may close out of order
+        _own.reset(token)

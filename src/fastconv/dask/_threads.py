@@ -15,8 +15,8 @@ threads (one each when ``T >= cores``; never more than the process's own setting
 ``cores`` is the number of CPUs this process may run on (``os.sched_getaffinity``). A
 machine running several worker *processes* should pass ``threads_per_task`` explicitly
 (e.g. ``cores // (processes * threads_per_worker)``), since one process cannot see the
-others. The count holds for the task's own thread only (``fastconv.threads``), so the
-process's setting, and the caller's thread, are left alone.
+others. The count is a ``fastconv.threads`` block of the task's thread: concurrent tasks keep
+their own counts, and nothing is left behind when they end.
 """
 from __future__ import annotations
 
@@ -80,8 +80,8 @@ def task_thread_budget(threads_per_task: Optional[int] = None) -> Optional[int]:
 
 @contextlib.contextmanager
 def task_threads(threads_per_task: Optional[int] = None) -> Iterator[None]:
-    """Run the block with :func:`task_thread_budget` threads in the calling thread (a
-    ``fastconv.threads`` block: other threads keep their counts).
+    """Run the block with :func:`task_thread_budget` threads (a ``fastconv.threads`` block
+    of the calling thread).
 
     Parameters
     ----------

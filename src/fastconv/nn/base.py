@@ -54,18 +54,20 @@ def norm_padding(padding, allowed: Tuple[str, ...] = ("valid", "same")):
 
 def warn_if_other_layout(layer, shape: Sequence[int], data_format: str, stacklevel: int = 4) -> None:
     """At a layer's first call, where it takes its input channels from the batch: warn when
-    the 4-D ``shape`` looks like the other layout, an image's 1, 3 or 4 channels on the axis
-    this format reads as a spatial one and 8 or more on the ones it reads as channels and
-    rows (a Keras user's NHWC batch given to a channels_first layer would build it for, say,
-    28 channels of 28 x 1 images and run without a word). ``stacklevel``: of the user's call
-    that builds the layer, as warnings.warn counts it from here."""
+    the 4-D ``shape`` looks like a square image batch in the other layout, an image's 1, 3 or
+    4 channels on the axis this format reads as a spatial one, and two equal sizes of 8 or
+    more on the ones it reads as channels and rows (a Keras user's NHWC batch given to a
+    channels_first layer would build it for, say, 28 channels of 28 x 1 images and run without
+    a word). Square only: a channels_first (N, 16, 100, 1) signal or a deep (N, 64, 16, 4)
+    map is what it says. ``stacklevel``: of the user's call that builds the layer, as
+    warnings.warn counts it from here."""
     if len(shape) != 4:  # (Conv1D's batches)
         return
     _, a, b, c = shape
     if data_format == "channels_first":
-        looks, other, channels = c in (1, 3, 4) and a >= 8 and b >= 8, "channels_last", a
+        looks, other, channels = c in (1, 3, 4) and a == b >= 8, "channels_last", a
     else:
-        looks, other, channels = a in (1, 3, 4) and b >= 8 and c >= 8, "channels_first", c
+        looks, other, channels = a in (1, 3, 4) and b == c >= 8, "channels_first", c
     if looks:
         warnings.warn(f"{layer.name}: input shape {tuple(shape)} looks like {other} data; this layer is "
                       f"{data_format} and takes it as {channels} input channels. If the data is {other}, "

@@ -22,6 +22,15 @@ from .base import Layer, Shape, int_pair, layer_rng, norm_padding, param_dtype, 
 __all__ = ["Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Conv1D"]
 
 
+def _int1_or_zero(v) -> int:
+    """Conv1D's explicit padding: an int >= 0 (or a 1-tuple of one), both ends alike."""
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"padding must be 'valid', 'same', 'causal' or an int >= 0 for Conv1D, got {v!r}")
+    return int(v)
+
+
 def _int1(v, what: str) -> int:
     """A positive int, or a 1-tuple of one (Keras writes ``kernel_size=(3,)`` for Conv1D)."""
     if isinstance(v, (tuple, list)) and len(v) == 1:
@@ -461,7 +470,9 @@ class Conv1D(_ConvBase):
         self.kernel_size = _int1(kernel_size, "kernel_size")
         self.strides = _int1(strides, "strides")
         self.dilation_rate = _int1(dilation_rate, "dilation_rate")
-        self.padding = norm_padding(padding, ("valid", "same", "causal"))
+        # one length axis: one int, not norm_padding's pairs
+        self.padding = norm_padding(padding, ("valid", "same", "causal")) if isinstance(padding, str) \
+            else _int1_or_zero(padding)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self._finish_init()
 

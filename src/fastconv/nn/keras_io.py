@@ -360,6 +360,8 @@ def load_keras(path: PathLike, dtype: Optional[str] = None):
     from .model import Sequential
 
     h5py = _h5py()
+    if not os.path.isfile(path):  # (is_zipfile says False for a missing file too)
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a Keras 3 .keras file (a zip archive). A legacy HDF5 model "
                          "(model.save('m.h5')) is not read: re-save it from Keras 3 as 'm.keras'; a "
@@ -402,40 +404,53 @@ def load_weights(model, path: PathLike) -> None:
         with zipfile.ZipFile(path) as z:
             data = io.BytesIO(z.read("model.weights.h5"))
             config = json.loads(z.read("config.json")) if "config.json" in z.namelist() else None
-        _warn_flatten_order(model, config)
+        _warn_flatten_order(model, None if config is None else _config_format_before_flatten(config))
         with h5py.File(data, "r") as h5:
             _read_h5_weights(model, h5)
         return
-    _warn_flatten_order(model, None)
     with h5py.File(path, "r") as h5:
+        said = h5.attrs.get(FLATTEN_FORMAT_ATTR)
+        _warn_flatten_order(model, said.decode() if isinstance(said, bytes) else said)
         _read_h5_weights(model, h5)
 
 
-def _warn_flatten_order(model, config: Optional[dict]) -> None:
-    """Warn where ``model`` flattens channels_first images into a Dense while the Keras model
-    (per its config; with a weights-only file, Keras's default) was channels_last: the Dense
-    kernel's rows follow the Flatten's order, (H, W, C) in Keras's default layout against
-    (C, H, W) here, so the weights would load without error and predict wrongly."""
-    keras_format = "channels_last"
-    for entry in (config or {}).get("config", {}).get("layers", []):
-        fmt = entry.get("config", {}).get("data_format")
+#: Root attribute of the .weights.h5 files save_weights writes: the data_format of the image
+#: layers before the model's Flatten (Keras ignores it; load_weights reads it back).
+FLATTEN_FORMAT_ATTR = "fastconv_flatten_input_format"
+
+
+def _format_before_flatten(layers) -> Optional[str]:
+    """The data_format of the image layers a Flatten followed by a Dense flattens, or None."""
+    fmt = None
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Flatten):
+            return fmt if any(isinstance(later, Dense) for later in layers[i + 1:]) else None
+        fmt = getattr(layer, "data_format", fmt)
+    return None
+
+
+def _config_format_before_flatten(config: dict) -> str:
+    """The same, of a Keras config (Keras's default channels_last where no layer says)."""
+    fmt = "channels_last"
+    for entry in config.get("config", {}).get("layers", []):
         if entry.get("class_name") == "Flatten":
             break
-        if fmt:
-            keras_format = fmt
-    if config is not None and keras_format == "channels_first":
+        fmt = entry.get("config", {}).get("data_format") or fmt
+    return fmt
+
+
+def _warn_flatten_order(model, source_format: Optional[str]) -> None:
+    """Warn where ``model`` flattens channels_first images into a Dense while the weights' model
+    was channels_last (``source_format``; None: a weights file that does not say, so Keras's
+    default): the Dense kernel's rows follow the Flatten's order, (H, W, C) in Keras's default
+    layout against (C, H, W) here, so the weights would load without error and predict wrongly."""
+    if _format_before_flatten(model.layers) != "channels_first" or source_format == "channels_first":
         return
-    fmt = None
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, Flatten):
-            if fmt == "channels_first" and any(isinstance(later, Dense) for later in model.layers[i + 1:]):
-                keras = "channels_last" if config is not None else "channels_last (Keras's default; a weights file does not say)"
-                warnings.warn(f"the model flattens channels_first images into a Dense, but the Keras model was {keras}: "
-                              "its Dense rows are in (H, W, C) order, these in (C, H, W), so the loaded model would "
-                              "predict differently. Build the image layers with data_format='channels_last' (and "
-                              "feed NHWC batches), or use load_keras, which does.", UserWarning, stacklevel=4)
-            return
-        fmt = getattr(layer, "data_format", fmt)
+    keras = "channels_last" if source_format else "channels_last (Keras's default; a weights file does not say)"
+    warnings.warn(f"the model flattens channels_first images into a Dense, but the Keras model was {keras}: "
+                  "its Dense rows are in (H, W, C) order, these in (C, H, W), so the loaded model would "
+                  "predict differently. Build the image layers with data_format='channels_last' (and "
+                  "feed NHWC batches), or use load_keras, which does.", UserWarning, stacklevel=4)
 
 
 def _write_h5_weights(model, f) -> None:
@@ -464,6 +479,9 @@ def save_weights(model, path: PathLike) -> None:
     h5py = _h5py()
     with h5py.File(path, "w") as f:
         _write_h5_weights(model, f)
+        fmt = _format_before_flatten(model.layers)
+        if fmt is not None:  # so that load_weights knows the Dense rows' order (Keras ignores it)
+            f.attrs[FLATTEN_FORMAT_ATTR] = fmt
 
 
 # ----------------------------------------------------------------------------- layers -> config

@@ -144,7 +144,9 @@ def from_torch(module):
         sequential = False
     if not sequential:
         raise TypeError(f"module must be a torch.nn.Sequential, got {type(module).__name__}")
-    children = list(module.named_children())
+    # _modules, not named_children(), which yields a module used twice (one ReLU instance at
+    # two places) once and so dropped a layer
+    children = [(name, child) for name, child in module._modules.items() if child is not None]
     layers = [_layer_for(i, child) for i, (_, child) in enumerate(children)]
     model = Sequential(layers)
     # children named through an OrderedDict ("conv1", "fc") key their parameters by name:
@@ -210,8 +212,9 @@ def load_state_dict(model, state: Mapping[str, Any], strict: bool = True) -> Non
     heads = {key.partition(".")[0] for key in state}
     if heads and not any(h.isdigit() for h in heads):
         raise KeyError(f"the state dict's keys name modules ({', '.join(sorted(heads)[:4])}, ...), not layer "
-                       "indices: a Sequential with named children; convert the module itself with from_torch, "
-                       "or rename the keys to '<index>.<name>' in the order of its children")
+                       "indices: from a Sequential with named children (convert the module itself with "
+                       "from_torch), or with a prefix such as 'module.' or 'features.' (strip it); the keys "
+                       "must be '<index>.<name>' in the order of the Sequential's children")
     by_layer: Dict[int, Dict[str, np.ndarray]] = {}
     unexpected = []
     for key, value in state.items():
