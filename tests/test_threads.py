@@ -286,3 +286,36 @@ def test_default_follows_omp_num_threads():
     if not _core.openmp_enabled():
         expected = 1
     assert _run_python(code, {}).strip() == str(expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_holds_a_block_and_the_lock():
+    # the child has only the forking thread: the other thread's block is gone there, and the
+    # module's lock, held by that thread at the fork, is a new one (else the child's next
+    # threads() block would wait for good)
+    from fastconv import _threads
+    opened, release = threading.Event(), threading.Event()
+
+    def other():
+        with fastconv.threads(1):
+            with _threads._lock:
+                opened.set()
+                release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert opened.wait(10)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            free = _threads._lock.acquire(timeout=2)
+            os.write(w, f"{len(_threads._open)} {int(free)}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 64).decode()
+    os.waitpid(pid, 0)
+    release.set()
+    t.join()
+    assert got == "0 1"

@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import numbers
+import os
 import threading
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional, Tuple
 
 from . import _core
 
@@ -46,7 +47,19 @@ class _Block:
 # asyncio task, whose context is a copy), and every block open in the process, in order of
 # entry, for threads without one of their own.
 _own: contextvars.ContextVar[Optional[_Block]] = contextvars.ContextVar("fastconv_threads_block", default=None)
-_open: List[_Block] = []
+_open: Tuple[_Block, ...] = ()  # replaced whole under _lock, read without it (one reference)
+
+
+def _after_fork_in_child() -> None:
+    # a fork while another thread held _lock would leave the child's copy locked for good,
+    # and the child has only the forking thread: the other threads' blocks are gone
+    global _lock, _open
+    _lock = threading.Lock()
+    own = _own.get()
+    _open = (own,) if own is not None else ()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _checked(n: Optional[int]) -> Optional[int]:
@@ -82,8 +95,8 @@ def get_num_threads() -> int:
         return 1  # a forked child of a process whose team had started (module docstring)
     block = _own.get()
     if block is None:
-        with _lock:
-            block = _open[-1] if _open else None
+        blocks = _open  # no lock on the calls' path (a forked child never waits here)
+        block = blocks[-1] if blocks else None
     n = block.n if block is not None else _num_threads
     return n if n is not None else max(1, _core.omp_max_threads())
 
@@ -105,13 +118,14 @@ def threads(n: Optional[int]) -> Iterator[None]:
     >>> with fastconv.threads(1):
     ...     y = fastconv.conv2d(x, w)
     """
+    global _open
     block = _Block(_checked(n))
     token = _own.set(block)
     with _lock:
-        _open.append(block)
+        _open = _open + (block,)
     try:
         yield
     finally:
-        with _lock:
-            _open.remove(block)  # this block, wherever it is: blocks may close out of order
+        with _lock:  # this block, wherever it is: blocks may close out of order
+            _open = tuple(b for b in _open if b is not block)
         _own.reset(token)
