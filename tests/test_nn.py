@@ -557,3 +557,18 @@ def test_training_a_softmax_output_warns_once():
         warnings.simplefilter("error")
         model.train_on_batch(x, y)   # once a model
         nn.Sequential([nn.Flatten(), nn.Dense(3, seed=0)]).compile().train_on_batch(x, y)
+
+
+def test_warnings_point_at_the_users_line():
+    # however deep in fit/predict they arise (Python 3.11 has no skip_file_prefixes)
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((4, 8, 8, 3)).astype(np.float32), rng.integers(0, 2, 4)
+    model = nn.Sequential([nn.Conv2D(2, 3, padding="same"), nn.Flatten(), nn.Dense(2, activation="softmax")])
+    with pytest.warns(UserWarning) as record:
+        model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert {r.filename for r in record} == {__file__}
+    assert {"looks like channels_last", "applies softmax"} <= {
+        key for r in record for key in ("looks like channels_last", "applies softmax") if key in str(r.message)}
+    with pytest.warns(UserWarning) as record:
+        nn.Conv2D(2, 3, padding="same")(x)
+    assert [r.filename for r in record] == [__file__]

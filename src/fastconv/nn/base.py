@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -52,15 +54,27 @@ def norm_padding(padding, allowed: Tuple[str, ...] = ("valid", "same")):
     return padding
 
 
-def warn_if_other_layout(layer, shape: Sequence[int], data_format: str, stacklevel: int = 4) -> None:
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` in the caller of this function that points at
+    the first frame outside fastconv: the user's line, however deep in fit or predict the
+    warning arises (Python 3.12's skip_file_prefixes, for the Pythons before it)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_other_layout(layer, shape: Sequence[int], data_format: str) -> None:
     """At a layer's first call, where it takes its input channels from the batch: warn when
     the 4-D ``shape`` looks like a square image batch in the other layout, an image's 1, 3 or
     4 channels on the axis this format reads as a spatial one, and two equal sizes of 8 or
     more on the ones it reads as channels and rows (a Keras user's NHWC batch given to a
     channels_first layer would build it for, say, 28 channels of 28 x 1 images and run without
     a word). Square only: a channels_first (N, 16, 100, 1) signal or a deep (N, 64, 16, 4)
-    map is what it says. ``stacklevel``: of the user's call that builds the layer, as
-    warnings.warn counts it from here."""
+    map is what it says. The warning points at the user's line (user_stacklevel)."""
     if len(shape) != 4:  # (Conv1D's batches)
         return
     _, a, b, c = shape
@@ -71,7 +85,7 @@ def warn_if_other_layout(layer, shape: Sequence[int], data_format: str, stacklev
     if looks:
         warnings.warn(f"{layer.name}: input shape {tuple(shape)} looks like {other} data; this layer is "
                       f"{data_format} and takes it as {channels} input channels. If the data is {other}, "
-                      f"pass data_format={other!r} (or transpose it).", UserWarning, stacklevel=stacklevel)
+                      f"pass data_format={other!r} (or transpose it).", UserWarning, stacklevel=user_stacklevel())
 
 
 def layer_rng(seed) -> np.random.Generator:

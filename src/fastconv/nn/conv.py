@@ -282,7 +282,7 @@ class Conv2D(Layer):
             raise ValueError(f"{self.name}: expected a 4-D input, got shape {x.shape}")
         channels = x.shape[self._channel_axis()]
         if not self.built:
-            warn_if_other_layout(self, x.shape, self.data_format, stacklevel=5)
+            warn_if_other_layout(self, x.shape, self.data_format)
             self.build(channels)
         elif channels != self.in_channels:
             raise ValueError(f"{self.name}: built for {self.in_channels} input channels, got "

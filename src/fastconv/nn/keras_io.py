@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .activations import Activation
-from .base import Layer
+from .base import Layer, user_stacklevel
 from .conv import Conv2D
 from .conv_family import Conv1D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .layers import Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -450,7 +450,7 @@ def _warn_flatten_order(model, source_format: Optional[str]) -> None:
     warnings.warn(f"the model flattens channels_first images into a Dense, but the Keras model was {keras}: "
                   "its Dense rows are in (H, W, C) order, these in (C, H, W), so the loaded model would "
                   "predict differently. Build the image layers with data_format='channels_last' (and "
-                  "feed NHWC batches), or use load_keras, which does.", UserWarning, stacklevel=4)
+                  "feed NHWC batches), or use load_keras, which does.", UserWarning, stacklevel=user_stacklevel())
 
 
 def _write_h5_weights(model, f) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import optimizers
 from .activations import Activation
-from .base import Layer, layer_rng
+from .base import Layer, layer_rng, user_stacklevel
 from .conv import Conv2D
 from .layers import MaxPool2D, ReLU
 from .losses import SoftmaxCrossEntropy
@@ -290,7 +290,7 @@ class Sequential:
             warnings.warn(f"the last layer ({last.name}) applies softmax, and the loss (SoftmaxCrossEntropy) takes "
                           "logits: training would take the softmax twice. Set that layer's activation to linear "
                           "for training (layer.activation = nn.activations.get('linear')); predictions' argmax "
-                          "is the same either way (see docs/interop.md).", UserWarning, stacklevel=3)
+                          "is the same either way (see docs/interop.md).", UserWarning, stacklevel=user_stacklevel())
 
     # ------------------------------------------------------------------ loops
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
