@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._spec import resolve_padding  # the one place padding forms are understood
 from .activations import Activation
 from .base import Layer, user_stacklevel
 from .conv import Conv2D
@@ -489,19 +490,10 @@ def save_weights(model, path: PathLike) -> None:
 def _keras_padding(layer, padding):
     if isinstance(padding, str):
         return padding
-    if _all_zero(padding):  # explicit zeros, as from_torch writes torch's default padding=0
-        return "valid"
+    if resolve_padding(padding, (1, 1), (1, 1), (1, 1), (1, 1)) == (0, 0, 0, 0):  # as from_torch writes
+        return "valid"                                                                # torch's padding=0
     raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has padding={padding!r}; Keras has only "
                      "'valid' and 'same' (put a ZeroPadding2D before it)")
-
-
-def _all_zero(padding) -> bool:
-    """Whether an explicit padding (an int, a pair, or pairs of pairs) is zero on every side."""
-    if isinstance(padding, (int, np.integer)):
-        return int(padding) == 0
-    if isinstance(padding, (tuple, list)):
-        return all(_all_zero(p) for p in padding)
-    return False
 
 
 def _act_name(layer) -> str:
